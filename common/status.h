@@ -11,8 +11,17 @@ namespace bg {
 
 class Status {
  public:
-  enum class Code { kOk, kInvalidArgument, kNotFound, kConflict, kUnavailable, kInternal, kGone,
-                    kPermissionDenied, kTooLarge };
+  enum class Code {
+    kOk,
+    kInvalidArgument,
+    kNotFound,
+    kConflict,
+    kUnavailable,
+    kInternal,
+    kGone,
+    kPermissionDenied,
+    kTooLarge
+  };
 
   Status() = default;
   static Status Ok() { return Status(); }
@@ -41,7 +50,7 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return value_.has_value(); }

@@ -1,6 +1,6 @@
 // ResourceLookup: the read-only view of the cluster that admission handlers use.
-// It is the seam between handlers and the Kubernetes API: tests pass a FakeLookup, the server passes
-// a KubeLookup (kube/kube_lookup.h) backed by the API with a small TTL cache.
+// It is the seam between handlers and the Kubernetes API: tests pass a FakeLookup, the server
+// passes a KubeLookup (kube/kube_lookup.h) backed by the API with a small TTL cache.
 //
 // Contract: a lookup never fails. An object that does not exist, a name that is empty, and an API
 // that cannot be reached all answer "not found" (std::nullopt); the cause is logged by the

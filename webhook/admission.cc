@@ -4,10 +4,14 @@ namespace bg::webhook {
 
 const char* OperationName(Operation op) {
   switch (op) {
-    case Operation::kCreate: return "CREATE";
-    case Operation::kUpdate: return "UPDATE";
-    case Operation::kDelete: return "DELETE";
-    case Operation::kConnect: return "CONNECT";
+    case Operation::kCreate:
+      return "CREATE";
+    case Operation::kUpdate:
+      return "UPDATE";
+    case Operation::kDelete:
+      return "DELETE";
+    case Operation::kConnect:
+      return "CONNECT";
   }
   return "UNKNOWN";
 }
@@ -30,12 +34,23 @@ AdmissionResponse Denied(int code, std::string message) {
   r.code = code;
   r.message = std::move(message);
   switch (code) {
-    case 400: r.reason = "BadRequest"; break;
-    case 403: r.reason = "Forbidden"; break;
-    case 404: r.reason = "NotFound"; break;
-    case 409: r.reason = "Conflict"; break;
-    case 422: r.reason = "Invalid"; break;
-    default: break;
+    case 400:
+      r.reason = "BadRequest";
+      break;
+    case 403:
+      r.reason = "Forbidden";
+      break;
+    case 404:
+      r.reason = "NotFound";
+      break;
+    case 409:
+      r.reason = "Conflict";
+      break;
+    case 422:
+      r.reason = "Invalid";
+      break;
+    default:
+      break;
   }
   return r;
 }

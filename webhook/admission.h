@@ -1,5 +1,6 @@
 // The admission model handlers see. Handlers never see HTTP: the transport (server.cc) decodes
-// an AdmissionReview into an AdmissionRequest, calls one handler, and encodes its AdmissionResponse.
+// an AdmissionReview into an AdmissionRequest, calls one handler, and encodes its
+// AdmissionResponse.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -21,7 +22,7 @@ struct AdmissionRequest {
   std::string version;   // request.resource.version
   std::string resource;  // request.resource.resource (plural)
   std::string sub_resource;
-  std::string kind;      // request.kind.kind
+  std::string kind;  // request.kind.kind
   std::string name;
   std::string namespace_name;
   Operation operation = Operation::kCreate;

@@ -25,11 +25,16 @@ std::string Lower(std::string_view s) {
 }
 
 bool ParseOperation(const std::string& s, Operation* op) {
-  if (s == "CREATE") *op = Operation::kCreate;
-  else if (s == "UPDATE") *op = Operation::kUpdate;
-  else if (s == "DELETE") *op = Operation::kDelete;
-  else if (s == "CONNECT") *op = Operation::kConnect;
-  else return false;
+  if (s == "CREATE")
+    *op = Operation::kCreate;
+  else if (s == "UPDATE")
+    *op = Operation::kUpdate;
+  else if (s == "DELETE")
+    *op = Operation::kDelete;
+  else if (s == "CONNECT")
+    *op = Operation::kConnect;
+  else
+    return false;
   return true;
 }
 
@@ -69,12 +74,14 @@ std::variant<DecodedReview, DecodeError> DecodeReview(std::string_view body) {
   }
   json review = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (review.is_discarded()) return Fail(400, "malformed JSON: the body is not a JSON document");
-  if (!review.is_object()) return Fail(400, "malformed AdmissionReview: the body must be a JSON object");
+  if (!review.is_object())
+    return Fail(400, "malformed AdmissionReview: the body must be a JSON object");
 
   const auto api_version_it = review.find("apiVersion");
   const auto kind_it = review.find("kind");
   if (api_version_it == review.end() || !api_version_it->is_string()) {
-    return Fail(400, "missing apiVersion: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1");
+    return Fail(400,
+                "missing apiVersion: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1");
   }
   const std::string api_version = api_version_it->get<std::string>();
   if (api_version != "admission.k8s.io/v1" && api_version != "admission.k8s.io/v1beta1") {
@@ -98,7 +105,9 @@ std::variant<DecodedReview, DecodeError> DecodeReview(std::string_view body) {
   if (!OptionalString(req, "uid", &r.uid, &error)) return Fail(400, error, "", api_version);
   if (r.uid.empty()) return Fail(400, "missing request.uid", "", api_version);
 
-  auto shape = [&](std::string message) { return Fail(400, std::move(message), r.uid, api_version); };
+  auto shape = [&](std::string message) {
+    return Fail(400, std::move(message), r.uid, api_version);
+  };
 
   const auto resource_it = req.find("resource");
   if (resource_it == req.end() || !resource_it->is_object()) {
@@ -160,7 +169,8 @@ std::string EncodeReview(const std::string& api_version, const std::string& uid,
     resp["patchType"] = "JSONPatch";
     resp["patch"] = Base64(response.patch.dump());
   }
-  const json review = {{"apiVersion", api_version}, {"kind", "AdmissionReview"}, {"response", resp}};
+  const json review = {
+      {"apiVersion", api_version}, {"kind", "AdmissionReview"}, {"response", resp}};
   return review.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

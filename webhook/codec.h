@@ -10,7 +10,8 @@
 
 namespace bg::webhook {
 
-inline constexpr std::size_t kMaxReviewBytes = 7 * 1024 * 1024;  // kube-apiserver's own cap is ~3 MiB objects; 7 MiB leaves room for old+new
+inline constexpr std::size_t kMaxReviewBytes =
+    7 * 1024 * 1024;  // kube-apiserver's own cap is ~3 MiB objects; 7 MiB leaves room for old+new
 
 struct DecodedReview {
   std::string api_version;  // "admission.k8s.io/v1" or "admission.k8s.io/v1beta1"

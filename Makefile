@@ -1,0 +1,47 @@
+# backup-guard: `make run` and `make test` work on a fresh machine (they install what they need).
+SHELL := /bin/bash
+BUILD_DIR ?= build
+CACHE ?= $(HOME)/.cache/backup-guard
+JOBS ?= 2
+SOURCES := $(shell git ls-files --cached --others --exclude-standard '*.cc' '*.h' 2>/dev/null)
+
+.PHONY: all deps venv configure build test unit e2e lint format run clean
+
+all: build
+
+deps:
+	@./tools/ensure-deps.sh
+
+venv: deps
+	@./tools/ensure-venv.sh >/dev/null
+
+$(BUILD_DIR)/build.ninja: CMakeLists.txt
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DBG_VENV=$(CACHE)/venv >/dev/null
+
+configure: deps venv $(BUILD_DIR)/build.ninja
+
+build: configure
+	@ninja -C $(BUILD_DIR) -j $(JOBS)
+
+lint: build
+	@echo "lint: clang-format"
+	@clang-format --dry-run --Werror $(SOURCES)
+	@echo "lint: clang-tidy"
+	@./tools/run-clang-tidy.sh $(BUILD_DIR)
+
+format:
+	@clang-format -i $(SOURCES)
+
+unit: build
+	@cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure
+
+e2e: build
+	@./tests/e2e/run-e2e.sh
+
+test: lint unit e2e
+
+run: build
+	@./tests/e2e/run-local.sh
+
+clean:
+	rm -rf $(BUILD_DIR)

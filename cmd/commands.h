@@ -1,0 +1,14 @@
+#pragma once
+
+namespace bg::cmd {
+
+#ifndef BACKUP_GUARD_VERSION
+#define BACKUP_GUARD_VERSION "0.0.0-dev"
+#endif
+inline constexpr const char* kVersion = BACKUP_GUARD_VERSION;
+
+// Each takes the full argv; flags start at argv[2] (argv[3] for two-word commands).
+int Serve(int argc, char** argv);
+int CertsGenerate(int argc, char** argv);
+
+}  // namespace bg::cmd

@@ -1,0 +1,40 @@
+// backup-guard: the thin entry point. Each subcommand lives in its own file.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "cmd/commands.h"
+
+namespace {
+void Usage() {
+  std::fprintf(stderr,
+               "usage: backup-guard <command> [flags]\n"
+               "commands:\n"
+               "  serve            run the admission webhook server\n"
+               "  certs generate   write ca.crt, tls.crt and tls.key for local use\n"
+               "  version          print the version\n");
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    Usage();
+    return 2;
+  }
+  const std::string command = argv[1];
+  if (command == "serve") return bg::cmd::Serve(argc, argv);
+  if (command == "version" || command == "--version") {
+    std::printf("backup-guard %s\n", bg::cmd::kVersion);
+    return 0;
+  }
+  if (command == "certs" && argc >= 3 && std::strcmp(argv[2], "generate") == 0) {
+    return bg::cmd::CertsGenerate(argc, argv);
+  }
+  if (command == "help" || command == "--help" || command == "-h") {
+    Usage();
+    return 0;
+  }
+  std::fprintf(stderr, "backup-guard: unknown command \"%s\"\n", command.c_str());
+  Usage();
+  return 2;
+}

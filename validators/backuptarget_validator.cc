@@ -1,0 +1,25 @@
+#include "validators/backuptarget_validator.h"
+
+#include "common/longhorn.h"
+
+namespace bg::validators {
+
+bool DeletingConfirmed(kube::ResourceLookup& lookup, const std::string& ns) {
+  auto setting = lookup.Get(longhorn::resource::kSettings, ns, longhorn::kDeletingConfirmationFlag);
+  return setting && longhorn::StringAt(*setting, {"value"}) == "true";
+}
+
+webhook::AdmissionResponse ValidateBackupTargetDelete(kube::ResourceLookup& lookup,
+                                                      const webhook::AdmissionRequest& request) {
+  if (request.name != longhorn::kDefaultBackupTarget) return webhook::Allowed();
+  if (longhorn::HasAnnotation(request.old_object, longhorn::kDeleteBackupTargetAnnotation)) {
+    return webhook::Allowed();
+  }
+  if (DeletingConfirmed(lookup, request.namespace_name)) return webhook::Allowed();
+  return webhook::Denied(
+      403, "deleting the default BackupTarget is not allowed: annotate it with " +
+               std::string(longhorn::kDeleteBackupTargetAnnotation) + ", or set the Setting " +
+               std::string(longhorn::kDeletingConfirmationFlag) + " to \"true\" to uninstall");
+}
+
+}  // namespace bg::validators

@@ -1,0 +1,40 @@
+#include "validators/parents.h"
+
+#include "common/longhorn.h"
+
+namespace bg::validators {
+
+using nlohmann::json;
+
+ParentCheck CheckBackupParents(kube::ResourceLookup& lookup, const std::string& request_ns,
+                               const json& backup) {
+  auto missing = [](std::string reason) { return ParentCheck{false, std::move(reason)}; };
+  const std::string ns =
+      request_ns.empty() ? longhorn::StringAt(backup, {"metadata", "namespace"}) : request_ns;
+  const std::string target = longhorn::StringAt(backup, {"status", "backupTargetName"});
+  const std::string volume = longhorn::Label(backup, longhorn::kBackupVolumeLabel);
+  if (longhorn::IsDeleteCustomResourceOnly(backup)) {
+    return missing("it is labelled " + std::string(longhorn::kDeleteCustomResourceOnlyLabel));
+  }
+  if (target.empty()) {
+    return missing(
+        "status.backupTargetName is empty (the backup never completed), so its "
+        "BackupVolume is treated as not found");
+  }
+  if (volume.empty()) {
+    return missing("the " + std::string(longhorn::kBackupVolumeLabel) +
+                   " label is missing, so its BackupVolume is treated as not found");
+  }
+  if (!lookup.Get(longhorn::resource::kBackupTargets, ns, target)) {
+    return missing("BackupTarget \"" + target + "\" not found");
+  }
+  const std::string selector = std::string(longhorn::kBackupTargetLabel) + "=" + target + "," +
+                               std::string(longhorn::kBackupVolumeLabel) + "=" + volume;
+  if (lookup.List(longhorn::resource::kBackupVolumes, ns, selector).empty()) {
+    return missing("BackupVolume for volume \"" + volume + "\" on target \"" + target +
+                   "\" not found");
+  }
+  return ParentCheck{true, ""};
+}
+
+}  // namespace bg::validators

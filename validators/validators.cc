@@ -1,0 +1,35 @@
+#include "validators/validators.h"
+
+#include "common/longhorn.h"
+#include "validators/backup_validator.h"
+#include "validators/backuptarget_validator.h"
+#include "validators/finalizer_removal.h"
+#include "validators/systembackup_validator.h"
+
+namespace bg::validators {
+
+using webhook::AdmissionRequest;
+using webhook::Operation;
+namespace res = longhorn::resource;
+
+webhook::Registry BuildValidationRegistry(kube::ResourceLookup& lookup) {
+  webhook::Registry registry;
+  registry.AddBypass([](const AdmissionRequest& r) -> std::optional<webhook::AdmissionResponse> {
+    if (IsFinalizerOnlyRemoval(r)) return webhook::Allowed();
+    return std::nullopt;
+  });
+  const std::string_view g = longhorn::kGroup;
+  registry.Register(g, res::kBackups, Operation::kCreate, ValidateBackupCreate);
+  registry.Register(g, res::kBackups, Operation::kDelete, [&lookup](const AdmissionRequest& r) {
+    return ValidateBackupDelete(lookup, r);
+  });
+  registry.Register(
+      g, res::kSystemBackups, Operation::kCreate,
+      [&lookup](const AdmissionRequest& r) { return ValidateSystemBackupCreate(lookup, r); });
+  registry.Register(
+      g, res::kBackupTargets, Operation::kDelete,
+      [&lookup](const AdmissionRequest& r) { return ValidateBackupTargetDelete(lookup, r); });
+  return registry;
+}
+
+}  // namespace bg::validators

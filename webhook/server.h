@@ -1,0 +1,93 @@
+// The admission server: a TLS listener for AdmissionReview calls, /healthz and /readyz, and a plain
+// HTTP listener for /metrics. It alone decodes, enforces limits, echoes the uid and encodes;
+// handlers (the registries) never see HTTP.
+//
+// Lifecycle: Start() binds both listeners and returns once they accept; Shutdown() stops accepting,
+// waits (bounded) for requests in flight and returns. Neither may be called concurrently with
+// itself. Handlers run on the listener's worker threads, many at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "certs/identity.h"
+#include "common/status.h"
+#include "webhook/metrics.h"
+#include "webhook/registry.h"
+
+namespace httplib {
+class Server;
+class SSLServer;
+}  // namespace httplib
+
+namespace bg::webhook {
+
+inline constexpr char kMutationPath[] = "/v1/webhook/mutation";
+inline constexpr char kValidationPath[] = "/v1/webhook/validation";
+
+struct ServerOptions {
+  std::string listen_host = "0.0.0.0";
+  int listen_port = 9443;  // 0 picks a free port
+  std::string metrics_host = "0.0.0.0";
+  int metrics_port = 8080;
+  std::size_t max_body_bytes = 7 * 1024 * 1024;
+  // A client that sends nothing for this long is dropped, so a slow client cannot hold a worker.
+  std::chrono::seconds read_timeout{10};
+  std::chrono::seconds write_timeout{10};
+  // Longer than kube-apiserver's own idle-connection reuse window would be pointless; shorter
+  // than it makes the API server reconnect often. 30 s keeps reuse high with few idle workers.
+  std::chrono::seconds keep_alive_timeout{30};
+  // kube-apiserver reuses a connection for many calls; closing after a handful costs a handshake.
+  std::size_t keep_alive_max_requests = 10000;
+  std::size_t worker_threads = 64;
+  // SIGTERM: how long requests in flight may take to finish before the process exits anyway.
+  std::chrono::seconds shutdown_grace{20};
+};
+
+class Server {
+ public:
+  // Everything passed by reference must outlive the server. `lookups_ready` reports whether
+  // the cluster lookups can answer (part of /readyz).
+  Server(ServerOptions options, const Registry& mutation, const Registry& validation,
+         Metrics& metrics, certs::CertificateStore& certificates,
+         std::function<bool()> lookups_ready);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  Status Start();
+  void Shutdown();
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  bool Ready() const;
+
+ private:
+  void InstallRoutes();
+  void ProbeOwnListener();
+
+  ServerOptions options_;
+  const Registry& mutation_;
+  const Registry& validation_;
+  Metrics& metrics_;
+  certs::CertificateStore& certificates_;
+  std::function<bool()> lookups_ready_;
+
+  std::unique_ptr<httplib::SSLServer> tls_;
+  std::unique_ptr<httplib::Server> plain_;
+  std::thread tls_thread_;
+  std::thread plain_thread_;
+  std::thread probe_thread_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+  std::atomic<bool> listener_answers_{false};
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<int> in_flight_{0};
+  std::atomic<int> listeners_running_{0};
+};
+
+}  // namespace bg::webhook

@@ -1,0 +1,342 @@
+// Integration tests: the real server on port 0, called over real TLS by verifying clients.
+#include "webhook/server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "certs/generate.h"
+
+namespace bg::webhook {
+namespace {
+
+using nlohmann::json;
+
+json Review(const std::string& uid, const std::string& version = "admission.k8s.io/v1") {
+  return {{"apiVersion", version},
+          {"kind", "AdmissionReview"},
+          {"request",
+           {{"uid", uid},
+            {"kind", {{"group", "longhorn.io"}, {"version", "v1beta2"}, {"kind", "SystemBackup"}}},
+            {"resource",
+             {{"group", "longhorn.io"}, {"version", "v1beta2"}, {"resource", "systembackups"}}},
+            {"name", "secret-object-name"},
+            {"namespace", "secret-namespace"},
+            {"operation", "CREATE"},
+            {"object", {{"metadata", {{"name", "secret-object-name"}}}}}}}};
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ca = certs::GenerateCa("test-ca", std::chrono::hours(1));
+    ASSERT_TRUE(ca.ok());
+    ca_pem_ = ca->cert_pem;
+    auto leaf =
+        certs::GenerateServingCert(*ca, {"localhost"}, {"127.0.0.1"}, std::chrono::hours(1));
+    ASSERT_TRUE(leaf.ok());
+    auto id = certs::TlsIdentity::FromPem(leaf->cert_pem, leaf->key_pem);
+    ASSERT_TRUE(id.ok());
+    store_.Set(*id);
+
+    mutation_.Register("longhorn.io", "systembackups", Operation::kCreate,
+                       [](const AdmissionRequest& r) {
+                         json modified = r.object;
+                         modified["metadata"]["finalizers"] = json::array({"longhorn.io"});
+                         return Patched(r.object, modified);
+                       });
+    validation_.Register(
+        "longhorn.io", "systembackups", Operation::kCreate,
+        [](const AdmissionRequest&) -> AdmissionResponse { throw std::runtime_error("boom"); });
+    ServerOptions options;
+    options.listen_host = "127.0.0.1";
+    options.listen_port = 0;
+    options.metrics_host = "127.0.0.1";
+    options.metrics_port = 0;
+    options.read_timeout = std::chrono::seconds(1);
+    options.keep_alive_timeout = std::chrono::seconds(1);
+    options.shutdown_grace = std::chrono::seconds(5);
+    server_ = std::make_unique<Server>(options, mutation_, validation_, metrics_, store_,
+                                       [this] { return lookups_ready_.load(); });
+    ASSERT_TRUE(server_->Start().ok());
+    for (int i = 0; i < 200 && !server_->Ready(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ASSERT_TRUE(server_->Ready());
+  }
+
+  void TearDown() override { server_.reset(); }
+
+  // A client that verifies the chain and the SAN against the host it dials.
+  std::unique_ptr<httplib::SSLClient> Client(const std::string& host = "127.0.0.1") {
+    auto client = std::make_unique<httplib::SSLClient>(host, server_->port());
+    BIO* bio = BIO_new_mem_buf(ca_pem_.data(), static_cast<int>(ca_pem_.size()));
+    X509* ca = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    X509_STORE* store = X509_STORE_new();
+    X509_STORE_add_cert(store, ca);
+    X509_free(ca);
+    client->set_ca_cert_store(store);
+    client->enable_server_certificate_verification(true);
+    client->set_read_timeout(std::chrono::seconds(10));
+    return client;
+  }
+
+  httplib::Result Post(const std::string& path, const std::string& body,
+                       const std::string& content_type = "application/json") {
+    return Client()->Post(path.c_str(), body, content_type.c_str());
+  }
+
+  void ExpectStillAnswers() {
+    auto res = Post(kMutationPath, Review("still-alive").dump());
+    ASSERT_TRUE(res) << "server stopped answering";
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(json::parse(res->body)["response"]["uid"], "still-alive");
+  }
+
+  std::string ca_pem_;
+  certs::CertificateStore store_;
+  Registry mutation_;
+  Registry validation_;
+  Metrics metrics_{"test"};
+  std::atomic<bool> lookups_ready_{true};
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(ServerTest, MutationAnswerEchoesUidAndCarriesBase64JsonPatch) {
+  auto res = Post(kMutationPath, Review("uid-1").dump());
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json out = json::parse(res->body);
+  EXPECT_EQ(out["apiVersion"], "admission.k8s.io/v1");
+  EXPECT_EQ(out["kind"], "AdmissionReview");
+  EXPECT_EQ(out["response"]["uid"], "uid-1");
+  EXPECT_EQ(out["response"]["allowed"], true);
+  EXPECT_EQ(out["response"]["patchType"], "JSONPatch");
+  EXPECT_FALSE(out["response"]["patch"].get<std::string>().empty());
+}
+
+TEST_F(ServerTest, V1beta1IsAnsweredInV1beta1) {
+  auto res = Post(kMutationPath, Review("uid-b", "admission.k8s.io/v1beta1").dump());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(json::parse(res->body)["apiVersion"], "admission.k8s.io/v1beta1");
+}
+
+TEST_F(ServerTest, ServingCertificateVerifiesByIpSanAndByDnsSan) {
+  EXPECT_TRUE(Client("127.0.0.1")->Get("/healthz"));
+  EXPECT_TRUE(Client("localhost")->Get("/healthz"));
+}
+
+TEST_F(ServerTest, ClientDialingANameOutsideTheSansIsRefused) {
+  // 127.0.0.2 reaches the same loopback listener only if bound to it; dial a name instead.
+  auto client = Client("127.0.0.1");
+  client->set_ca_cert_store(X509_STORE_new());  // trusts nothing
+  EXPECT_FALSE(client->Get("/healthz"));
+}
+
+TEST_F(ServerTest, Tls11IsRefusedAndTls12IsAccepted) {
+  auto handshake = [&](int max_version) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_security_level(ctx, 0);  // let the client offer old versions; the server decides
+    SSL_CTX_set_cipher_list(ctx, "ALL:@SECLEVEL=0");
+    SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, max_version);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    const bool ok = SSL_connect(ssl) == 1;
+    ERR_clear_error();
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+    return ok;
+  };
+  EXPECT_FALSE(handshake(TLS1_1_VERSION));
+  EXPECT_FALSE(handshake(TLS1_VERSION));
+  EXPECT_TRUE(handshake(TLS1_2_VERSION));
+  ExpectStillAnswers();
+}
+
+TEST_F(ServerTest, EmptyBodyIs400AndServerCarriesOn) {
+  auto res = Post(kMutationPath, "");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(res->body.find("empty body"), std::string::npos);
+  ExpectStillAnswers();
+}
+
+TEST_F(ServerTest, MalformedJsonIs400AndServerCarriesOn) {
+  auto res = Post(kValidationPath, "{not json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(res->body.find("malformed JSON"), std::string::npos);
+  ExpectStillAnswers();
+}
+
+TEST_F(ServerTest, BodyOver7MiBIs413AndServerCarriesOn) {
+  std::string big = Review("big").dump();
+  big.insert(big.size() - 1, ",\"pad\":\"" + std::string(7 * 1024 * 1024, 'x') + "\"");
+  auto res = Post(kMutationPath, big);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 413);
+  EXPECT_NE(res->body.find("exceeds the limit"), std::string::npos) << res->body;
+  ExpectStillAnswers();
+}
+
+TEST_F(ServerTest, NonJsonContentTypeIs415AndServerCarriesOn) {
+  auto res = Post(kMutationPath, Review("ct").dump(), "text/plain");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 415);
+  EXPECT_NE(res->body.find("Content-Type"), std::string::npos);
+  ExpectStillAnswers();
+}
+
+TEST_F(ServerTest, WrongApiVersionKindUidRequestAndShapeAre400) {
+  std::vector<json> bad;
+  json r = Review("x");
+  r["apiVersion"] = "admission.k8s.io/v9";
+  bad.push_back(r);
+  r = Review("x");
+  r["kind"] = "Pod";
+  bad.push_back(r);
+  r = Review("x");
+  r["request"].erase("uid");
+  bad.push_back(r);
+  r = Review("x");
+  r.erase("request");
+  bad.push_back(r);
+  r = Review("x");
+  r["request"]["object"] = json::array({1});
+  bad.push_back(r);
+  for (const json& body : bad) {
+    auto res = Post(kMutationPath, body.dump());
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << body.dump();
+    EXPECT_FALSE(
+        json::parse(res->body)["response"]["status"]["message"].get<std::string>().empty());
+  }
+  ExpectStillAnswers();
+}
+
+TEST_F(ServerTest, ExceptionInHandlerIs500ThatEchoesUid) {
+  auto res = Post(kValidationPath, Review("uid-throw").dump());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 500);
+  json out = json::parse(res->body);
+  EXPECT_EQ(out["response"]["uid"], "uid-throw");
+  EXPECT_EQ(out["response"]["allowed"], false);
+  EXPECT_NE(out["response"]["status"]["message"].get<std::string>().find("boom"),
+            std::string::npos);
+  ExpectStillAnswers();
+}
+
+TEST_F(ServerTest, KeepAliveConnectionServesManyRequests) {
+  // One TLS connection, many requests: a raw socket makes reuse observable.
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  ASSERT_EQ(SSL_connect(ssl), 1);
+  const std::string body = Review("ka").dump();
+  const std::string request =
+      "POST /v1/webhook/mutation HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  constexpr int kRequests = 100;  // well past cpp-httplib's default of 5 per connection
+  int answered = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_EQ(SSL_write(ssl, request.data(), static_cast<int>(request.size())),
+              static_cast<int>(request.size()));
+    std::string got;
+    char buf[4096];
+    while (true) {
+      const auto header_end = got.find("\r\n\r\n");
+      if (header_end != std::string::npos) {
+        const auto cl = got.find("Content-Length: ");
+        ASSERT_NE(cl, std::string::npos);
+        const size_t len = std::stoul(got.substr(cl + 16));
+        if (got.size() >= header_end + 4 + len) break;
+      }
+      const int n = SSL_read(ssl, buf, sizeof(buf));
+      ASSERT_GT(n, 0) << "connection closed after " << answered << " requests";
+      got.append(buf, static_cast<size_t>(n));
+    }
+    EXPECT_EQ(got.find("Connection: close"), std::string::npos);
+    ++answered;
+  }
+  EXPECT_EQ(answered, kRequests);
+  SSL_free(ssl);
+  close(fd);
+  SSL_CTX_free(ctx);
+}
+
+TEST_F(ServerTest, SilentClientIsDroppedAndDoesNotHoldTheServer) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ExpectStillAnswers();  // others are served while it sits there
+  timeval tv{15, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char c;
+  EXPECT_EQ(recv(fd, &c, 1, 0), 0) << "the server should close a connection that never speaks";
+  close(fd);
+}
+
+TEST_F(ServerTest, ReadyzFollowsLookupsAndHealthzIsAlwaysOk) {
+  auto client = Client();
+  EXPECT_EQ(client->Get("/readyz")->status, 200);
+  lookups_ready_ = false;
+  auto res = client->Get("/readyz");
+  EXPECT_EQ(res->status, 503);
+  EXPECT_NE(res->body.find("lookups"), std::string::npos);
+  EXPECT_EQ(client->Get("/healthz")->status, 200);
+}
+
+TEST_F(ServerTest, MetricsCountRequestsWithoutObjectNames) {
+  ASSERT_TRUE(Post(kMutationPath, Review("m1").dump()));
+  ASSERT_TRUE(Post(kMutationPath, "{bad"));
+  httplib::Client plain("127.0.0.1", server_->metrics_port());
+  auto res = plain.Get("/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  const std::string& text = res->body;
+  EXPECT_NE(text.find("backup_guard_admission_requests_total{"), std::string::npos);
+  EXPECT_NE(text.find("code=\"400\""), std::string::npos);
+  EXPECT_NE(text.find("backup_guard_admission_duration_seconds_bucket"), std::string::npos);
+  EXPECT_NE(text.find("backup_guard_admission_requests_in_flight"), std::string::npos);
+  EXPECT_NE(text.find("backup_guard_build_info{version=\"test\"} 1"), std::string::npos);
+  EXPECT_EQ(text.find("secret-object-name"), std::string::npos);
+  EXPECT_EQ(text.find("secret-namespace"), std::string::npos);
+}
+
+TEST_F(ServerTest, ShutdownStopsAcceptingAndFinishes) {
+  const int port = server_->port();
+  server_->Shutdown();
+  httplib::SSLClient client("127.0.0.1", port);
+  client.enable_server_certificate_verification(false);
+  client.set_connection_timeout(std::chrono::seconds(1));
+  EXPECT_FALSE(client.Get("/healthz"));
+}
+
+}  // namespace
+}  // namespace bg::webhook
