@@ -9,6 +9,7 @@
 
 #include "common/longhorn.h"
 #include "kube/lookup.h"
+#include "webhook/admission.h"
 
 namespace bg::testing {
 

@@ -1,0 +1,68 @@
+// KubeApi: typed reads and writes of Kubernetes objects, and watches. It is the seam between the
+// finalizer processor (and `uninstall`) and the API server: tests pass a fake, the binary passes
+// RestKubeApi (kube/rest_api.h) over an ApiTransport.
+//
+// Errors map from HTTP: 404 NotFound, 409 Conflict, 410 Gone (watch too old), 403 PermissionDenied,
+// 422/400 InvalidArgument, anything else and network failures Unavailable.
+//
+// Thread-safety: implementations are safe to call from many threads at once.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+
+namespace bg::kube {
+
+struct ResourceRef {
+  std::string group;  // "" for the core group
+  std::string version;
+  std::string resource;  // plural
+  std::string kind;
+};
+
+// longhorn.io/v1beta2 resources and the Lease.
+ResourceRef LonghornResource(std::string_view plural);
+inline const ResourceRef kLeases{"coordination.k8s.io", "v1", "leases", "Lease"};
+
+struct WatchEvent {
+  std::string type;  // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
+  nlohmann::json object;
+};
+
+class KubeApi {
+ public:
+  virtual ~KubeApi() = default;
+
+  virtual Result<nlohmann::json> Get(const ResourceRef& r, const std::string& ns,
+                                     const std::string& name) = 0;
+  // The whole List object (items and metadata.resourceVersion). `label_selector` may be empty.
+  virtual Result<nlohmann::json> List(const ResourceRef& r, const std::string& ns,
+                                      const std::string& label_selector) = 0;
+  virtual Result<nlohmann::json> Create(const ResourceRef& r, const std::string& ns,
+                                        const nlohmann::json& obj) = 0;
+  // PUT; obj carries metadata.resourceVersion for optimistic concurrency.
+  virtual Result<nlohmann::json> Update(const ResourceRef& r, const std::string& ns,
+                                        const nlohmann::json& obj) = 0;
+  // application/merge-patch+json. Include metadata.resourceVersion in `patch` for optimistic
+  // concurrency (a stale version answers Conflict).
+  virtual Result<nlohmann::json> MergePatch(const ResourceRef& r, const std::string& ns,
+                                            const std::string& name,
+                                            const nlohmann::json& patch) = 0;
+  // DELETE with background propagation; with `uid`, a precondition on it.
+  virtual Status Delete(const ResourceRef& r, const std::string& ns, const std::string& name,
+                        const std::string& uid = "") = 0;
+  // Streams events from `resource_version` (allowWatchBookmarks=true) until the server ends the
+  // stream (Ok), `on_event` returns false (Ok), `stop` becomes true (Ok), or an error. A 410
+  // answer, or an ERROR event with code 410, returns Gone.
+  virtual Status Watch(const ResourceRef& r, const std::string& ns,
+                       const std::string& resource_version,
+                       const std::function<bool(const WatchEvent&)>& on_event,
+                       const std::atomic<bool>& stop) = 0;
+};
+
+}  // namespace bg::kube

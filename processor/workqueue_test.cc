@@ -1,0 +1,99 @@
+#include "processor/workqueue.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+namespace bg::processor {
+namespace {
+
+using std::chrono::milliseconds;
+
+TEST(WorkQueueTest, AKeyIsQueuedOnce) {
+  WorkQueue q(milliseconds(1), milliseconds(10));
+  q.Add("a");
+  q.Add("a");
+  q.Add("b");
+  EXPECT_EQ(q.Depth(), 2u);
+}
+
+TEST(WorkQueueTest, KeyAddedWhileProcessingIsRequeuedOnDoneNotHandedOutTwice) {
+  WorkQueue q(milliseconds(1), milliseconds(10));
+  q.Add("a");
+  std::string key;
+  ASSERT_TRUE(q.Get(&key));
+  q.Add("a");
+  EXPECT_EQ(q.Depth(), 0u) << "must not be handed to a second worker while held";
+  q.Done("a");
+  EXPECT_EQ(q.Depth(), 1u);
+}
+
+TEST(WorkQueueTest, BackoffGrowsPerKeyAndForgetResetsIt) {
+  WorkQueue q(milliseconds(1), milliseconds(1000));
+  q.AddRateLimited("a");
+  q.AddRateLimited("a");
+  q.AddRateLimited("a");
+  EXPECT_EQ(q.Retries("a"), 3);
+  EXPECT_EQ(q.Retries("b"), 0);
+  q.Forget("a");
+  EXPECT_EQ(q.Retries("a"), 0);
+}
+
+TEST(WorkQueueTest, DelayedKeyArrives) {
+  WorkQueue q(milliseconds(1), milliseconds(10));
+  q.AddAfter("later", milliseconds(20));
+  std::string key;
+  ASSERT_TRUE(q.Get(&key));  // blocks until the delay has passed
+  EXPECT_EQ(key, "later");
+}
+
+TEST(WorkQueueTest, ShutDownReleasesWaitingWorkers) {
+  WorkQueue q(milliseconds(1), milliseconds(10));
+  std::atomic<bool> returned{false};
+  std::thread worker([&] {
+    std::string key;
+    EXPECT_FALSE(q.Get(&key));
+    returned = true;
+  });
+  q.ShutDown();
+  worker.join();
+  EXPECT_TRUE(returned);
+}
+
+TEST(WorkQueueTest, ManyWorkersNeverShareAKey) {
+  WorkQueue q(milliseconds(1), milliseconds(10));
+  std::mutex mu;
+  std::set<std::string> held;
+  std::atomic<int> processed{0};
+  std::atomic<bool> overlap{false};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 4; ++w) {
+    workers.emplace_back([&] {
+      std::string key;
+      while (q.Get(&key)) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          if (!held.insert(key).second) overlap = true;
+        }
+        std::this_thread::yield();
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          held.erase(key);
+        }
+        ++processed;
+        q.Done(key);
+      }
+    });
+  }
+  for (int i = 0; i < 2000; ++i) q.Add("k" + std::to_string(i % 7));
+  while (q.Depth() > 0) std::this_thread::sleep_for(milliseconds(1));
+  std::this_thread::sleep_for(milliseconds(20));
+  q.ShutDown();
+  for (auto& t : workers) t.join();
+  EXPECT_FALSE(overlap);
+  EXPECT_GT(processed.load(), 0);
+}
+
+}  // namespace
+}  // namespace bg::processor
