@@ -147,7 +147,7 @@ class Longhorn:
         try:
             self.api.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace or self.namespace, PLURALS[kind], name,
-                [{"op": "replace", "path": "/metadata/finalizers", "value": []}])
+                {"metadata": {"finalizers": None}})
         except ApiException as e:
             if e.status not in (404, 422):
                 raise

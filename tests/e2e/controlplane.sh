@@ -3,9 +3,12 @@
 # kube-controller-manager (garbage collector, namespace and service-account controllers), all on
 # 127.0.0.1 with free ports, no kubelet, no containers.
 #
-# Usage: controlplane.sh up|down|env|status
+# Usage: controlplane.sh up [--crds FILE]... | down | env | status
 #   up      start everything (a fresh etcd every time), wait until /readyz is ok and the controller
-#           manager works; the last line on stdout is KUBECONFIG=<admin kubeconfig>
+#           manager works; the last line on stdout is KUBECONFIG=<admin kubeconfig>.
+#           --crds FILE applies CRDs (waiting until Established) before the controller manager
+#           starts, so its garbage collector watches them at once; CRDs created later are only
+#           picked up at its next discovery sync (every 30 s, fixed in kube-controller-manager).
 #   down    stop every process `up` started (TERM, then KILL) and keep the state dir for its logs
 #   env     print KUBECONFIG=<path> for a plane that is already running (exit 1 if none)
 #   status  print the components and their pids
@@ -30,7 +33,16 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 
 pid_of() { cat "$state/pids/$1" 2>/dev/null || true; }
-alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# A pid is ours while it exists, is not a zombie (an exited child not reaped yet), and still runs
+# the component's binary (guards against a recycled pid from a stale pid file).
+pid_runs() { # pid component
+  local st cmd
+  st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ "${st%% *}" != Z ] || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *"$2"* ]]
+}
+alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && pid_runs "$p" "$1"; }
 
 show_log() { # component [lines]
   local f=$state/logs/$1.log
@@ -47,17 +59,17 @@ stop_one() {
   local name=$1 p i
   p=$(pid_of "$name")
   [ -n "$p" ] || return 0
-  if kill -0 "$p" 2>/dev/null; then
+  if pid_runs "$p" "$name"; then
     kill -TERM "$p" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do # up to 10 s
-      kill -0 "$p" 2>/dev/null || break
+      pid_runs "$p" "$name" || break
       sleep 0.1
     done
-    if kill -0 "$p" 2>/dev/null; then
+    if pid_runs "$p" "$name"; then
       log "$name (pid $p) ignored TERM, sending KILL"
       kill -KILL "$p" 2>/dev/null || true
       for ((i = 0; i < 50; i++)); do
-        kill -0 "$p" 2>/dev/null || break
+        pid_runs "$p" "$name" || break
         sleep 0.1
       done
     fi
@@ -244,6 +256,17 @@ up() {
   wait_for kube-apiserver "kube-apiserver /readyz on 127.0.0.1:$apiserver_port" \
     "$kubectl" --kubeconfig="$kc" --request-timeout=5s get --raw /readyz
 
+  local f names
+  for f in ${crd_files[@]+"${crd_files[@]}"}; do
+    "$kubectl" --kubeconfig="$kc" apply -f "$f" >"$state/logs/crds.log" 2>&1 \
+      || die "applying CRDs from $f failed" crds
+    names=$("$kubectl" --kubeconfig="$kc" get -f "$f" -o name 2>>"$state/logs/crds.log")
+    # shellcheck disable=SC2086
+    "$kubectl" --kubeconfig="$kc" wait --for=condition=Established --timeout="${timeout}s" $names \
+      >>"$state/logs/crds.log" 2>&1 || die "CRDs from $f did not become Established" crds
+    log "applied CRDs from $f"
+  done
+
   start kube-controller-manager "$bindir/kube-controller-manager" \
     --kubeconfig="$state/kube-controller-manager.kubeconfig" \
     --controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller,serviceaccount-controller \
@@ -287,10 +310,19 @@ status() {
   return $rc
 }
 
+crd_files=()
 case ${1:-} in
-  up) up ;;
+  up)
+    shift
+    while (($#)); do
+      case $1 in
+        --crds) [ -r "${2:-}" ] || die "--crds needs a readable file"; crd_files+=("$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"); shift 2 ;;
+        *) die "unknown argument to up: $1" ;;
+      esac
+    done
+    up ;;
   down) down ;;
   env) env_cmd ;;
   status) status ;;
-  *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--crds FILE]... | down | env | status" >&2; exit 2 ;;
 esac

@@ -65,7 +65,7 @@ export BG_BIN_DIR=$bindir KUBECTL=$bindir/kubectl
 venv=$("$root/tools/ensure-venv.sh")
 py=$venv/bin/python
 
-kc_line=$("$here/controlplane.sh" up | tail -n 1)
+kc_line=$("$here/controlplane.sh" up --crds "$here/manifests/crds.yaml" | tail -n 1)
 export BG_KUBECONFIG=${kc_line#KUBECONFIG=}
 [ -f "$BG_KUBECONFIG" ] || { log "controlplane.sh up did not print a kubeconfig"; exit 1; }
 export BG_LOG_DIR=$BG_STATE_DIR/logs

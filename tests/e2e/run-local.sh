@@ -32,13 +32,19 @@ bin=${BACKUP_GUARD_BIN:-$root/build/backup-guard}
 export BG_STATE_DIR=${BG_STATE_DIR:-/tmp/backup-guard-cp}
 
 server_pid=
+# true while the pid exists and is not a zombie (exited, not reaped yet)
+running() { local st; st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) && [ "${st%% *}" != Z ]; }
 cleanup() {
   trap - EXIT INT TERM
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+  if [ -n "$server_pid" ] && running "$server_pid"; then
     log "stopping backup-guard (pid $server_pid)"
     kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
+    for _ in $(seq 100); do running "$server_pid" || break; sleep 0.1; done
+    if running "$server_pid"; then
+      log "backup-guard did not exit 10 s after TERM; sending KILL"
+      kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    wait "$server_pid" 2>/dev/null || true
   fi
   log "stopping the control plane"
   "$here/controlplane.sh" down || true
@@ -49,7 +55,7 @@ trap 'exit 143' TERM
 
 bindir=$("$here/build-tools.sh" --print-dir kube-apiserver kube-controller-manager kubectl etcd)
 export BG_BIN_DIR=$bindir KUBECTL=$bindir/kubectl
-kc_line=$("$here/controlplane.sh" up | tail -n 1)
+kc_line=$("$here/controlplane.sh" up --crds "$here/manifests/crds.yaml" | tail -n 1)
 kubeconfig=${kc_line#KUBECONFIG=}
 [ -f "$kubeconfig" ] || die "controlplane.sh up did not print a kubeconfig"
 
