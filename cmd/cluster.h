@@ -8,10 +8,17 @@
 
 #include "common/status.h"
 #include "kube/lookup.h"
+#include "kube/transport.h"
 
 namespace bg::cmd {
 
-Result<std::unique_ptr<kube::ResourceLookup>> MakeLookup(const std::string& kubeconfig,
-                                                         std::chrono::milliseconds cache_ttl);
+struct ClusterConnection {
+  std::shared_ptr<kube::ApiTransport> transport;  // null when there is no cluster
+  std::unique_ptr<kube::ResourceLookup> lookup;   // never null
+};
+
+// `require` makes a missing cluster an error (commands that cannot work without one).
+Result<ClusterConnection> ConnectCluster(const std::string& kubeconfig,
+                                         std::chrono::milliseconds cache_ttl, bool require);
 
 }  // namespace bg::cmd

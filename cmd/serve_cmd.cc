@@ -69,10 +69,11 @@ int Serve(int argc, char** argv) {
   certs::CertificateStore certificates;
   certificates.Set(*identity);
 
-  auto lookup = MakeLookup(flags.Get("kubeconfig"),
-                           std::chrono::milliseconds(static_cast<long long>(cache_ttl * 1000)));
-  if (!lookup.ok()) return Fail(lookup.status().message());
-  kube::ResourceLookup& cluster = *lookup.value();
+  auto connection = ConnectCluster(
+      flags.Get("kubeconfig"), std::chrono::milliseconds(static_cast<long long>(cache_ttl * 1000)),
+      /*require=*/false);
+  if (!connection.ok()) return Fail(connection.status().message());
+  kube::ResourceLookup& cluster = *connection->lookup;
 
   // Block the stop signals in every thread; the main thread waits for them below.
   sigset_t stop_signals;

@@ -14,6 +14,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// After the last request in flight has finished, how long shutdown waits for idle keep-alive
+// connections to close by themselves before leaving them to process exit.
+constexpr std::chrono::milliseconds kIdleConnectionWait{1500};
+
 // TLS 1.2 suites: ECDHE with AEAD ciphers only. TLS 1.3 suites are all AEAD.
 constexpr char kTls12Ciphers[] =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -256,9 +260,10 @@ void Server::Shutdown() {
     log::Warn("shutdown grace elapsed with requests in flight", {{"in_flight", in_flight_.load()}});
   }
   if (probe_thread_.joinable()) probe_thread_.join();
-  // The listener threads end once their idle keep-alive connections time out (no request rides
-  // on those). Wait for that within the grace; past it, leave them to the exiting process.
-  while (listeners_running_.load() > 0 && Clock::now() < deadline) {
+  // The listener threads end once their idle keep-alive connections time out. No request rides on
+  // those, so wait only briefly; past that, the exiting process closes them.
+  const auto idle_deadline = std::min(deadline, Clock::now() + kIdleConnectionWait);
+  while (listeners_running_.load() > 0 && Clock::now() < idle_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (listeners_running_.load() == 0) {

@@ -1,0 +1,97 @@
+#include "kube/leader_election.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "tests/testing/fake_kube_api.h"
+
+namespace bg::kube {
+namespace {
+
+using testing::FakeKubeApi;
+
+template <typename Pred>
+bool Eventually(Pred pred, int ms = 5000) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+LeaderElectionOptions Fast(const std::string& id) {
+  LeaderElectionOptions o;
+  o.identity = id;
+  o.ns = "ns";
+  o.lease_duration = std::chrono::milliseconds(1000);
+  o.renew_deadline = std::chrono::milliseconds(600);
+  o.retry_period = std::chrono::milliseconds(50);
+  return o;
+}
+
+struct Candidate {
+  Candidate(FakeKubeApi& api, const std::string& id)
+      : elector(
+            api, Fast(id), [this] { ++started; }, [this] { ++stopped; }),
+        thread([this] { elector.Run(stop); }) {}
+  ~Candidate() { Stop(); }
+  void Stop() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+  std::atomic<int> started{0};
+  std::atomic<int> stopped{0};
+  std::atomic<bool> stop{false};
+  LeaderElector elector;
+  std::thread thread;
+};
+
+TEST(LeaderElectionTest, OnlyOneOfTwoCandidatesLeads) {
+  FakeKubeApi api;
+  Candidate a(api, "a"), b(api, "b");
+  ASSERT_TRUE(Eventually([&] { return a.elector.IsLeader() || b.elector.IsLeader(); }));
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_FALSE(a.elector.IsLeader() && b.elector.IsLeader());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto lease = api.Peek(kLeases, "ns", "backup-guard");
+  ASSERT_TRUE(lease.has_value());
+  const std::string holder = (*lease)["spec"]["holderIdentity"];
+  EXPECT_EQ(holder == "a", a.elector.IsLeader());
+}
+
+TEST(LeaderElectionTest, StoppedLeaderReleasesAndTheOtherTakesOver) {
+  FakeKubeApi api;
+  auto a = std::make_unique<Candidate>(api, "a");
+  ASSERT_TRUE(Eventually([&] { return a->elector.IsLeader(); }));
+  Candidate b(api, "b");
+  a->Stop();
+  EXPECT_EQ(a->stopped.load(), 1);
+  ASSERT_TRUE(Eventually([&] { return b.elector.IsLeader(); }));
+  EXPECT_EQ((*api.Peek(kLeases, "ns", "backup-guard"))["spec"]["leaseTransitions"], 1);
+}
+
+TEST(LeaderElectionTest, LeaderThatCannotRenewStopsActingAtTheDeadline) {
+  FakeKubeApi api;
+  Candidate a(api, "a");
+  ASSERT_TRUE(Eventually([&] { return a.elector.IsLeader(); }));
+  api.FailNext("get", 1000000, Status::Unavailable("API server unreachable"));
+  ASSERT_TRUE(Eventually([&] { return !a.elector.IsLeader(); }, 3000));
+  ASSERT_TRUE(Eventually([&] { return a.stopped.load() == 1; }, 3000));
+}
+
+TEST(LeaderElectionTest, ExpiredLeaseOfACrashedHolderIsTaken) {
+  FakeKubeApi api;
+  api.Seed(kLeases, {{"metadata", {{"name", "backup-guard"}, {"namespace", "ns"}}},
+                     {"spec",
+                      {{"holderIdentity", "crashed"},
+                       {"leaseDurationSeconds", 1},
+                       {"renewTime", "2026-01-01T00:00:00.000000Z"}}}});
+  Candidate b(api, "b");
+  EXPECT_FALSE(b.elector.IsLeader());
+  ASSERT_TRUE(Eventually([&] { return b.elector.IsLeader(); }, 4000));
+}
+
+}  // namespace
+}  // namespace bg::kube

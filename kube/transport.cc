@@ -1,0 +1,314 @@
+#include "kube/transport.h"
+
+#include <httplib.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include <climits>
+#include <utility>
+
+#include "common/log.h"
+
+namespace bg::kube {
+namespace {
+
+struct X509Deleter {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct PkeyDeleter {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+struct BioDeleter {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
+using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+
+// The CA certificates a server must chain to when the cluster config names any.
+struct PinnedAnchors {
+  std::vector<X509Ptr> certs;
+};
+
+std::string OpenSslError() {
+  const unsigned long code = ERR_peek_last_error();
+  ERR_clear_error();
+  if (code == 0) return "unknown error";
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof(buf));
+  return buf;
+}
+
+Result<BioPtr> MemoryBio(const std::string& pem, const char* what) {
+  if (pem.size() > static_cast<size_t>(INT_MAX)) {
+    return Status::InvalidArgument(std::string(what) + " is too large");
+  }
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return Status::Internal(std::string(what) + ": " + OpenSslError());
+  return bio;
+}
+
+// Every certificate of a PEM bundle, in order. A bundle without any is an error.
+Result<std::vector<X509Ptr>> ParseCertificates(const std::string& pem, const char* what) {
+  Result<BioPtr> bio = MemoryBio(pem, what);
+  if (!bio.ok()) return bio.status();
+  std::vector<X509Ptr> certs;
+  ERR_clear_error();
+  while (X509* cert = PEM_read_bio_X509(bio.value().get(), nullptr, nullptr, nullptr)) {
+    certs.emplace_back(cert);
+  }
+  // Reading stops with "no start line" at the end of the data; any other error is real.
+  const unsigned long err = ERR_peek_last_error();
+  if (err != 0 &&
+      !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE)) {
+    return Status::InvalidArgument(std::string(what) +
+                                   ": malformed PEM certificate: " + OpenSslError());
+  }
+  ERR_clear_error();
+  if (certs.empty()) {
+    return Status::InvalidArgument(std::string(what) + ": no PEM certificate found");
+  }
+  return certs;
+}
+
+// Never prompts for a passphrase (OpenSSL's default would read the terminal).
+int RefusePassphrase(char*, int, int, void*) { return 0; }
+
+Result<PkeyPtr> ParsePrivateKey(const std::string& pem) {
+  Result<BioPtr> bio = MemoryBio(pem, "client key");
+  if (!bio.ok()) return bio.status();
+  ERR_clear_error();
+  PkeyPtr key(PEM_read_bio_PrivateKey(bio.value().get(), nullptr, &RefusePassphrase, nullptr));
+  if (!key) {
+    return Status::InvalidArgument(
+        "client key: not a PEM private key (encrypted keys are not "
+        "supported): " +
+        OpenSslError());
+  }
+  return key;
+}
+
+int PinnedAnchorsIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// Verification callback: OpenSSL has built and checked the chain (against a store that httplib
+// also fills with the system trust store); the anchor it ended at must be one of the cluster's CAs.
+int VerifyPinnedAnchor(int preverify_ok, X509_STORE_CTX* store_ctx) {
+  if (preverify_ok != 1) return preverify_ok;
+  STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(store_ctx);
+  const int depth = X509_STORE_CTX_get_error_depth(store_ctx);
+  if (chain == nullptr || depth != sk_X509_num(chain) - 1) return 1;  // not the anchor yet
+  auto* ssl = static_cast<SSL*>(
+      X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  const auto* pinned = ssl == nullptr ? nullptr
+                                      : static_cast<const PinnedAnchors*>(SSL_CTX_get_ex_data(
+                                            SSL_get_SSL_CTX(ssl), PinnedAnchorsIndex()));
+  X509* anchor = X509_STORE_CTX_get_current_cert(store_ctx);
+  if (pinned != nullptr && anchor != nullptr) {
+    for (const X509Ptr& ca : pinned->certs) {
+      if (X509_cmp(ca.get(), anchor) == 0) return 1;
+    }
+  }
+  X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_CERT_UNTRUSTED);
+  return 0;
+}
+
+std::string FormatServer(const ClusterConfig& config) {
+  const bool ipv6 = config.host.find(':') != std::string::npos;
+  return "https://" + (ipv6 ? "[" + config.host + "]" : config.host) + ":" +
+         std::to_string(config.port) + config.base_path;
+}
+
+// A request target must already be encoded: no spaces, no control characters.
+bool IsValidTarget(const std::string& target) {
+  if (target.empty() || target[0] != '/') return false;
+  for (char c : target) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7F) return false;
+  }
+  return true;
+}
+
+bool IsValidMethod(std::string_view method) {
+  if (method.empty()) return false;
+  for (char c : method) {
+    if (c < 'A' || c > 'Z') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+struct HttpsTransport::TlsMaterial {
+  PinnedAnchors anchors;              // empty: use the system trust store
+  X509Ptr client_cert;                // null: no client certificate
+  std::vector<X509Ptr> client_chain;  // intermediates sent after client_cert
+  PkeyPtr client_key;
+};
+
+Result<std::unique_ptr<HttpsTransport>> HttpsTransport::Create(const ClusterConfig& config,
+                                                               const TransportOptions& options) {
+  if (config.host.empty()) return Status::InvalidArgument("cluster config has no host");
+  if (config.port < 1 || config.port > 65535) {
+    return Status::InvalidArgument("cluster config has an invalid port");
+  }
+  auto tls = std::make_unique<TlsMaterial>();
+  if (!config.ca_pem.empty()) {
+    if (config.insecure_skip_tls_verify) {
+      return Status::InvalidArgument("insecure-skip-tls-verify cannot be combined with a CA");
+    }
+    Result<std::vector<X509Ptr>> cas = ParseCertificates(config.ca_pem, "certificate authority");
+    if (!cas.ok()) return cas.status();
+    tls->anchors.certs = std::move(cas).value();
+  }
+  if (config.client_cert_pem.empty() != config.client_key_pem.empty()) {
+    return Status::InvalidArgument(
+        "a client certificate needs a client key, and a key needs a "
+        "certificate");
+  }
+  if (!config.client_cert_pem.empty()) {
+    Result<std::vector<X509Ptr>> chain =
+        ParseCertificates(config.client_cert_pem, "client certificate");
+    if (!chain.ok()) return chain.status();
+    Result<PkeyPtr> key = ParsePrivateKey(config.client_key_pem);
+    if (!key.ok()) return key.status();
+    std::vector<X509Ptr> certs = std::move(chain).value();
+    tls->client_cert = std::move(certs.front());
+    for (size_t i = 1; i < certs.size(); ++i) tls->client_chain.push_back(std::move(certs[i]));
+    tls->client_key = std::move(key).value();
+    if (X509_check_private_key(tls->client_cert.get(), tls->client_key.get()) != 1) {
+      ERR_clear_error();
+      return Status::InvalidArgument("the client key does not match the client certificate");
+    }
+  }
+  return std::unique_ptr<HttpsTransport>(new HttpsTransport(config, options, std::move(tls)));
+}
+
+HttpsTransport::HttpsTransport(const ClusterConfig& config, const TransportOptions& options,
+                               std::unique_ptr<TlsMaterial> tls)
+    : config_(config),
+      options_(options),
+      tls_(std::move(tls)),
+      server_(FormatServer(config)),
+      token_(config.bearer_token, config.bearer_token_file, options.clock, options.token_refresh) {}
+
+HttpsTransport::~HttpsTransport() = default;
+
+std::unique_ptr<httplib::SSLClient> HttpsTransport::NewClient() const {
+  // httplib takes its own references to the certificate and key.
+  auto client = std::make_unique<httplib::SSLClient>(
+      config_.host, config_.port, tls_->client_cert.get(), tls_->client_key.get());
+  if (!client->is_valid()) return nullptr;
+  SSL_CTX* ctx = client->ssl_context();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  for (const X509Ptr& cert : tls_->client_chain) SSL_CTX_add1_chain_cert(ctx, cert.get());
+  if (config_.insecure_skip_tls_verify) {
+    client->enable_server_certificate_verification(false);
+  } else {
+    client->enable_server_certificate_verification(true);
+    if (!tls_->anchors.certs.empty()) {
+      X509_STORE* store = X509_STORE_new();
+      if (store == nullptr) return nullptr;
+      for (const X509Ptr& ca : tls_->anchors.certs) X509_STORE_add_cert(store, ca.get());
+      // Like Go's RootCAs: a configured intermediate is a valid anchor on its own.
+      X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+      client->set_ca_cert_store(store);  // the SSL_CTX owns it from here
+      SSL_CTX_set_ex_data(ctx, PinnedAnchorsIndex(), const_cast<PinnedAnchors*>(&tls_->anchors));
+      // httplib verifies with SSL_VERIFY_NONE and checks the result afterwards; the callback runs
+      // either way and turns an unpinned anchor into a verification failure.
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, &VerifyPinnedAnchor);
+    }
+  }
+  client->set_connection_timeout(options_.connect_timeout);
+  client->set_read_timeout(options_.read_timeout);
+  client->set_write_timeout(options_.write_timeout);
+  client->set_keep_alive(true);
+  client->set_follow_location(false);
+  return client;
+}
+
+std::unique_ptr<httplib::SSLClient> HttpsTransport::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!idle_.empty()) {
+      std::unique_ptr<httplib::SSLClient> client = std::move(idle_.back());
+      idle_.pop_back();
+      return client;
+    }
+  }
+  return NewClient();
+}
+
+void HttpsTransport::Release(std::unique_ptr<httplib::SSLClient> client) {
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  if (idle_.size() < options_.max_idle_connections) {
+    idle_.push_back(std::move(client));
+    return;
+  }
+  // Over the limit: `client` closes its connection when it goes out of scope.
+}
+
+Result<HttpResponse> HttpsTransport::Request(std::string_view method,
+                                             const std::string& path_and_query,
+                                             const std::string& body,
+                                             std::string_view content_type) {
+  if (!IsValidMethod(method)) return Status::InvalidArgument("invalid HTTP method");
+  if (!IsValidTarget(path_and_query)) {
+    return Status::InvalidArgument("request path must start with '/' and be URL-encoded");
+  }
+  const std::string what = std::string(method) + " " + path_and_query;
+
+  httplib::Request req;
+  req.method = std::string(method);
+  req.path = config_.base_path + path_and_query;
+  req.headers.emplace("Accept", "application/json");
+  req.headers.emplace("User-Agent", options_.user_agent);
+  if (std::string token = token_.Token(); !token.empty()) {
+    req.headers.emplace("Authorization", "Bearer " + token);
+  }
+  if (!body.empty() || !content_type.empty()) {
+    req.body = body;
+    req.headers.emplace("Content-Type", std::string(content_type));
+  }
+  std::string response_body;
+  bool too_large = false;
+  const size_t limit = options_.max_response_bytes;
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (response_body.size() + n > limit) {
+      too_large = true;
+      return false;
+    }
+    response_body.append(data, n);
+    return true;
+  };
+
+  std::unique_ptr<httplib::SSLClient> client = Acquire();
+  if (!client) return Status::Internal(what + ": cannot set up a TLS client: " + OpenSslError());
+  httplib::Result res = client->send(req);
+  if (!res) {
+    // The client is dropped, not pooled: its connection is in an unknown state.
+    if (too_large) {
+      return Status::TooLarge(what + ": response larger than " + std::to_string(limit) + " bytes");
+    }
+    const httplib::Error error = res.error();
+    std::string message = what + " to " + server_ + ": " + httplib::to_string(error);
+    if (error == httplib::Error::SSLServerVerification) {
+      const long verify = client->get_openssl_verify_result();
+      message += verify == X509_V_OK
+                     ? " (the server certificate is not valid for " + config_.host + ")"
+                     : std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+    }
+    ERR_clear_error();
+    return Status::Unavailable(std::move(message));
+  }
+  HttpResponse response{res->status, std::move(response_body)};
+  Release(std::move(client));
+  return response;
+}
+
+}  // namespace bg::kube

@@ -1,0 +1,104 @@
+// ApiTransport: one HTTP exchange with the Kubernetes API server, behind an interface so that tests
+// can answer requests without a network. HttpsTransport is the real one (cpp-httplib + OpenSSL).
+//
+// Thread-safety: implementations are safe to call from many threads at once.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "kube/clock.h"
+#include "kube/kubeconfig.h"
+#include "kube/token_source.h"
+
+namespace httplib {
+class SSLClient;
+}  // namespace httplib
+
+namespace bg::kube {
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+
+class ApiTransport {
+ public:
+  virtual ~ApiTransport() = default;
+
+  // Sends `method` to `path_and_query` (like "/api/v1/namespaces?limit=1", already URL-encoded)
+  // with `body` of `content_type` (both may be empty). Any HTTP answer, 4xx and 5xx included, is a
+  // value; an error Status means no answer arrived: Unavailable for network, TLS and timeout
+  // failures, TooLarge for a body over the transport's limit.
+  virtual Result<HttpResponse> Request(std::string_view method, const std::string& path_and_query,
+                                       const std::string& body, std::string_view content_type) = 0;
+};
+
+struct TransportOptions {
+  // Lookups run inside admission requests, which the API server gives only a few seconds in all.
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds read_timeout{5000};
+  std::chrono::milliseconds write_timeout{5000};
+  // Connections kept open between requests; requests beyond this many at once open extra
+  // connections that are closed afterwards.
+  size_t max_idle_connections = 4;
+  // A list of every Backup in a large cluster is a few MiB; this bounds memory, not correctness.
+  size_t max_response_bytes = size_t{64} * 1024 * 1024;
+  std::string user_agent = "backup-guard";
+  Clock::Duration token_refresh = kTokenFileRefresh;
+  const Clock* clock = nullptr;  // null: Clock::Real(); must outlive the transport
+};
+
+// HTTPS to the API server of a ClusterConfig.
+//  - The server is verified against config.ca_pem and only against it (the system trust store
+//    is used only when ca_pem is empty), including its host name or IP address.
+//  - Client certificate authentication uses config.client_cert_pem/client_key_pem; bearer
+//    tokens go in "Authorization: Bearer", re-read from the token file as TokenSource does.
+//  - Every request sends "Accept: application/json".
+// Concurrency: an httplib client is not thread-safe, so each request takes a client of its own
+// from a small pool (see TransportOptions::max_idle_connections) and returns it afterwards.
+// A later streaming GET (watches) takes a client out of the same pool and keeps it for the
+// stream's lifetime.
+class HttpsTransport final : public ApiTransport {
+ public:
+  // Parses and checks the certificates and keys of `config`; errors are InvalidArgument.
+  static Result<std::unique_ptr<HttpsTransport>> Create(const ClusterConfig& config,
+                                                        const TransportOptions& options = {});
+  ~HttpsTransport() override;
+
+  HttpsTransport(const HttpsTransport&) = delete;
+  HttpsTransport& operator=(const HttpsTransport&) = delete;
+
+  Result<HttpResponse> Request(std::string_view method, const std::string& path_and_query,
+                               const std::string& body, std::string_view content_type) override;
+
+  // "https://host:port" plus the base path, for logs.
+  const std::string& server() const { return server_; }
+
+ private:
+  struct TlsMaterial;  // parsed OpenSSL objects, immutable after Create
+
+  HttpsTransport(const ClusterConfig& config, const TransportOptions& options,
+                 std::unique_ptr<TlsMaterial> tls);
+
+  std::unique_ptr<httplib::SSLClient> NewClient() const;
+  std::unique_ptr<httplib::SSLClient> Acquire();
+  void Release(std::unique_ptr<httplib::SSLClient> client);
+
+  const ClusterConfig config_;
+  const TransportOptions options_;
+  const std::unique_ptr<TlsMaterial> tls_;
+  const std::string server_;
+  TokenSource token_;
+
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<httplib::SSLClient>> idle_;  // guarded by pool_mu_
+};
+
+}  // namespace bg::kube

@@ -1,0 +1,285 @@
+#include "processor/controller.h"
+
+#include "common/log.h"
+#include "common/longhorn.h"
+
+namespace bg::processor {
+
+using nlohmann::json;
+namespace res = longhorn::resource;
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+// How often the deleting-objects gauges and the queue depth are refreshed.
+constexpr std::chrono::milliseconds kMetricsInterval{2000};
+
+std::string Key(const std::string& resource, const std::string& name) {
+  return resource + "/" + name;
+}
+}  // namespace
+
+const std::vector<std::string>& WatchedResources() {
+  static const std::vector<std::string> kResources = {std::string(res::kBackupTargets),
+                                                      std::string(res::kBackupVolumes),
+                                                      std::string(res::kBackups),
+                                                      std::string(res::kSystemBackups),
+                                                      std::string(res::kBackupBackingImages),
+                                                      std::string(res::kVolumes),
+                                                      std::string(res::kSettings)};
+  return kResources;
+}
+
+CacheLookup::CacheLookup(std::string ns, std::map<std::string, kube::Informer*> informers)
+    : ns_(std::move(ns)), informers_(std::move(informers)) {}
+
+kube::Informer* CacheLookup::Find(std::string_view resource, std::string_view ns) const {
+  if (ns != ns_) return nullptr;
+  auto it = informers_.find(std::string(resource));
+  return it == informers_.end() ? nullptr : it->second;
+}
+
+std::optional<json> CacheLookup::Get(std::string_view resource, std::string_view ns,
+                                     std::string_view name) {
+  kube::Informer* informer = Find(resource, ns);
+  if (informer == nullptr || name.empty()) return std::nullopt;
+  return informer->Get(std::string(name));
+}
+
+std::vector<json> CacheLookup::List(std::string_view resource, std::string_view ns,
+                                    std::string_view selector) {
+  kube::Informer* informer = Find(resource, ns);
+  if (informer == nullptr) return {};
+  return informer->List(std::string(selector));
+}
+
+bool CacheLookup::Ready() {
+  for (const auto& [resource, informer] : informers_) {
+    if (!informer->Synced()) return false;
+  }
+  return true;
+}
+
+Controller::Controller(kube::KubeApi& api, ControllerOptions options, ProcessorMetrics* metrics,
+                       std::function<bool()> is_leader)
+    : api_(api),
+      options_(std::move(options)),
+      metrics_(metrics),
+      is_leader_(std::move(is_leader)),
+      executor_(api, options_.ns, is_leader_),
+      queue_(options_.backoff_base, options_.backoff_max) {
+  std::map<std::string, kube::Informer*> raw;
+  for (const std::string& resource : WatchedResources()) {
+    auto informer = std::make_unique<kube::Informer>(
+        api_, kube::LonghornResource(resource), options_.ns,
+        [this, resource](const std::string& name) { OnChange(resource, name); });
+    raw[resource] = informer.get();
+    informers_[resource] = std::move(informer);
+  }
+  view_ = std::make_unique<CacheLookup>(options_.ns, raw);
+}
+
+Controller::~Controller() { Stop(); }
+
+kube::Informer* Controller::InformerFor(const std::string& resource) const {
+  auto it = informers_.find(resource);
+  return it == informers_.end() ? nullptr : it->second.get();
+}
+
+bool Controller::Synced() { return view_->Ready(); }
+
+void Controller::Start() {
+  for (auto& [resource, informer] : informers_) {
+    kube::Informer* raw = informer.get();
+    threads_.emplace_back([this, raw] { raw->Run(stop_); });
+  }
+  for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+  threads_.emplace_back([this] { ResyncLoop(); });
+}
+
+void Controller::Stop() {
+  if (stop_.exchange(true)) return;
+  queue_.ShutDown();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void Controller::EnqueueAll() {
+  for (const auto& [resource, informer] : informers_) {
+    for (const json& obj : informer->List()) {
+      queue_.Add(Key(resource, longhorn::StringAt(obj, {"metadata", "name"})));
+    }
+  }
+}
+
+void Controller::OnChange(const std::string& resource, const std::string& name) {
+  if (resource == res::kSettings) {
+    // The confirmation flag changes what every deleting object may do.
+    if (name == longhorn::kDeletingConfirmationFlag) EnqueueAll();
+    return;
+  }
+  queue_.Add(Key(resource, name));
+  // A child changing can unblock its parent: re-queue the parents that wait on children.
+  if (resource == res::kBackups || resource == res::kBackupVolumes ||
+      resource == res::kBackupBackingImages || resource == res::kSystemBackups) {
+    for (const json& target : InformerFor(std::string(res::kBackupTargets))->List()) {
+      if (NeedsRelease(target) || longhorn::StringAt(target, {"spec", "backupTargetURL"}).empty()) {
+        queue_.Add(Key(std::string(res::kBackupTargets),
+                       longhorn::StringAt(target, {"metadata", "name"})));
+      }
+    }
+  }
+  if (resource == res::kBackupTargets && name == longhorn::kDefaultBackupTarget) {
+    // The upgrade rule: SystemBackups without an owner reference wait for the default target.
+    for (const json& sb : InformerFor(std::string(res::kSystemBackups))->List()) {
+      if (!longhorn::HasBackupTargetOwner(sb)) {
+        queue_.Add(
+            Key(std::string(res::kSystemBackups), longhorn::StringAt(sb, {"metadata", "name"})));
+      }
+    }
+  }
+  if (resource == res::kBackups) {
+    auto backup = InformerFor(resource)->Get(name);
+    const std::string volume =
+        backup ? longhorn::Label(*backup, longhorn::kBackupVolumeLabel) : std::string();
+    if (!volume.empty()) {
+      const std::string selector = std::string(longhorn::kBackupVolumeLabel) + "=" + volume;
+      for (const json& bv : InformerFor(std::string(res::kBackupVolumes))->List(selector)) {
+        if (NeedsRelease(bv)) {
+          queue_.Add(
+              Key(std::string(res::kBackupVolumes), longhorn::StringAt(bv, {"metadata", "name"})));
+        }
+      }
+    } else {
+      // Unknown volume (the backup is gone): re-check every BackupVolume being deleted.
+      for (const json& bv : InformerFor(std::string(res::kBackupVolumes))->List()) {
+        if (NeedsRelease(bv)) {
+          queue_.Add(
+              Key(std::string(res::kBackupVolumes), longhorn::StringAt(bv, {"metadata", "name"})));
+        }
+      }
+    }
+  }
+}
+
+RuleContext Controller::Context() {
+  RuleContext ctx;
+  ctx.ns = options_.ns;
+  ctx.now = std::chrono::system_clock::now();
+  ctx.release_grace = options_.release_grace;
+  auto flag = view_->Get(res::kSettings, options_.ns, longhorn::kDeletingConfirmationFlag);
+  ctx.uninstall_confirmed = flag && longhorn::StringAt(*flag, {"value"}) == "true";
+  return ctx;
+}
+
+Status Controller::Reconcile(const std::string& key) {
+  if (!is_leader_()) return Status::Ok();  // followers only keep caches warm
+  const auto slash = key.find('/');
+  const std::string resource = key.substr(0, slash);
+  const std::string name = key.substr(slash + 1);
+  kube::Informer* informer = InformerFor(resource);
+  if (informer == nullptr) return Status::Ok();
+  auto obj = informer->Get(name);
+  if (!obj) return Status::Ok();
+  const RuleContext ctx = Context();
+
+  if (resource == res::kSystemBackups) {
+    const json ref = MissingOwnerReference(*obj, *view_, options_.ns);
+    if (!ref.is_null()) {
+      if (Status s = executor_.AddOwnerReference(*obj, ref); !s.ok()) return s;
+      log::Info("owner reference added", {{"systembackup", name}});
+      return Status::Ok();  // the update event brings the object back
+    }
+  }
+  if (resource == res::kBackupTargets && !longhorn::IsBeingDeleted(*obj) &&
+      longhorn::StringAt(*obj, {"spec", "backupTargetURL"}).empty()) {
+    return executor_.Cascade(PlanBackupTarget(*obj, *view_, ctx));
+  }
+  if (!NeedsRelease(*obj)) return Status::Ok();
+
+  const Plan plan = PlanFor(resource, *obj, *view_, ctx);
+  if (Status s = executor_.Cascade(plan); !s.ok()) return s;
+  if (!plan.release) {
+    if (ctx.uninstall_confirmed) {
+      const long long deleting = SecondsDeleting(*obj, ctx.now);
+      const long long left = options_.release_grace.count() - std::max(0LL, deleting);
+      queue_.AddAfter(key, std::chrono::milliseconds((std::max(0LL, left) + 1) * 1000));
+    }
+    return Status::Ok();
+  }
+  auto released = executor_.Release(resource, *obj, [&](const json& fresh) {
+    return PlanFor(resource, fresh, *view_, Context());
+  });
+  if (!released.ok()) return released.status();
+  if (*released) {
+    log::Info("finalizer released",
+              {{"resource", resource}, {"name", name}, {"reason", plan.reason}});
+    if (metrics_ != nullptr) metrics_->Released(kube::LonghornResource(resource).kind, plan.reason);
+  }
+  return Status::Ok();
+}
+
+void Controller::WorkerLoop() {
+  // Rules read parents from the caches: before every cache is synced a parent would look absent,
+  // and an absent parent releases a finalizer. Nothing is processed until all are synced.
+  while (!Synced()) {
+    if (!kube::SleepUnlessStopped(std::chrono::milliseconds(50), stop_)) return;
+  }
+  std::string key;
+  while (queue_.Get(&key)) {
+    const auto start = Clock::now();
+    Status s;
+    try {
+      s = Reconcile(key);
+    } catch (const std::exception& e) {
+      s = Status::Internal(e.what());  // untrusted objects must never kill a worker
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const std::string kind = kube::LonghornResource(key.substr(0, key.find('/'))).kind;
+    if (s.ok()) {
+      queue_.Forget(key);
+      if (metrics_ != nullptr) metrics_->Reconciled(kind, "success", seconds);
+    } else {
+      log::Warn("reconcile failed, retrying with backoff",
+                {{"key", key}, {"error", s.message()}, {"retries", queue_.Retries(key)}});
+      queue_.AddRateLimited(key);
+      if (metrics_ != nullptr) {
+        metrics_->Reconciled(kind, "error", seconds);
+        metrics_->Retried();
+      }
+    }
+    queue_.Done(key);
+  }
+}
+
+void Controller::UpdateDeletingMetrics() {
+  if (metrics_ == nullptr) return;
+  const auto now = std::chrono::system_clock::now();
+  for (const auto& [resource, informer] : informers_) {
+    if (resource == res::kSettings) continue;
+    double count = 0;
+    double oldest = 0;
+    for (const json& obj : informer->List()) {
+      if (!NeedsRelease(obj)) continue;
+      ++count;
+      oldest = std::max(oldest, static_cast<double>(std::max(0LL, SecondsDeleting(obj, now))));
+    }
+    metrics_->SetDeleting(kube::LonghornResource(resource).kind, count, oldest);
+  }
+  metrics_->SetDepth(static_cast<double>(queue_.Depth()));
+  metrics_->SetLeader(is_leader_());
+}
+
+void Controller::ResyncLoop() {
+  auto next_resync = Clock::now() + options_.resync;
+  while (kube::SleepUnlessStopped(kMetricsInterval, stop_)) {
+    UpdateDeletingMetrics();
+    if (Clock::now() >= next_resync) {
+      if (is_leader_()) EnqueueAll();
+      next_resync = Clock::now() + options_.resync;
+    }
+  }
+}
+
+}  // namespace bg::processor

@@ -1,0 +1,176 @@
+#include "processor/controller.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "tests/testing/fake_kube_api.h"
+
+namespace bg::processor {
+namespace {
+
+using nlohmann::json;
+using testing::FakeKubeApi;
+
+constexpr char kNs[] = "longhorn-system";
+
+template <typename Pred>
+bool Eventually(Pred pred, int ms = 5000) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+json Meta(const std::string& name, json labels = json::object()) {
+  return {{"name", name},
+          {"namespace", kNs},
+          {"labels", std::move(labels)},
+          {"finalizers", {"longhorn.io"}}};
+}
+
+kube::ResourceRef R(const char* plural) { return kube::LonghornResource(plural); }
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    target_ = api_.Seed(R("backuptargets"),
+                        {{"metadata", Meta("default")}, {"spec", {{"backupTargetURL", "s3://b"}}}});
+    api_.Seed(
+        R("backupvolumes"),
+        {{"metadata", Meta("vol-1-bv", {{"backup-volume", "vol-1"}, {"backup-target", "default"}})},
+         {"spec", {{"volumeName", "vol-1"}, {"backupTargetName", "default"}}}});
+  }
+  void Start() {
+    ControllerOptions o;
+    o.ns = kNs;
+    o.workers = 2;
+    o.backoff_base = std::chrono::milliseconds(5);
+    o.backoff_max = std::chrono::milliseconds(50);
+    o.release_grace = std::chrono::seconds(1);
+    controller_ = std::make_unique<Controller>(api_, o, nullptr, [this] { return leader_.load(); });
+    controller_->Start();
+    ASSERT_TRUE(Eventually([&] { return controller_->Synced(); }));
+  }
+  void TearDown() override {
+    if (controller_) {
+      api_.EndWatches();
+      controller_->Stop();
+    }
+  }
+  json Backup(const std::string& name, const std::string& target_name, bool with_volume = true) {
+    json labels = {{"backup-target", "default"}};
+    if (with_volume) labels["backup-volume"] = "vol-1";
+    return api_.Seed(R("backups"), {{"metadata", Meta(name, labels)},
+                                    {"status",
+                                     {{"state", target_name.empty() ? "Error" : "Completed"},
+                                      {"backupTargetName", target_name}}}});
+  }
+  bool Gone(const char* plural, const std::string& name) {
+    return !api_.Peek(R(plural), kNs, name);
+  }
+
+  FakeKubeApi api_;
+  json target_;
+  std::atomic<bool> leader_{true};
+  std::unique_ptr<Controller> controller_;
+};
+
+TEST_F(ControllerTest, FailedBackupBeingDeletedIsReleased) {
+  Backup("failed", "");
+  Start();
+  ASSERT_TRUE(api_.Delete(R("backups"), kNs, "failed", "").ok());
+  EXPECT_TRUE(Eventually([&] { return Gone("backups", "failed"); }));
+}
+
+TEST_F(ControllerTest, CompletedBackupWithParentsIsNotReleasedWithoutConfirmation) {
+  Backup("done", "default");
+  Start();
+  ASSERT_TRUE(api_.Delete(R("backups"), kNs, "done", "").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto b = api_.Peek(R("backups"), kNs, "done");
+  ASSERT_TRUE(b.has_value()) << "data-guarding finalizer must hold";
+  EXPECT_EQ((*b)["metadata"]["finalizers"], json::array({"longhorn.io"}));
+}
+
+TEST_F(ControllerTest, BackupTargetDeletionCascadesAndThenReleasesTheTarget) {
+  Backup("done", "default");
+  Backup("failed", "");
+  api_.Seed(R("systembackups"), {{"metadata", Meta("sb-ready")}, {"status", {{"state", "Ready"}}}});
+  Start();
+  ASSERT_TRUE(api_.Delete(R("backuptargets"), kNs, "default", "").ok());
+  EXPECT_TRUE(Eventually([&] {
+    return Gone("backups", "done") && Gone("backups", "failed") &&
+           Gone("backupvolumes", "vol-1-bv") && Gone("systembackups", "sb-ready") &&
+           Gone("backuptargets", "default");
+  }));
+}
+
+TEST_F(ControllerTest, EmptiedUrlCascadesChildrenButKeepsTheTarget) {
+  Backup("done", "default");
+  Start();
+  json t = *api_.Peek(R("backuptargets"), kNs, "default");
+  t["spec"]["backupTargetURL"] = "";
+  ASSERT_TRUE(api_.Update(R("backuptargets"), kNs, t).ok());
+  EXPECT_TRUE(Eventually([&] { return Gone("backups", "done"); }));
+  EXPECT_FALSE(Gone("backuptargets", "default"));
+}
+
+TEST_F(ControllerTest, UpgradeGivesSystemBackupsTheirOwnerReferenceWithoutAnUpdate) {
+  api_.Seed(R("systembackups"),
+            {{"metadata", Meta("pre-upgrade")}, {"status", {{"state", "Ready"}}}});
+  Start();
+  EXPECT_TRUE(Eventually([&] {
+    auto sb = api_.Peek(R("systembackups"), kNs, "pre-upgrade");
+    return sb && sb->at("metadata").contains("ownerReferences") &&
+           sb->at("metadata")["ownerReferences"][0]["uid"] == target_["metadata"]["uid"];
+  }));
+}
+
+TEST_F(ControllerTest, AFollowerWritesNothing) {
+  leader_ = false;
+  Backup("failed", "");
+  api_.Seed(R("systembackups"),
+            {{"metadata", Meta("pre-upgrade")}, {"status", {{"state", "Ready"}}}});
+  Start();
+  ASSERT_TRUE(api_.Delete(R("backups"), kNs, "failed", "").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(api_.calls("patch"), 0);
+  EXPECT_FALSE(Gone("backups", "failed"));
+  leader_ = true;
+  controller_->EnqueueAll();
+  EXPECT_TRUE(Eventually([&] { return Gone("backups", "failed"); }));
+}
+
+TEST_F(ControllerTest, ConflictOnReleaseIsRetriedFromAFreshRead) {
+  Backup("failed", "");
+  Start();
+  api_.FailNext("patch", 1, Status::Conflict("the object has been modified"));
+  ASSERT_TRUE(api_.Delete(R("backups"), kNs, "failed", "").ok());
+  EXPECT_TRUE(Eventually([&] { return Gone("backups", "failed"); }));
+  EXPECT_GE(api_.calls("get"), 1);
+}
+
+TEST_F(ControllerTest, DeadApiServerIsRetriedWithBackoffUntilItAnswers) {
+  Backup("failed", "");
+  Start();
+  api_.FailNext("patch", 5, Status::Unavailable("connection refused"));
+  ASSERT_TRUE(api_.Delete(R("backups"), kNs, "failed", "").ok());
+  EXPECT_TRUE(Eventually([&] { return Gone("backups", "failed"); }));
+  EXPECT_GE(api_.calls("patch"), 6);
+}
+
+TEST_F(ControllerTest, UninstallGraceReleasesWhatTheEngineWouldOwn) {
+  api_.Seed(R("volumes"), {{"metadata", Meta("vol-1")}, {"spec", {{"standby", true}}}});
+  api_.Seed(R("settings"),
+            {{"metadata", {{"name", "deleting-confirmation-flag"}, {"namespace", kNs}}},
+             {"value", "true"}});
+  Start();
+  ASSERT_TRUE(
+      api_.Delete(R("volumes"), kNs, "vol-1", "").ok());  // deletionTimestamp is in the past
+  EXPECT_TRUE(Eventually([&] { return Gone("volumes", "vol-1"); }));
+}
+
+}  // namespace
+}  // namespace bg::processor

@@ -1,0 +1,117 @@
+#include "processor/executor.h"
+
+#include "common/log.h"
+#include "common/longhorn.h"
+
+namespace bg::processor {
+
+using nlohmann::json;
+
+namespace {
+// Conflicts come from the storage engine or a second writer touching the object at the same time;
+// a handful of fresh reads settles them, and the work queue retries beyond that.
+constexpr int kConflictRetries = 5;
+
+std::string Name(const json& obj) { return longhorn::StringAt(obj, {"metadata", "name"}); }
+
+json FinalizersWithout(const json& obj, std::string_view finalizer) {
+  json out = json::array();
+  const json& meta = obj.value("metadata", json::object());
+  const json& finalizers =
+      meta.is_object() ? meta.value("finalizers", json::array()) : json::array();
+  if (!finalizers.is_array()) return out;
+  for (const json& f : finalizers) {
+    if (!(f.is_string() && f.get<std::string>() == finalizer)) out.push_back(f);
+  }
+  return out;
+}
+}  // namespace
+
+Executor::Executor(kube::KubeApi& api, std::string ns, std::function<bool()> may_write)
+    : api_(api), ns_(std::move(ns)), may_write_(std::move(may_write)) {}
+
+Status Executor::CheckMayWrite() const {
+  if (may_write_ && !may_write_()) return Status::PermissionDenied("not the leader: no writes");
+  return Status::Ok();
+}
+
+Status Executor::Patch(const std::string& resource, const std::string& name, const json& patch) {
+  if (Status s = CheckMayWrite(); !s.ok()) return s;
+  auto r = api_.MergePatch(kube::LonghornResource(resource), ns_, name, patch);
+  if (r.ok() || r.status().IsNotFound()) return Status::Ok();
+  return r.status();
+}
+
+Status Executor::Delete(const std::string& resource, const json& obj) {
+  if (Status s = CheckMayWrite(); !s.ok()) return s;
+  Status s = api_.Delete(kube::LonghornResource(resource), ns_, Name(obj),
+                         longhorn::StringAt(obj, {"metadata", "uid"}));
+  // NotFound: already gone. Conflict on the uid precondition: a new object took the name.
+  if (s.ok() || s.IsNotFound() || s.IsConflict()) return Status::Ok();
+  return s;
+}
+
+Status Executor::Cascade(const Plan& plan) {
+  for (const Child& child : plan.cascade) {
+    if (!longhorn::IsDeleteCustomResourceOnly(child.object)) {
+      const json label = {
+          {"metadata",
+           {{"labels", {{std::string(longhorn::kDeleteCustomResourceOnlyLabel), "true"}}}}}};
+      if (Status s = Patch(child.resource, Name(child.object), label); !s.ok()) return s;
+    }
+    if (!longhorn::IsBeingDeleted(child.object)) {
+      if (Status s = Delete(child.resource, child.object); !s.ok()) return s;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<bool> Executor::Release(const std::string& resource, const json& obj, const Replan& replan) {
+  const kube::ResourceRef ref = kube::LonghornResource(resource);
+  json current = obj;
+  for (int attempt = 0; attempt <= kConflictRetries; ++attempt) {
+    if (Status s = CheckMayWrite(); !s.ok()) return s;
+    const json patch = {
+        {"metadata",
+         {{"finalizers", FinalizersWithout(current, longhorn::kFinalizer)},
+          {"resourceVersion", longhorn::StringAt(current, {"metadata", "resourceVersion"})}}}};
+    auto r = api_.MergePatch(ref, ns_, Name(current), patch);
+    if (r.ok() || r.status().IsNotFound()) return true;
+    if (!r.status().IsConflict()) return r.status();
+    auto fresh = api_.Get(ref, ns_, Name(current));
+    if (!fresh.ok()) {
+      if (fresh.status().IsNotFound()) return true;
+      return fresh.status();
+    }
+    if (!NeedsRelease(*fresh)) return true;  // someone else released it
+    const Plan again = replan(*fresh);
+    if (!again.release) {
+      log::Info("release withdrawn after a fresh read",
+                {{"resource", resource}, {"reason", again.held_because}});
+      return false;
+    }
+    current = std::move(fresh).value();
+  }
+  return Status::Conflict("still conflicting after " + std::to_string(kConflictRetries) +
+                          " fresh reads");
+}
+
+Status Executor::AddOwnerReference(const json& sb, const json& ref) {
+  if (Status s = CheckMayWrite(); !s.ok()) return s;
+  json owners = json::array();
+  const json& meta = sb.value("metadata", json::object());
+  if (meta.is_object() && meta.contains("ownerReferences") && meta["ownerReferences"].is_array()) {
+    owners = meta["ownerReferences"];
+  }
+  owners.push_back(ref);
+  const json patch = {
+      {"metadata",
+       {{"ownerReferences", owners},
+        {"resourceVersion", longhorn::StringAt(sb, {"metadata", "resourceVersion"})}}}};
+  auto r = api_.MergePatch(kube::LonghornResource(longhorn::resource::kSystemBackups), ns_,
+                           Name(sb), patch);
+  if (r.ok() || r.status().IsNotFound()) return Status::Ok();
+  return r.status();
+}
+
+}  // namespace bg::processor
