@@ -3,7 +3,9 @@ backup-guard server process wrapper. The fixtures that use them are in conftest.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -274,3 +276,328 @@ class BackupGuardServer:
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+# --------------------------------------------------------------------------------------------
+# names used by the admission tests
+
+MUTATING_CONFIG = "backup-guard-mutating"
+VALIDATING_CONFIG = "backup-guard-validating"
+MUTATOR = "mutator.backup-guard.longhorn.io"
+VALIDATOR = "validator.backup-guard.longhorn.io"
+DELETE_TARGET_ANNOTATION = "longhorn.io/delete-backup-target-from-longhorn"
+CONFIRMATION_FLAG = "deleting-confirmation-flag"
+DELETE_CR_ONLY_LABEL = "longhorn.io/delete-custom-resource-only"
+CR_ONLY_WARNING = "only the custom resource"
+
+_counter = 0
+
+
+def unique(prefix: str) -> str:
+    """An object name that no other test (or earlier run against the same plane) uses."""
+    global _counter
+    _counter += 1
+    return f"{prefix}-{os.getpid() % 10000}-{int(time.time() * 1000) % 1000000}-{_counter}"
+
+
+def owner_refs(obj: dict, kind: str | None = None) -> list[dict]:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return [r for r in refs if kind is None or r.get("kind") == kind]
+
+
+def backup_target_ref(target: dict) -> dict:
+    """The owner reference SPEC.md requires: exactly these four fields."""
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BackupTarget",
+            "name": target["metadata"]["name"], "uid": target["metadata"]["uid"]}
+
+
+def api_error(call, *args, **kw) -> ApiException:
+    """Runs call, which must fail with an ApiException; returns it (fails the test otherwise)."""
+    try:
+        result = call(*args, **kw)
+    except ApiException as e:
+        return e
+    pytest.fail(f"expected the API server to refuse the request, but it answered: {result!r}")
+
+
+def error_message(e: ApiException) -> str:
+    """The Status message of an API error (the raw body when it is not a Status)."""
+    try:
+        return json.loads(e.body).get("message", e.body)
+    except (TypeError, ValueError):
+        return str(e.body)
+
+
+def warnings_of(headers) -> list[str]:
+    """The texts of the RFC 7234 `Warning: 299 - "text"` headers of a response."""
+    values = headers.getlist("Warning") if hasattr(headers, "getlist") else \
+        [v for k, v in headers.items() if k.lower() == "warning"]
+    texts = []
+    for value in values:
+        # one header may carry several comma-separated warnings; each text is a quoted string
+        texts.extend(m.replace('\\"', '"') for m in re.findall(r'"((?:[^"\\]|\\.)*)"', value))
+    return texts
+
+
+class RawResponse:
+    """Status, decoded JSON body and warnings of a request made with _preload_content=False."""
+
+    def __init__(self, resp):
+        self.status = resp.status
+        self.headers = resp.headers
+        self.warnings = warnings_of(resp.headers)
+        data = resp.data
+        self.body = json.loads(data) if data else None
+
+    def __repr__(self):
+        return f"RawResponse(status={self.status}, warnings={self.warnings}, body={self.body!r})"
+
+
+def raw(call, *args, **kw) -> RawResponse:
+    """Calls a kubernetes client method without decoding, so the response headers are visible."""
+    return RawResponse(call(*args, _preload_content=False, **kw))
+
+
+# --------------------------------------------------------------------------------------------
+# a longhorn.io helper for one namespace, with a clean-up that never leaves objects stuck
+
+
+class NamespacedLonghorn(Longhorn):
+    """Longhorn helper bound to one namespace, with extra calls the admission tests use."""
+
+    def __init__(self, api: client.CustomObjectsApi, namespace: str):
+        super().__init__(api, namespace)
+
+    def replace(self, obj: dict, **kw) -> dict:
+        return self.api.replace_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURALS[obj["kind"]], obj["metadata"]["name"], obj, **kw)
+
+    def apply(self, obj: dict, field_manager: str = "e2e-apply", force: bool = True) -> dict:
+        """Server-side apply (PATCH application/apply-patch+yaml; JSON is YAML)."""
+        api_client = self.api.api_client
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURALS[obj['kind']]}/" \
+               f"{obj['metadata']['name']}"
+        query = [("fieldManager", field_manager)] + ([("force", "true")] if force else [])
+        return api_client.call_api(
+            path, "PATCH", {}, query,
+            {"Accept": "application/json", "Content-Type": "application/apply-patch+yaml"},
+            body=obj, response_type="object", auth_settings=["BearerToken"],
+            _return_http_data_only=True)
+
+    def default_target(self, url: str = "s3://backupbucket@us-east-1/", **kw) -> dict:
+        return self.create(self.body("BackupTarget", "default",
+                                     spec={"backupTargetURL": url, "pollInterval": "300s"}, **kw))
+
+    def setting(self, name: str, value: str) -> dict:
+        existing = self.get_or_none("Setting", name)
+        if existing is None:
+            return self.create(self.body("Setting", name, value=value))
+        return self.patch("Setting", name, {"value": value})
+
+    def failed_backup(self, name: str, volume: str = "vol-failed") -> dict:
+        """A Backup as a failed backup leaves it: no backup-volume label, status Error, no
+        status.backupTargetName. Created with the label (the validating webhook requires it on
+        CREATE) and the label then removed (UPDATE of backups is not intercepted)."""
+        self.create(self.body("Backup", name, labels={"backup-volume": volume},
+                              spec={"snapshotName": f"snap-{name}", "backupMode": "incremental"}))
+        self.patch("Backup", name, {"metadata": {"labels": {"backup-volume": None}}})
+        self.patch_status("Backup", name, {"state": "Error", "volumeName": volume,
+                                           "backupTargetName": "",
+                                           "error": "failed to upload the backup"})
+        got = self.get("Backup", name)
+        assert "backup-volume" not in (got["metadata"].get("labels") or {})
+        assert not got["status"].get("backupTargetName")
+        return got
+
+    def clean(self, timeout: float = 30.0):
+        """Deletes every longhorn.io object here: the default target is annotated so the webhook
+        lets it go, and every finalizer is removed after the delete (a SystemBackup being deleted
+        is not mutated, so its finalizer stays removed)."""
+        order = ["SystemBackup", "Backup", "BackupBackingImage", "BackupVolume", "Volume",
+                 "BackupTarget", "Setting"]
+        for kind in order:
+            for obj in self.list(kind):
+                name = obj["metadata"]["name"]
+                try:
+                    if kind == "BackupTarget":
+                        self.patch(kind, name, {"metadata": {"annotations": {
+                            DELETE_TARGET_ANNOTATION: "true"}}})
+                    self.delete(kind, name)
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+                self.strip_finalizers(kind, name)
+        for kind in order:
+            wait_until(lambda k=kind: not self.list(k), timeout=timeout,
+                       message=f"no {kind} left in {self.namespace}")
+
+    def strip_finalizers(self, kind: str, name: str):
+        try:
+            self.patch(kind, name, {"metadata": {"finalizers": []}})
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
+# --------------------------------------------------------------------------------------------
+# the webhook configurations
+
+
+class WebhookConfigs:
+    """Reads, removes, changes and restores backup-guard's two webhook configurations."""
+
+    def __init__(self, api_client: client.ApiClient, custom_objects: client.CustomObjectsApi):
+        self.api_client = api_client
+        self.adm = client.AdmissionregistrationV1Api(api_client)
+        self.custom = custom_objects
+        self.saved = None
+
+    def read(self):
+        return (self.adm.read_mutating_webhook_configuration(MUTATING_CONFIG),
+                self.adm.read_validating_webhook_configuration(VALIDATING_CONFIG))
+
+    def save(self):
+        self.saved = self.read()
+        return self.saved
+
+    def delete(self):
+        for call, name in ((self.adm.delete_mutating_webhook_configuration, MUTATING_CONFIG),
+                           (self.adm.delete_validating_webhook_configuration, VALIDATING_CONFIG)):
+            try:
+                call(name)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+
+    def set(self, failure_policy: str | None = None, base_url: str | None = None):
+        """Changes the failure policy and/or the server URL of both webhooks."""
+        mutating, validating = self.read()
+        for cfg in (mutating, validating):
+            for hook in cfg.webhooks:
+                if failure_policy:
+                    hook.failure_policy = failure_policy
+                if base_url:
+                    path = hook.client_config.url.split("/", 3)[3]
+                    hook.client_config.url = f"{base_url}/{path}"
+        self.adm.replace_mutating_webhook_configuration(MUTATING_CONFIG, mutating)
+        self.adm.replace_validating_webhook_configuration(VALIDATING_CONFIG, validating)
+
+    def restore(self):
+        """Puts the saved configurations back exactly (recreating them when deleted)."""
+        if self.saved is None:
+            return
+        mutating, validating = self.saved
+        for cfg, read, create, replace in (
+            (mutating, self.adm.read_mutating_webhook_configuration,
+             self.adm.create_mutating_webhook_configuration,
+             self.adm.replace_mutating_webhook_configuration),
+            (validating, self.adm.read_validating_webhook_configuration,
+             self.adm.create_validating_webhook_configuration,
+             self.adm.replace_validating_webhook_configuration),
+        ):
+            name = cfg.metadata.name
+            body = self.api_client.sanitize_for_serialization(cfg)
+            for field in ("resourceVersion", "uid", "creationTimestamp", "generation",
+                          "managedFields"):
+                body["metadata"].pop(field, None)
+            try:
+                current = read(name)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                create(body)
+            else:
+                body["metadata"]["resourceVersion"] = current.metadata.resource_version
+                replace(name, body)
+
+    # -- probes: dry-run requests that show which configuration the API server is using now
+
+    def _probe_mutation(self, namespace: str):
+        """'mutated', 'refused' (the webhook or its failure policy answered) or 'passed'."""
+        body = Longhorn.body("SystemBackup", unique("probe"))
+        try:
+            got = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "systembackups", body, dry_run="All")
+        except ApiException as e:
+            return "refused", error_message(e)
+        return ("mutated" if FINALIZER in (got["metadata"].get("finalizers") or []) else "passed"), got
+
+    def _probe_validation(self, namespace: str):
+        """'denied' (backup-guard answered), 'failed' (calling it failed) or 'passed'."""
+        body = Longhorn.body("Backup", unique("probe"), spec={"snapshotName": "probe"})
+        try:
+            got = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "backups", body, dry_run="All")
+        except ApiException as e:
+            msg = error_message(e)
+            return ("failed" if "failed calling webhook" in msg else "denied"), msg
+        return "passed", got
+
+    def wait_state(self, namespace: str, mutation: str, validation: str, timeout: float = 30.0):
+        """Waits until the API server's admission chain behaves as expected in namespace."""
+        last = {}
+
+        def check():
+            last["mutation"] = self._probe_mutation(namespace)
+            last["validation"] = self._probe_validation(namespace)
+            return last["mutation"][0] == mutation and last["validation"][0] == validation
+
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() >= deadline:
+                pytest.fail(f"the API server did not reach mutation={mutation}, "
+                            f"validation={validation} in {timeout}s; last probes: {last}")
+            time.sleep(0.1)
+
+    def wait_active(self, namespace: str, timeout: float = 30.0):
+        """Both webhooks registered and answered by a running backup-guard."""
+        self.wait_state(namespace, "mutated" if self._has_target(namespace) else "refused",
+                        "denied", timeout)
+
+    def wait_absent(self, namespace: str, timeout: float = 30.0):
+        self.wait_state(namespace, "passed", "passed", timeout)
+
+    def _has_target(self, namespace: str) -> bool:
+        try:
+            t = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                         "backuptargets", "default")
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return bool((t.get("spec") or {}).get("backupTargetURL"))
+
+
+# --------------------------------------------------------------------------------------------
+# Prometheus text format
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+class Metrics:
+    """Samples of one Prometheus text exposition: [(name, {label: value}, float)]."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.samples = []
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = _SAMPLE.match(line)
+            if not m:
+                raise ValueError(f"not a Prometheus sample line: {line!r}")
+            labels = {k: v.replace('\\"', '"').replace("\\\\", "\\")
+                      for k, v in _LABEL.findall(m.group(2) or "")}
+            self.samples.append((m.group(1), labels, float(m.group(3))))
+
+    def select(self, name: str, **labels) -> list[tuple[dict, float]]:
+        return [(l, v) for n, l, v in self.samples
+                if n == name and all(l.get(k) == want for k, want in labels.items())]
+
+    def sum(self, name: str, **labels) -> float:
+        return sum(v for _, v in self.select(name, **labels))
+
+    def has(self, name: str) -> bool:
+        return any(n == name for n, _, _ in self.samples)

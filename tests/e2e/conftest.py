@@ -32,15 +32,31 @@ from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
 from bg_e2e import (  # noqa: F401 - re-exported for tests
-    E2E_DIR, FINALIZER, GROUP, NAMESPACE, PLURALS, VERSION, BackupGuardServer, Longhorn,
-    backup_guard_bin, free_port, generate_certs, run, wait_until,
+    E2E_DIR, FINALIZER, GROUP, NAMESPACE, PLURALS, VERSION, BackupGuardServer, Longhorn, Metrics,
+    NamespacedLonghorn, WebhookConfigs, backup_guard_bin, free_port, generate_certs, run,
+    wait_until,
 )
+
+# The tests delete and recreate targets and settings within milliseconds; a lookup cache would
+# answer from the previous state, so the servers the tests start read the API every time.
+SERVER_ARGS = ["--lookup-cache-ttl", "0"]
 
 
 def pytest_configure(config):  # noqa: D103 - pytest hook
     config.addinivalue_line(
         "markers", "no_webhook: needs only the control plane, not the backup-guard server"
     )
+    config.addinivalue_line(
+        "markers", "disruptive: stops a server or changes the webhook configurations for a "
+        "while (restored afterwards); such tests run after all the others"
+    )
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: D103 - pytest hook
+    # Stable partition: the tests that take the webhook out of the API server's path for a while
+    # run last, so a failed restore cannot make unrelated tests fail, and the API server metrics
+    # of the other tests are not mixed with deliberate webhook failures.
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,7 +152,8 @@ def backup_guard(kubeconfig, cert_dir, tmp_path_factory) -> BackupGuardServer:
     port = int(os.environ["BG_WEBHOOK_PORT"]) if os.environ.get("BG_WEBHOOK_PORT") else None
     metrics = int(os.environ["BG_METRICS_PORT"]) if os.environ.get("BG_METRICS_PORT") else None
     log_dir = Path(os.environ.get("BG_LOG_DIR") or tmp_path_factory.mktemp("logs"))
-    server = BackupGuardServer(kubeconfig, cert_dir, port=port, metrics_port=metrics, log_dir=log_dir)
+    server = BackupGuardServer(kubeconfig, cert_dir, port=port, metrics_port=metrics,
+                               extra_args=SERVER_ARGS, log_dir=log_dir)
     if port is None:
         _register(kubeconfig, server.url, server.ca_file)
     server.start()
@@ -153,7 +170,8 @@ def backup_guard_factory(kubeconfig, cert_dir, tmp_path):
     started: list[BackupGuardServer] = []
 
     def _start(extra_args=None, start=True, **kw) -> BackupGuardServer:
-        s = BackupGuardServer(kubeconfig, cert_dir, extra_args=extra_args, log_dir=tmp_path,
+        s = BackupGuardServer(kubeconfig, cert_dir, extra_args=[*SERVER_ARGS, *(extra_args or [])],
+                              log_dir=tmp_path,
                               name=f"backup-guard-{len(started)}", **kw)
         started.append(s)
         return s.start() if start else s
@@ -175,6 +193,51 @@ def test_namespace(core_v1, request):
     except ApiException as e:
         if e.status != 404:
             raise
+
+
+@pytest.fixture
+def lh(custom_objects, test_namespace, backup_guard) -> NamespacedLonghorn:
+    """longhorn.io helper for a fresh namespace of its own, with backup-guard serving the webhooks.
+
+    backup-guard looks its BackupTarget and Setting up in the request's namespace, so a test that
+    creates its own `default` BackupTarget here is independent of every other test. Afterwards
+    every longhorn.io object in the namespace is deleted and its finalizers removed.
+    """
+    helper = NamespacedLonghorn(custom_objects, test_namespace)
+    yield helper
+    helper.clean()
+
+
+@pytest.fixture
+def lh_system(custom_objects, backup_guard) -> NamespacedLonghorn:
+    """longhorn.io helper for longhorn-system (the server's own namespace); cleaned before and
+    after, so the test starts without a default BackupTarget."""
+    helper = NamespacedLonghorn(custom_objects, NAMESPACE)
+    helper.clean()
+    yield helper
+    helper.clean()
+
+
+@pytest.fixture
+def webhook_configs(api_client, custom_objects, lh, backup_guard) -> WebhookConfigs:
+    """backup-guard's webhook configurations, saved first and put back afterwards; the teardown
+    also waits until the API server calls the session server again (it runs before `lh` cleans
+    up, which needs the webhooks answering)."""
+    configs = WebhookConfigs(api_client, custom_objects)
+    configs.save()
+    yield configs
+    configs.restore()
+    if not backup_guard.running():
+        backup_guard.start()
+    configs.wait_active(lh.namespace)
+
+
+@pytest.fixture
+def apiserver_metrics(kubectl):
+    """Returns a function that scrapes the API server's /metrics with the admin kubeconfig."""
+    def _scrape() -> Metrics:
+        return Metrics(kubectl("get", "--raw", "/metrics").stdout)
+    return _scrape
 
 
 def pytest_report_header(config):
