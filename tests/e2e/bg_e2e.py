@@ -533,6 +533,11 @@ class WebhookConfigs:
             return ("failed" if "failed calling webhook" in msg else "denied"), msg
         return "passed", got
 
+    def probe(self, namespace: str) -> dict:
+        """One dry-run request through each webhook; their outcomes (see _probe_*)."""
+        return {"mutation": self._probe_mutation(namespace),
+                "validation": self._probe_validation(namespace)}
+
     def wait_state(self, namespace: str, mutation: str, validation: str, timeout: float = 30.0):
         """Waits until the API server's admission chain behaves as expected in namespace."""
         last = {}
@@ -592,12 +597,15 @@ class Metrics:
                       for k, v in _LABEL.findall(m.group(2) or "")}
             self.samples.append((m.group(1), labels, float(m.group(3))))
 
-    def select(self, name: str, **labels) -> list[tuple[dict, float]]:
+    # the metric name is positional-only: `name` is also a label of the API server's metrics
+
+    def select(self, metric: str, /, **labels) -> list[tuple[dict, float]]:
         return [(l, v) for n, l, v in self.samples
-                if n == name and all(l.get(k) == want for k, want in labels.items())]
+                if n == metric and all(l.get(k) == want for k, want in labels.items())]
 
-    def sum(self, name: str, **labels) -> float:
-        return sum(v for _, v in self.select(name, **labels))
+    def sum(self, metric: str, /, **labels) -> float:
+        """Sum over the matching samples; a counter not exported yet counts as 0."""
+        return sum(v for _, v in self.select(metric, **labels))
 
-    def has(self, name: str) -> bool:
-        return any(n == name for n, _, _ in self.samples)
+    def has(self, metric: str, /) -> bool:
+        return any(n == metric for n, _, _ in self.samples)

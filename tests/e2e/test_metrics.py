@@ -1,0 +1,148 @@
+"""Metrics of normal traffic, seen from both sides: the API server's own admission webhook metrics
+show our two webhooks being called, never failing to be called and never failing open; our
+/metrics counts exactly the AdmissionReview requests the API server sent."""
+
+import requests
+from kubernetes import client
+
+from bg_e2e import (
+    DELETE_TARGET_ANNOTATION, MUTATING_CONFIG, MUTATOR, VALIDATING_CONFIG, VALIDATOR, Metrics,
+    api_error, unique,
+)
+
+OURS = (MUTATOR, VALIDATOR)
+
+
+def _normal_traffic(lh):
+    """Every admission rule once, allowed and denied, through the API server."""
+    api_error(lh.create, lh.body("SystemBackup", unique("sb")))  # no target yet: denied
+    lh.default_target()
+    sb = unique("sb")
+    lh.create(lh.body("SystemBackup", sb))  # mutating CREATE, validating CREATE
+    lh.patch("SystemBackup", sb, {"metadata": {"labels": {"touched": "yes"}}})  # mutating UPDATE
+    lh.create(lh.body("SystemBackup", unique("sb")), dry_run="All")
+    api_error(lh.create, lh.body("Backup", unique("b"), spec={"snapshotName": "s"}))  # 422
+    api_error(lh.create, lh.body("Backup", unique("b"), labels={"backup-volume": "v"},
+                                 spec={"backupMode": "differential"}))  # 422
+    failed = unique("b-failed")
+    lh.failed_backup(failed)  # validating CREATE allowed
+    lh.delete("Backup", failed)  # validating DELETE, allowed with a warning
+    api_error(lh.delete, "BackupTarget", "default")  # 403
+    lh.patch("BackupTarget", "default",
+             {"metadata": {"annotations": {DELETE_TARGET_ANNOTATION: "true"}}})
+    lh.delete("SystemBackup", sb)  # deletionTimestamp set, finalizer holds it
+    lh.strip_finalizers("SystemBackup", sb)  # mutating UPDATE of an object being deleted
+    lh.delete("BackupTarget", "default")  # validating DELETE, allowed
+    return 4  # denials
+
+
+def _failure_policies(api_client):
+    adm = client.AdmissionregistrationV1Api(api_client)
+    hooks = adm.read_mutating_webhook_configuration(MUTATING_CONFIG).webhooks + \
+        adm.read_validating_webhook_configuration(VALIDATING_CONFIG).webhooks
+    return {h.name: h.failure_policy for h in hooks}
+
+
+def test_apiserver_metrics_show_our_webhooks_called_never_failing_or_failing_open(
+        lh, apiserver_metrics, api_client):
+    assert _failure_policies(api_client) == {MUTATOR: "Fail", VALIDATOR: "Fail"}
+    before = apiserver_metrics()
+
+    denials = _normal_traffic(lh)
+
+    after = apiserver_metrics()
+    assert _failure_policies(api_client) == {MUTATOR: "Fail", VALIDATOR: "Fail"}
+
+    def delta(metric, /, **labels):
+        return after.sum(metric, **labels) - before.sum(metric, **labels)
+
+    duration = "apiserver_admission_webhook_admission_duration_seconds_count"
+    assert delta(duration, name=MUTATOR, type="admit", operation="CREATE") >= 2
+    assert delta(duration, name=MUTATOR, type="admit", operation="UPDATE") >= 2
+    assert delta(duration, name=VALIDATOR, type="validating", operation="CREATE") >= 5
+    assert delta(duration, name=VALIDATOR, type="validating", operation="DELETE") >= 3
+    assert after.select(duration, name=MUTATOR) and after.select(duration, name=VALIDATOR)
+
+    for name in OURS:
+        for error_type in ("calling_webhook_error", "apiserver_internal_error"):
+            assert delta("apiserver_admission_webhook_rejection_count", name=name,
+                         error_type=error_type) == 0, \
+                (name, error_type, after.select("apiserver_admission_webhook_rejection_count",
+                                                name=name))
+        assert delta("apiserver_admission_webhook_fail_open_count", name=name) == 0, \
+            after.select("apiserver_admission_webhook_fail_open_count", name=name)
+    # our denials are webhook answers (no_error) with the codes the server chose
+    assert delta("apiserver_admission_webhook_rejection_count", name=VALIDATOR,
+                 error_type="no_error") >= denials
+    codes = {labels["code"] for labels, _ in after.select(
+        "apiserver_admission_webhook_request_total", name=VALIDATOR)}
+    assert {"200", "403", "422"} <= codes, codes
+    for name in OURS:
+        for labels, value in after.select("apiserver_admission_webhook_request_total", name=name):
+            if labels["code"] not in ("200", "403", "422"):
+                same = [v for l, v in before.select("apiserver_admission_webhook_request_total",
+                                                    **labels)]
+                assert value == sum(same), f"{name} answered {labels['code']}: {labels}"
+
+
+def test_our_metrics_count_exactly_the_requests_the_api_server_sent(lh, backup_guard,
+                                                                      apiserver_metrics):
+    def ours() -> Metrics:
+        r = requests.get(f"{backup_guard.metrics_url}/metrics", timeout=5)
+        assert r.status_code == 200
+        assert r.headers["Content-Type"].startswith("text/plain")
+        return Metrics(r.text)
+
+    target = lh.default_target()
+    assert target
+    our_before, api_before = ours(), apiserver_metrics()
+
+    name = unique("sb-counted")
+    lh.create(lh.body("SystemBackup", name))
+    lh.patch("SystemBackup", name, {"metadata": {"labels": {"n": "1"}}})
+    lh.patch("SystemBackup", name, {"metadata": {"labels": {"n": "2"}}})
+
+    our_after, api_after = ours(), apiserver_metrics()
+    total = "backup_guard_admission_requests_total"
+
+    def our_delta(**labels):
+        return our_after.sum(total, **labels) - our_before.sum(total, **labels)
+
+    assert our_delta(webhook="mutation", kind="SystemBackup", operation="CREATE",
+                     allowed="true") == 1
+    assert our_delta(webhook="mutation", kind="SystemBackup", operation="UPDATE",
+                     allowed="true") == 2
+    assert our_delta(webhook="validation", kind="SystemBackup", operation="CREATE",
+                     allowed="true") == 1
+    # both sides agree on how many calls there were
+    for webhook, hook_name in (("mutation", MUTATOR), ("validation", VALIDATOR)):
+        sent = api_after.sum("apiserver_admission_webhook_request_total", name=hook_name) - \
+            api_before.sum("apiserver_admission_webhook_request_total", name=hook_name)
+        assert our_delta(webhook=webhook) == sent, (webhook, sent)
+
+    hist = "backup_guard_admission_duration_seconds_count"
+    assert our_after.sum(hist, webhook="mutation") - our_before.sum(hist, webhook="mutation") == 3
+    assert our_after.sum("backup_guard_admission_requests_in_flight") == 0
+    assert our_after.select("backup_guard_build_info")
+    # no label carries a namespace or an object name
+    assert lh.namespace not in our_after.text and name not in our_after.text
+
+
+def test_our_metrics_label_denials_with_their_code(lh, backup_guard):
+    def scrape():
+        return Metrics(requests.get(f"{backup_guard.metrics_url}/metrics", timeout=5).text)
+
+    before = scrape()
+    api_error(lh.create, lh.body("Backup", unique("b"), spec={"snapshotName": "s"}))
+    api_error(lh.create, lh.body("SystemBackup", unique("sb")))
+    after = scrape()
+
+    def delta(**labels):
+        t = "backup_guard_admission_requests_total"
+        return after.sum(t, **labels) - before.sum(t, **labels)
+
+    assert delta(webhook="validation", kind="Backup", operation="CREATE", allowed="false",
+                 code="422") == 1
+    assert delta(webhook="validation", kind="SystemBackup", operation="CREATE", allowed="false",
+                 code="403") == 1
+    assert delta(webhook="mutation", kind="SystemBackup", operation="CREATE") == 1
