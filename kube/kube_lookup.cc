@@ -3,7 +3,6 @@
 #include <utility>
 
 #include "common/log.h"
-#include "kube/kubeconfig.h"
 
 namespace bg::kube {
 namespace {
@@ -256,32 +255,6 @@ bool KubeLookup::Ready() {
                 {{"error", response.status().message()}});
   }
   return false;
-}
-
-Result<ClusterConfig> ResolveClusterConfig(const std::string& kubeconfig_path, bool in_cluster) {
-  if (!kubeconfig_path.empty()) return LoadKubeconfig(kubeconfig_path);
-  if (in_cluster) return InClusterConfig();
-  return Status::NotFound("no cluster configured: neither a kubeconfig nor in-cluster");
-}
-
-Result<std::unique_ptr<ResourceLookup>> NewResourceLookup(const std::string& kubeconfig_path,
-                                                          bool in_cluster,
-                                                          const KubeLookupOptions& options,
-                                                          const TransportOptions& transport) {
-  if (kubeconfig_path.empty() && !in_cluster) {
-    log::Info("no cluster configured; every lookup answers not found");
-    return std::unique_ptr<ResourceLookup>(std::make_unique<NoClusterLookup>());
-  }
-  Result<ClusterConfig> config = ResolveClusterConfig(kubeconfig_path, in_cluster);
-  if (!config.ok()) return config.status();
-  Result<std::unique_ptr<HttpsTransport>> https = HttpsTransport::Create(config.value(), transport);
-  if (!https.ok()) {
-    return Status::InvalidArgument(config->source + ": " + https.status().message());
-  }
-  log::Info("kubernetes API client configured",
-            {{"source", config->source}, {"server", https.value()->server()}});
-  std::shared_ptr<ApiTransport> shared(std::move(https).value());
-  return std::unique_ptr<ResourceLookup>(std::make_unique<KubeLookup>(std::move(shared), options));
 }
 
 }  // namespace bg::kube

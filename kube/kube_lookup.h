@@ -113,19 +113,4 @@ class KubeLookup final : public ResourceLookup {
 // value.
 std::string UrlEncode(std::string_view s);
 
-// The lookup the server builds from its flags:
-//  - `kubeconfig_path` set: a KubeLookup to the cluster of that kubeconfig's current context;
-//  - else `in_cluster`: a KubeLookup to the pod's cluster (service account);
-//  - else a NoClusterLookup (nothing exists; for local runs and tests).
-// Configuration errors (unreadable kubeconfig, bad certificates) are InvalidArgument; the cluster
-// is not contacted here (Ready() does that).
-Result<std::unique_ptr<ResourceLookup>> NewResourceLookup(const std::string& kubeconfig_path,
-                                                          bool in_cluster,
-                                                          const KubeLookupOptions& options = {},
-                                                          const TransportOptions& transport = {});
-
-// The ClusterConfig behind NewResourceLookup's choice, for other API users; NotFound when
-// neither a kubeconfig nor in-cluster is asked for.
-Result<ClusterConfig> ResolveClusterConfig(const std::string& kubeconfig_path, bool in_cluster);
-
 }  // namespace bg::kube

@@ -16,7 +16,6 @@ namespace {
 
 using nlohmann::json;
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 
 constexpr char kBackupTargetPath[] =
     "/apis/longhorn.io/v1beta2/namespaces/longhorn-system/backuptargets/default";
@@ -306,20 +305,6 @@ TEST(UrlEncodeTest, KeepsUnreservedAndEncodesTheRest) {
   EXPECT_EQ(UrlEncode("k in (a, b)"), "k%20in%20%28a%2C%20b%29");
   EXPECT_EQ(UrlEncode("longhorn.io/x"), "longhorn.io%2Fx");
   EXPECT_EQ(UrlEncode("\xC3\xA9"), "%C3%A9");
-}
-
-TEST(NewResourceLookupTest, NoClusterMeansNothingExists) {
-  Result<std::unique_ptr<ResourceLookup>> lookup = NewResourceLookup("", false);
-  ASSERT_TRUE(lookup.ok());
-  EXPECT_TRUE(lookup.value()->Ready());
-  EXPECT_FALSE(lookup.value()->Get("backuptargets", "longhorn-system", "default").has_value());
-}
-
-TEST(NewResourceLookupTest, BadKubeconfigIsAnError) {
-  Result<std::unique_ptr<ResourceLookup>> lookup =
-      NewResourceLookup("/nonexistent/kubeconfig", false);
-  ASSERT_FALSE(lookup.ok());
-  EXPECT_THAT(lookup.status().message(), HasSubstr("/nonexistent/kubeconfig"));
 }
 
 }  // namespace

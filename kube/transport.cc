@@ -8,6 +8,8 @@
 #include <openssl/x509_vfy.h>
 
 #include <climits>
+#include <condition_variable>
+#include <thread>
 #include <utility>
 
 #include "common/log.h"
@@ -142,7 +144,25 @@ bool IsValidMethod(std::string_view method) {
   return true;
 }
 
+// The parts of a request that every exchange shares: method, target and the standard headers.
+httplib::Request NewRequest(std::string_view method, const std::string& target,
+                            const std::string& user_agent, const std::string& token) {
+  httplib::Request req;
+  req.method = std::string(method);
+  req.path = target;
+  req.headers.emplace("Accept", "application/json");
+  req.headers.emplace("User-Agent", user_agent);
+  if (!token.empty()) req.headers.emplace("Authorization", "Bearer " + token);
+  return req;
+}
+
 }  // namespace
+
+Status ApiTransport::Stream(std::string_view, const std::string&, const std::atomic<bool>&,
+                            const std::function<bool(int)>&,
+                            const std::function<bool(std::string_view)>&) {
+  return Status::Unavailable("streaming not supported");
+}
 
 struct HttpsTransport::TlsMaterial {
   PinnedAnchors anchors;              // empty: use the system trust store
@@ -253,24 +273,37 @@ void HttpsTransport::Release(std::unique_ptr<httplib::SSLClient> client) {
   // Over the limit: `client` closes its connection when it goes out of scope.
 }
 
-Result<HttpResponse> HttpsTransport::Request(std::string_view method,
-                                             const std::string& path_and_query,
-                                             const std::string& body,
-                                             std::string_view content_type) {
+Status HttpsTransport::CheckRequest(std::string_view method,
+                                    const std::string& path_and_query) const {
   if (!IsValidMethod(method)) return Status::InvalidArgument("invalid HTTP method");
   if (!IsValidTarget(path_and_query)) {
     return Status::InvalidArgument("request path must start with '/' and be URL-encoded");
   }
+  return Status::Ok();
+}
+
+Status HttpsTransport::ExchangeError(const std::string& what, const httplib::SSLClient& client,
+                                     httplib::Error error) const {
+  std::string message = what + " to " + server_ + ": " + httplib::to_string(error);
+  if (error == httplib::Error::SSLServerVerification) {
+    const long verify = client.get_openssl_verify_result();
+    message += verify == X509_V_OK
+                   ? " (the server certificate is not valid for " + config_.host + ")"
+                   : std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+  }
+  ERR_clear_error();
+  return Status::Unavailable(std::move(message));
+}
+
+Result<HttpResponse> HttpsTransport::Request(std::string_view method,
+                                             const std::string& path_and_query,
+                                             const std::string& body,
+                                             std::string_view content_type) {
+  if (Status valid = CheckRequest(method, path_and_query); !valid.ok()) return valid;
   const std::string what = std::string(method) + " " + path_and_query;
 
-  httplib::Request req;
-  req.method = std::string(method);
-  req.path = config_.base_path + path_and_query;
-  req.headers.emplace("Accept", "application/json");
-  req.headers.emplace("User-Agent", options_.user_agent);
-  if (std::string token = token_.Token(); !token.empty()) {
-    req.headers.emplace("Authorization", "Bearer " + token);
-  }
+  httplib::Request req =
+      NewRequest(method, config_.base_path + path_and_query, options_.user_agent, token_.Token());
   if (!body.empty() || !content_type.empty()) {
     req.body = body;
     req.headers.emplace("Content-Type", std::string(content_type));
@@ -295,20 +328,77 @@ Result<HttpResponse> HttpsTransport::Request(std::string_view method,
     if (too_large) {
       return Status::TooLarge(what + ": response larger than " + std::to_string(limit) + " bytes");
     }
-    const httplib::Error error = res.error();
-    std::string message = what + " to " + server_ + ": " + httplib::to_string(error);
-    if (error == httplib::Error::SSLServerVerification) {
-      const long verify = client->get_openssl_verify_result();
-      message += verify == X509_V_OK
-                     ? " (the server certificate is not valid for " + config_.host + ")"
-                     : std::string(" (") + X509_verify_cert_error_string(verify) + ")";
-    }
-    ERR_clear_error();
-    return Status::Unavailable(std::move(message));
+    return ExchangeError(what, *client, res.error());
   }
   HttpResponse response{res->status, std::move(response_body)};
   Release(std::move(client));
   return response;
+}
+
+Status HttpsTransport::Stream(std::string_view method, const std::string& path_and_query,
+                              const std::atomic<bool>& stop,
+                              const std::function<bool(int status)>& on_status,
+                              const std::function<bool(std::string_view chunk)>& on_chunk) {
+  if (Status valid = CheckRequest(method, path_and_query); !valid.ok()) return valid;
+  if (stop.load()) return Status::Ok();
+  const std::string what = std::string(method) + " " + path_and_query;
+
+  std::unique_ptr<httplib::SSLClient> client = NewClient();
+  if (!client) return Status::Internal(what + ": cannot set up a TLS client: " + OpenSslError());
+  client->set_read_timeout(options_.stream_read_timeout);
+  client->set_keep_alive(false);
+
+  httplib::Request req =
+      NewRequest(method, config_.base_path + path_and_query, options_.user_agent, token_.Token());
+  // Set when the exchange ended because the caller asked for it; httplib reports that as an
+  // error (Canceled, or Read after the connection was shut down), which is not one here.
+  bool ended_by_caller = false;
+  req.response_handler = [&](const httplib::Response& res) {
+    if (stop.load() || !on_status(res.status)) {
+      ended_by_caller = true;
+      return false;
+    }
+    return true;
+  };
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (stop.load() || !on_chunk(std::string_view(data, n))) {
+      ended_by_caller = true;
+      return false;
+    }
+    return true;
+  };
+
+  // The watchdog shuts the connection down once `stop` is set. It keeps doing so until the
+  // exchange ends: a shutdown that lands before the request is in flight closes nothing, and the
+  // request then opens a new connection.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread watchdog([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!done) {
+      if (stop.load()) {
+        lock.unlock();
+        client->stop();
+        lock.lock();
+      }
+      cv.wait_for(lock, kStreamStopLatency / 2, [&] { return done; });
+    }
+  });
+  httplib::Result res = client->send(req);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  watchdog.join();
+
+  if (res) return Status::Ok();
+  if (ended_by_caller || stop.load()) {
+    ERR_clear_error();
+    return Status::Ok();
+  }
+  return ExchangeError(what, *client, res.error());
 }
 
 }  // namespace bg::kube

@@ -4,8 +4,10 @@
 // Thread-safety: implementations are safe to call from many threads at once.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +21,7 @@
 
 namespace httplib {
 class SSLClient;
+enum class Error;
 }  // namespace httplib
 
 namespace bg::kube {
@@ -38,7 +41,23 @@ class ApiTransport {
   // failures, TooLarge for a body over the transport's limit.
   virtual Result<HttpResponse> Request(std::string_view method, const std::string& path_and_query,
                                        const std::string& body, std::string_view content_type) = 0;
+
+  // Sends a body-less `method` to `path_and_query` and hands over the answer as it arrives, for
+  // long-lived responses such as watches: `on_status` gets the HTTP status once the headers are
+  // in, then `on_chunk` gets each piece of the body (whatever the status) as it is received, in
+  // pieces of any size. Either callback returning false ends the exchange; `stop` becoming true
+  // ends it within about kStreamStopLatency, even while no data arrives.
+  // Returns Ok when the body ended, a callback returned false or `stop` was set; an error Status
+  // as Request does when the exchange failed, including a connection that broke mid-body.
+  // The default answers Unavailable, for transports that cannot stream.
+  virtual Status Stream(std::string_view method, const std::string& path_and_query,
+                        const std::atomic<bool>& stop,
+                        const std::function<bool(int status)>& on_status,
+                        const std::function<bool(std::string_view chunk)>& on_chunk);
 };
+
+// How long a streaming exchange may go on after its `stop` flag is set.
+inline constexpr std::chrono::milliseconds kStreamStopLatency{100};
 
 struct TransportOptions {
   // Lookups run inside admission requests, which the API server gives only a few seconds in all.
@@ -50,6 +69,10 @@ struct TransportOptions {
   size_t max_idle_connections = 4;
   // A list of every Backup in a large cluster is a few MiB; this bounds memory, not correctness.
   size_t max_response_bytes = size_t{64} * 1024 * 1024;
+  // Streams (watches) wait this long for the next piece of data before they count as broken. The
+  // API server sends a watch bookmark about every minute (allowWatchBookmarks), so a healthy watch
+  // never goes this quiet; a dead connection is noticed within this time.
+  std::chrono::milliseconds stream_read_timeout{150000};
   std::string user_agent = "backup-guard";
   Clock::Duration token_refresh = kTokenFileRefresh;
   const Clock* clock = nullptr;  // null: Clock::Real(); must outlive the transport
@@ -63,8 +86,10 @@ struct TransportOptions {
 //  - Every request sends "Accept: application/json".
 // Concurrency: an httplib client is not thread-safe, so each request takes a client of its own
 // from a small pool (see TransportOptions::max_idle_connections) and returns it afterwards.
-// A later streaming GET (watches) takes a client out of the same pool and keeps it for the
-// stream's lifetime.
+// Each stream (Stream) opens a connection of its own, outside the pool, and closes it at the end:
+// a watch holds its connection for minutes and would otherwise starve short requests. While a
+// stream runs, a helper thread watches its `stop` flag and shuts the connection down when it is
+// set (httplib offers no other way to interrupt a blocked read).
 class HttpsTransport final : public ApiTransport {
  public:
   // Parses and checks the certificates and keys of `config`; errors are InvalidArgument.
@@ -78,6 +103,10 @@ class HttpsTransport final : public ApiTransport {
   Result<HttpResponse> Request(std::string_view method, const std::string& path_and_query,
                                const std::string& body, std::string_view content_type) override;
 
+  Status Stream(std::string_view method, const std::string& path_and_query,
+                const std::atomic<bool>& stop, const std::function<bool(int status)>& on_status,
+                const std::function<bool(std::string_view chunk)>& on_chunk) override;
+
   // "https://host:port" plus the base path, for logs.
   const std::string& server() const { return server_; }
 
@@ -87,6 +116,10 @@ class HttpsTransport final : public ApiTransport {
   HttpsTransport(const ClusterConfig& config, const TransportOptions& options,
                  std::unique_ptr<TlsMaterial> tls);
 
+  Status CheckRequest(std::string_view method, const std::string& path_and_query) const;
+  // The Unavailable status of an exchange that got no (complete) answer.
+  Status ExchangeError(const std::string& what, const httplib::SSLClient& client,
+                       httplib::Error error) const;
   std::unique_ptr<httplib::SSLClient> NewClient() const;
   std::unique_ptr<httplib::SSLClient> Acquire();
   void Release(std::unique_ptr<httplib::SSLClient> client);

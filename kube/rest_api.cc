@@ -1,0 +1,389 @@
+#include "kube/rest_api.h"
+
+#include <random>
+#include <string_view>
+#include <utility>
+
+#include "common/log.h"
+#include "kube/kube_lookup.h"
+
+namespace bg::kube {
+namespace {
+
+using nlohmann::json;
+
+// Enough of an error body to see the API server's reason, not enough to flood a log line.
+constexpr size_t kBodyExcerptBytes = 300;
+// A watch refused with a non-200 status carries a Status object of a few hundred bytes; more than
+// this is not read.
+constexpr size_t kWatchErrorBodyBytes = 64 * 1024;
+
+std::string Excerpt(std::string_view text) {
+  return std::string(text.substr(0, kBodyExcerptBytes));
+}
+
+// `s` with `what` in front of its message, same code.
+Status WithContext(const Status& s, const std::string& what) {
+  std::string m = what + ": " + s.message();
+  switch (s.code()) {
+    case Status::Code::kOk:
+      return s;
+    case Status::Code::kInvalidArgument:
+      return Status::InvalidArgument(std::move(m));
+    case Status::Code::kNotFound:
+      return Status::NotFound(std::move(m));
+    case Status::Code::kConflict:
+      return Status::Conflict(std::move(m));
+    case Status::Code::kUnavailable:
+      return Status::Unavailable(std::move(m));
+    case Status::Code::kInternal:
+      return Status::Internal(std::move(m));
+    case Status::Code::kGone:
+      return Status::Gone(std::move(m));
+    case Status::Code::kPermissionDenied:
+      return Status::PermissionDenied(std::move(m));
+    case Status::Code::kTooLarge:
+      return Status::TooLarge(std::move(m));
+  }
+  return Status::Internal(std::move(m));
+}
+
+// Names the API server cannot hold; "." and ".." would also change the path's meaning.
+bool IsAddressableName(const std::string& name) {
+  return !name.empty() && name != "." && name != "..";
+}
+
+std::string ObjectName(const json& obj) {
+  if (!obj.is_object()) return "";
+  auto meta = obj.find("metadata");
+  if (meta == obj.end() || !meta->is_object()) return "";
+  auto name = meta->find("name");
+  return name != meta->end() && name->is_string() ? name->get<std::string>() : "";
+}
+
+std::string ApiVersionOf(const ResourceRef& r) {
+  return r.group.empty() ? r.version : r.group + "/" + r.version;
+}
+
+// The body of a write: `obj` with kind and apiVersion, which the API server requires and list
+// items lack, filled in from `r`.
+Result<std::string> WriteBody(const ResourceRef& r, const json& obj) {
+  if (!obj.is_object()) return Status::InvalidArgument("object to write is not a JSON object");
+  json body = obj;
+  if (!body.contains("apiVersion")) body["apiVersion"] = ApiVersionOf(r);
+  if (!body.contains("kind") && !r.kind.empty()) body["kind"] = r.kind;
+  return body.dump();
+}
+
+// "backups ns/name" for messages.
+std::string Describe(const ResourceRef& r, const std::string& ns, const std::string& name) {
+  std::string out = r.resource;
+  if (!ns.empty() || !name.empty()) out += " ";
+  if (!ns.empty()) out += ns + "/";
+  out += name;
+  return out;
+}
+
+json ParseOrDiscard(std::string_view text) {
+  try {
+    return json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  } catch (const json::exception&) {
+    return json(json::value_t::discarded);
+  }
+}
+
+}  // namespace
+
+std::string ResourcePath(const ResourceRef& r, const std::string& ns, const std::string& name) {
+  std::string path = r.group.empty() ? "/api/" + UrlEncode(r.version)
+                                     : "/apis/" + UrlEncode(r.group) + "/" + UrlEncode(r.version);
+  if (!ns.empty()) path += "/namespaces/" + UrlEncode(ns);
+  path += "/" + UrlEncode(r.resource);
+  if (!name.empty()) path += "/" + UrlEncode(name);
+  return path;
+}
+
+Status StatusFromHttp(int http_status, const std::string& body, const std::string& what) {
+  std::string reason;
+  json status = ParseOrDiscard(body);
+  if (status.is_object()) {
+    auto message = status.find("message");
+    if (message != status.end() && message->is_string()) reason = message->get<std::string>();
+  }
+  if (reason.empty()) reason = Excerpt(body);
+  std::string m = what + ": HTTP " + std::to_string(http_status);
+  if (!reason.empty()) m += ": " + reason;
+  switch (http_status) {
+    case 400:
+    case 422:
+      return Status::InvalidArgument(std::move(m));
+    case 403:
+      return Status::PermissionDenied(std::move(m));
+    case 404:
+      return Status::NotFound(std::move(m));
+    case 409:
+      return Status::Conflict(std::move(m));
+    case 410:
+      return Status::Gone(std::move(m));
+    default:
+      return Status::Unavailable(std::move(m));
+  }
+}
+
+RestKubeApi::RestKubeApi(std::shared_ptr<ApiTransport> transport, RestKubeApiOptions options)
+    : transport_(std::move(transport)),
+      options_(options),
+      limiter_(options.qps, options.burst, options.clock) {}
+
+Result<json> RestKubeApi::Call(std::string_view method, const std::string& path,
+                               const std::string& body, std::string_view content_type,
+                               const std::string& what) {
+  limiter_.Acquire();
+  Result<HttpResponse> response = transport_->Request(method, path, body, content_type);
+  if (!response.ok()) return WithContext(response.status(), what);
+  if (response->status < 200 || response->status >= 300) {
+    return StatusFromHttp(response->status, response->body, what);
+  }
+  json parsed = ParseOrDiscard(response->body);
+  if (!parsed.is_object()) {
+    return Status::Unavailable(what + ": malformed response: " + Excerpt(response->body));
+  }
+  return parsed;
+}
+
+Result<json> RestKubeApi::Get(const ResourceRef& r, const std::string& ns,
+                              const std::string& name) {
+  const std::string what = "get " + Describe(r, ns, name);
+  // An unnamed object does not exist (and the path would address the whole collection).
+  if (!IsAddressableName(name)) return Status::NotFound(what + ": no such name");
+  return Call("GET", ResourcePath(r, ns, name), "", "", what);
+}
+
+Result<json> RestKubeApi::List(const ResourceRef& r, const std::string& ns,
+                               const std::string& label_selector) {
+  const std::string what = "list " + Describe(r, ns, "");
+  std::string base = ResourcePath(r, ns) + "?";
+  if (!label_selector.empty()) base += "labelSelector=" + UrlEncode(label_selector) + "&";
+
+  // Paginated first; when a continue token expires mid-way (410), the pages already read no
+  // longer form one snapshot, so the whole list is read again in one unpaginated request, as
+  // client-go's pager does.
+  for (const bool paginate : {options_.list_page_size > 0, false}) {
+    json list;
+    json items = json::array();
+    std::string token;
+    bool expired = false;
+    do {
+      std::string path = base;
+      if (paginate) path += "limit=" + std::to_string(options_.list_page_size) + "&";
+      if (!token.empty()) path += "continue=" + UrlEncode(token) + "&";
+      path.pop_back();  // the trailing '&' or '?'
+      Result<json> page = Call("GET", path, "", "", what);
+      if (!page.ok()) {
+        if (!token.empty() && page.status().code() == Status::Code::kGone) {
+          log::Warn("list continue token expired; listing again without pages",
+                    {{"resource", r.resource}, {"namespace", ns}});
+          expired = true;
+          break;
+        }
+        return page.status();
+      }
+      json& body = page.value();
+      auto page_items = body.find("items");
+      if (page_items != body.end() && !page_items->is_null()) {
+        if (!page_items->is_array()) {
+          return Status::Unavailable(what + ": malformed response: items is not an array");
+        }
+        for (json& item : *page_items) items.push_back(std::move(item));
+      }
+      std::string next;
+      if (auto meta = body.find("metadata"); meta != body.end() && meta->is_object()) {
+        if (auto c = meta->find("continue"); c != meta->end() && c->is_string()) {
+          next = c->get<std::string>();
+        }
+      }
+      if (!next.empty() && next == token) {
+        return Status::Unavailable(what + ": the server repeated a continue token");
+      }
+      if (list.is_null()) {
+        body.erase("items");
+        list = std::move(body);
+      }
+      token = std::move(next);
+    } while (paginate && !token.empty());
+    if (expired) continue;
+
+    // The first page's metadata describes the snapshot; what is left of paging goes.
+    if (list.contains("metadata") && list["metadata"].is_object()) {
+      list["metadata"].erase("continue");
+      list["metadata"].erase("remainingItemCount");
+    }
+    // List items carry no kind or apiVersion; restore them from the list's ("BackupList").
+    std::string kind = r.kind;
+    if (auto k = list.find("kind"); k != list.end() && k->is_string()) {
+      const std::string list_kind = k->get<std::string>();
+      if (list_kind.size() > 4 && list_kind.ends_with("List")) {
+        kind = list_kind.substr(0, list_kind.size() - 4);
+      }
+    }
+    std::string api_version = ApiVersionOf(r);
+    if (auto v = list.find("apiVersion"); v != list.end() && v->is_string()) {
+      api_version = v->get<std::string>();
+    }
+    for (json& item : items) {
+      if (!item.is_object()) continue;
+      if (!kind.empty() && !item.contains("kind")) item["kind"] = kind;
+      if (!item.contains("apiVersion")) item["apiVersion"] = api_version;
+    }
+    list["items"] = std::move(items);
+    return list;
+  }
+  return Status::Internal(what + ": unreachable");  // the unpaginated pass always returns
+}
+
+Result<json> RestKubeApi::Create(const ResourceRef& r, const std::string& ns, const json& obj) {
+  const std::string what = "create " + Describe(r, ns, ObjectName(obj));
+  Result<std::string> body = WriteBody(r, obj);
+  if (!body.ok()) return WithContext(body.status(), what);
+  return Call("POST", ResourcePath(r, ns), body.value(), "application/json", what);
+}
+
+Result<json> RestKubeApi::Update(const ResourceRef& r, const std::string& ns, const json& obj) {
+  const std::string name = ObjectName(obj);
+  const std::string what = "update " + Describe(r, ns, name);
+  if (!IsAddressableName(name)) return Status::InvalidArgument(what + ": object has no name");
+  Result<std::string> body = WriteBody(r, obj);
+  if (!body.ok()) return WithContext(body.status(), what);
+  return Call("PUT", ResourcePath(r, ns, name), body.value(), "application/json", what);
+}
+
+Result<json> RestKubeApi::MergePatch(const ResourceRef& r, const std::string& ns,
+                                     const std::string& name, const json& patch) {
+  const std::string what = "patch " + Describe(r, ns, name);
+  if (!IsAddressableName(name)) return Status::InvalidArgument(what + ": no object name");
+  if (!patch.is_object()) return Status::InvalidArgument(what + ": patch is not a JSON object");
+  return Call("PATCH", ResourcePath(r, ns, name), patch.dump(), "application/merge-patch+json",
+              what);
+}
+
+Status RestKubeApi::Delete(const ResourceRef& r, const std::string& ns, const std::string& name,
+                           const std::string& uid) {
+  const std::string what = "delete " + Describe(r, ns, name);
+  // Without a name the request would delete the whole collection.
+  if (!IsAddressableName(name)) return Status::InvalidArgument(what + ": no object name");
+  json options = {
+      {"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}};
+  if (!uid.empty()) options["preconditions"] = {{"uid", uid}};
+  limiter_.Acquire();
+  Result<HttpResponse> response =
+      transport_->Request("DELETE", ResourcePath(r, ns, name), options.dump(), "application/json");
+  if (!response.ok()) return WithContext(response.status(), what);
+  // 200 (the object, now being deleted, or a Status) and 202 (deletion accepted) both succeed.
+  if (response->status < 200 || response->status >= 300) {
+    return StatusFromHttp(response->status, response->body, what);
+  }
+  return Status::Ok();
+}
+
+std::chrono::seconds RestKubeApi::WatchTimeout() {
+  const int64_t jitter = options_.watch_timeout_jitter.count();
+  if (jitter <= 0) return options_.watch_timeout;
+  thread_local std::mt19937 rng{std::random_device{}()};
+  std::uniform_int_distribution<int64_t> dist(0, jitter - 1);
+  return options_.watch_timeout + std::chrono::seconds(dist(rng));
+}
+
+Status RestKubeApi::Watch(const ResourceRef& r, const std::string& ns,
+                          const std::string& resource_version,
+                          const std::function<bool(const WatchEvent&)>& on_event,
+                          const std::atomic<bool>& stop) {
+  const std::string what = "watch " + Describe(r, ns, "");
+  std::string path = ResourcePath(r, ns) + "?watch=true&allowWatchBookmarks=true";
+  if (!resource_version.empty()) path += "&resourceVersion=" + UrlEncode(resource_version);
+  path += "&timeoutSeconds=" + std::to_string(WatchTimeout().count());
+
+  int http_status = 0;
+  std::string error_body;  // the body of a non-200 answer, bounded
+  std::string pending;     // the start of a line whose end has not arrived yet
+  Status outcome = Status::Ok();
+  bool ended = false;  // the stream must end now with `outcome`
+  const size_t max_line = options_.max_watch_event_bytes;
+
+  auto end_with = [&](Status s) {
+    outcome = std::move(s);
+    ended = true;
+    return false;
+  };
+  // One complete line; false ends the stream.
+  auto handle_line = [&](std::string_view line) -> bool {
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) return true;
+    json event = ParseOrDiscard(line);
+    if (!event.is_object() || !event.contains("type") || !event["type"].is_string() ||
+        !event.contains("object") || !event["object"].is_object()) {
+      log::Warn("malformed watch event; ending the watch",
+                {{"resource", r.resource}, {"namespace", ns}, {"line", Excerpt(line)}});
+      return end_with(Status::Unavailable(what + ": malformed event: " + Excerpt(line)));
+    }
+    WatchEvent e{event["type"].get<std::string>(), std::move(event["object"])};
+    if (e.type == "ERROR") {
+      std::string message = e.object.value("message", json()).is_string()
+                                ? e.object["message"].get<std::string>()
+                                : Excerpt(e.object.dump());
+      const json code = e.object.value("code", json());
+      if (code.is_number_integer() && code.get<int64_t>() == 410) {
+        return end_with(Status::Gone(what + ": " + message));
+      }
+      return end_with(Status::Unavailable(what + ": error event: " + message));
+    }
+    if (!on_event(e) || stop.load()) return end_with(Status::Ok());
+    return true;
+  };
+  auto on_status = [&](int status) {
+    http_status = status;
+    return true;
+  };
+  auto on_chunk = [&](std::string_view chunk) -> bool {
+    if (http_status != 200) {
+      error_body.append(chunk.substr(0, kWatchErrorBodyBytes - error_body.size()));
+      return error_body.size() < kWatchErrorBodyBytes;
+    }
+    while (!chunk.empty()) {
+      const size_t newline = chunk.find('\n');
+      const std::string_view piece = chunk.substr(0, newline);
+      if (pending.size() + piece.size() > max_line) {
+        return end_with(Status::Unavailable(what + ": event larger than " +
+                                            std::to_string(max_line) + " bytes"));
+      }
+      if (newline == std::string_view::npos) {
+        pending.append(piece);
+        return true;
+      }
+      bool more;
+      if (pending.empty()) {
+        more = handle_line(piece);
+      } else {
+        pending.append(piece);
+        more = handle_line(pending);
+        pending.clear();
+      }
+      if (!more) return false;
+      chunk.remove_prefix(newline + 1);
+    }
+    return true;
+  };
+
+  Status streamed = transport_->Stream("GET", path, stop, on_status, on_chunk);
+  if (ended) return outcome;
+  if (!streamed.ok()) return WithContext(streamed, what);
+  if (stop.load() || http_status == 0) return Status::Ok();
+  if (http_status != 200) return StatusFromHttp(http_status, error_body, what);
+  // The server writes a newline after every event; a last line without one is still an event
+  // when it is complete JSON (a truncated one fails to parse and ends with Unavailable).
+  if (!pending.empty()) {
+    handle_line(pending);
+    if (ended) return outcome;
+  }
+  return Status::Ok();
+}
+
+}  // namespace bg::kube

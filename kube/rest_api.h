@@ -1,0 +1,111 @@
+// RestKubeApi: the KubeApi (kube/api.h) over the Kubernetes REST API, through an ApiTransport.
+//
+//  - Paths: the core group is /api/v1, other groups /apis/{group}/{version}; a non-empty namespace
+//    addresses /namespaces/{ns}/{resource}[/{name}], an empty one the cluster-scoped (or
+//    all-namespaces) collection. Names and query values are URL-encoded.
+//  - List pages through the collection (limit/continue) and answers one List object: every
+//    page's items, each with the kind and apiVersion that list responses leave out, under the
+//    first page's metadata (its resourceVersion is the snapshot that all pages come from).
+//  - Create POSTs, Update PUTs to the object's name, MergePatch PATCHes with
+//    application/merge-patch+json, Delete sends DeleteOptions with background propagation and,
+//    given a uid, a uid precondition.
+//  - Errors map from the HTTP status as KubeApi documents, with the API server's Status message
+//    in the text. Nothing is retried here: a Conflict goes back to the caller, who re-reads and
+//    decides, and a 404 is NotFound, which the caller may count as done.
+//  - Watch streams newline-delimited events and hands each one over as soon as its line is
+//    complete; see Watch below.
+//  - Every request but a watch first takes a token from a client-side RateLimiter, so that a
+//    burst of work (an uninstall of thousands of objects) cannot flood the API server.
+//
+// Thread-safety: all methods may be called from many threads at once.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kube/api.h"
+#include "kube/clock.h"
+#include "kube/rate_limiter.h"
+#include "kube/transport.h"
+
+namespace bg::kube {
+
+struct RestKubeApiOptions {
+  // client-go's defaults (5 QPS, burst 10) suit one controller among many; this process is the
+  // only writer of its kinds and an uninstall deletes thousands of objects, so it may go faster
+  // while staying far below what one API server serves. qps <= 0 turns limiting off.
+  double qps = 50;
+  int burst = 100;
+  // Items per List page. Pages bound the API server's work per request and the size of one
+  // response (500 is client-go's pager default).
+  int64_t list_page_size = 500;
+  // Watches ask the server to end the stream after this long plus up to `watch_timeout_jitter`,
+  // so that the watches of many replicas do not all restart at the same moment.
+  std::chrono::seconds watch_timeout{300};
+  std::chrono::seconds watch_timeout_jitter{60};
+  // One watch event (one object) larger than this ends the watch with Unavailable. Objects are
+  // limited to about 1.5 MiB by etcd; this only bounds a misbehaving stream.
+  size_t max_watch_event_bytes = size_t{16} * 1024 * 1024;
+  const Clock* clock = nullptr;  // measures the rate limiter; null: Clock::Real()
+};
+
+// The request path of a collection (`name` empty) or of one object.
+std::string ResourcePath(const ResourceRef& r, const std::string& ns, const std::string& name = "");
+
+// The Status for a non-2xx answer `http_status` whose body is `body`: the mapping of kube/api.h,
+// with `what` and the API server's Status message (else the start of the body) in the text.
+Status StatusFromHttp(int http_status, const std::string& body, const std::string& what);
+
+class RestKubeApi final : public KubeApi {
+ public:
+  // `transport` must not be null.
+  explicit RestKubeApi(std::shared_ptr<ApiTransport> transport, RestKubeApiOptions options = {});
+
+  RestKubeApi(const RestKubeApi&) = delete;
+  RestKubeApi& operator=(const RestKubeApi&) = delete;
+
+  Result<nlohmann::json> Get(const ResourceRef& r, const std::string& ns,
+                             const std::string& name) override;
+  Result<nlohmann::json> List(const ResourceRef& r, const std::string& ns,
+                              const std::string& label_selector) override;
+  // Sets kind and apiVersion from `r` when `obj` lacks them.
+  Result<nlohmann::json> Create(const ResourceRef& r, const std::string& ns,
+                                const nlohmann::json& obj) override;
+  // Sets kind and apiVersion from `r` when `obj` lacks them; `obj` must have metadata.name.
+  Result<nlohmann::json> Update(const ResourceRef& r, const std::string& ns,
+                                const nlohmann::json& obj) override;
+  Result<nlohmann::json> MergePatch(const ResourceRef& r, const std::string& ns,
+                                    const std::string& name, const nlohmann::json& patch) override;
+  Status Delete(const ResourceRef& r, const std::string& ns, const std::string& name,
+                const std::string& uid = "") override;
+
+  // GET ...?watch=true&allowWatchBookmarks=true&resourceVersion=RV&timeoutSeconds=N, streamed.
+  // Each complete line is one event, handed to `on_event` at once (BOOKMARK events included).
+  //  - non-200 answer: the mapped Status (410 is Gone);
+  //  - ERROR event: Gone when its Status has code 410, else Unavailable with its message;
+  //  - a line that is not an event (not JSON, no type, no object) or longer than
+  //    max_watch_event_bytes: Unavailable, so that the caller resumes from the last version it
+  //    saw instead of silently missing an event;
+  //  - the server ending the stream, `on_event` returning false, `stop` set: Ok.
+  // An empty `resource_version` starts from the current state (the server sends it as ADDED).
+  Status Watch(const ResourceRef& r, const std::string& ns, const std::string& resource_version,
+               const std::function<bool(const WatchEvent&)>& on_event,
+               const std::atomic<bool>& stop) override;
+
+ private:
+  // A rate-limited, non-streaming request; `what` names it in errors. 2xx answers are parsed
+  // as a JSON object; anything else is the mapped Status.
+  Result<nlohmann::json> Call(std::string_view method, const std::string& path,
+                              const std::string& body, std::string_view content_type,
+                              const std::string& what);
+  std::chrono::seconds WatchTimeout();
+
+  const std::shared_ptr<ApiTransport> transport_;
+  const RestKubeApiOptions options_;
+  RateLimiter limiter_;
+};
+
+}  // namespace bg::kube

@@ -1,0 +1,810 @@
+#include "kube/rest_api.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kube/kube_lookup.h"
+
+namespace bg::kube {
+namespace {
+
+using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+const ResourceRef kSecrets{"", "v1", "secrets", "Secret"};
+const ResourceRef kCrds{"apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                        "CustomResourceDefinition"};
+const ResourceRef kBackups = LonghornResource("backups");
+constexpr char kNs[] = "longhorn-system";
+constexpr char kBackupsPath[] = "/apis/longhorn.io/v1beta2/namespaces/longhorn-system/backups";
+
+struct Recorded {
+  std::string method;
+  std::string path;
+  std::string body;
+  std::string content_type;
+};
+
+// What one streaming exchange answers: a status, then the body in the given chunks. With
+// `hold_open` the stream then stays open until its stop flag is set, as an idle watch does.
+struct StreamScript {
+  Status error = Status::Ok();  // not Ok: the exchange fails with this after the chunks
+  int status = 200;
+  std::vector<std::string> chunks;
+  bool hold_open = false;
+};
+
+// Records every request and answers it with `handler` (default: 200 and an empty object), and
+// every stream with the next StreamScript.
+class FakeTransport final : public ApiTransport {
+ public:
+  using Handler = std::function<Result<HttpResponse>(const Recorded&)>;
+
+  Result<HttpResponse> Request(std::string_view method, const std::string& path_and_query,
+                               const std::string& body, std::string_view content_type) override {
+    Recorded r{std::string(method), path_and_query, body, std::string(content_type)};
+    Handler handler;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      requests_.push_back(r);
+      handler = handler_;
+    }
+    if (!handler) return HttpResponse{200, "{}"};
+    return handler(r);
+  }
+
+  Status Stream(std::string_view method, const std::string& path_and_query,
+                const std::atomic<bool>& stop, const std::function<bool(int)>& on_status,
+                const std::function<bool(std::string_view)>& on_chunk) override {
+    StreamScript script;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      streams_.push_back(Recorded{std::string(method), path_and_query, "", ""});
+      if (!scripts_.empty()) {
+        script = scripts_.front();
+        scripts_.erase(scripts_.begin());
+      }
+    }
+    if (!on_status(script.status)) return Status::Ok();
+    for (const std::string& chunk : script.chunks) {
+      if (stop.load()) return Status::Ok();
+      ++chunks_delivered_;
+      if (!on_chunk(chunk)) return Status::Ok();
+    }
+    if (!script.error.ok()) return script.error;
+    while (script.hold_open && !stop.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return Status::Ok();
+  }
+
+  void SetHandler(Handler h) {
+    std::lock_guard<std::mutex> lock(mu_);
+    handler_ = std::move(h);
+  }
+  void AnswerAll(int status, const std::string& body) {
+    SetHandler([status, body](const Recorded&) { return HttpResponse{status, body}; });
+  }
+  void Script(StreamScript s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    scripts_.push_back(std::move(s));
+  }
+  std::vector<Recorded> requests() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_;
+  }
+  std::vector<std::string> request_lines() {
+    std::vector<std::string> out;
+    for (const Recorded& r : requests()) out.push_back(r.method + " " + r.path);
+    return out;
+  }
+  std::vector<Recorded> streams() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return streams_;
+  }
+  int chunks_delivered() const { return chunks_delivered_.load(); }
+
+ private:
+  std::mutex mu_;
+  Handler handler_;
+  std::vector<Recorded> requests_;
+  std::vector<StreamScript> scripts_;
+  std::vector<Recorded> streams_;
+  std::atomic<int> chunks_delivered_{0};
+};
+
+// A transport that only answers plain requests: ApiTransport's default Stream.
+class NoStreamTransport final : public ApiTransport {
+ public:
+  Result<HttpResponse> Request(std::string_view, const std::string&, const std::string&,
+                               std::string_view) override {
+    return HttpResponse{200, "{}"};
+  }
+};
+
+// A clock that moves a second forward each time it is read: the rate limiter never waits, and
+// the number of reads counts the tokens taken.
+class CountingClock final : public Clock {
+ public:
+  TimePoint Now() const override {
+    return TimePoint(std::chrono::seconds(3600 + reads_.fetch_add(1)));
+  }
+  int reads() const { return reads_.load(); }
+
+ private:
+  mutable std::atomic<int> reads_{0};
+};
+
+std::string Event(const std::string& type, const std::string& name, const std::string& rv) {
+  return json{
+      {"type", type},
+      {"object", {{"kind", "Backup"}, {"metadata", {{"name", name}, {"resourceVersion", rv}}}}}}
+      .dump();
+}
+
+class RestKubeApiTest : public ::testing::Test {
+ protected:
+  RestKubeApiTest() : transport_(std::make_shared<FakeTransport>()) {
+    options_.qps = 0;  // no limiting unless a test asks for it
+  }
+
+  RestKubeApi& api() {
+    if (!api_) api_ = std::make_unique<RestKubeApi>(transport_, options_);
+    return *api_;
+  }
+
+  // Runs a watch and returns its Status; the events land in events_.
+  Status Watch(const std::string& rv = "7") {
+    return api().Watch(
+        kBackups, kNs, rv,
+        [this](const WatchEvent& e) {
+          events_.push_back(e.type + " " + e.object["metadata"].value("name", ""));
+          return true;
+        },
+        stop_);
+  }
+
+  std::shared_ptr<FakeTransport> transport_;
+  RestKubeApiOptions options_;
+  std::unique_ptr<RestKubeApi> api_;
+  std::vector<std::string> events_;
+  std::atomic<bool> stop_{false};
+};
+
+// ---- paths ----
+
+TEST(ResourcePathTest, CoreGroupIsUnderApiV1) {
+  EXPECT_EQ(ResourcePath(kSecrets, "kube-system", "token"),
+            "/api/v1/namespaces/kube-system/secrets/token");
+  EXPECT_EQ(ResourcePath(kSecrets, "kube-system"), "/api/v1/namespaces/kube-system/secrets");
+}
+
+TEST(ResourcePathTest, NamedGroupIsUnderApis) {
+  EXPECT_EQ(ResourcePath(kBackups, kNs, "b-1"), std::string(kBackupsPath) + "/b-1");
+  EXPECT_EQ(ResourcePath(kLeases, "ns", "leader"),
+            "/apis/coordination.k8s.io/v1/namespaces/ns/leases/leader");
+}
+
+TEST(ResourcePathTest, EmptyNamespaceIsClusterScoped) {
+  EXPECT_EQ(ResourcePath(kCrds, "", "backups.longhorn.io"),
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/backups.longhorn.io");
+  EXPECT_EQ(ResourcePath(kBackups, ""), "/apis/longhorn.io/v1beta2/backups");
+}
+
+TEST(ResourcePathTest, NamesAreEncoded) {
+  EXPECT_EQ(ResourcePath(kBackups, "a b", "x/y?z"),
+            "/apis/longhorn.io/v1beta2/namespaces/a%20b/backups/x%2Fy%3Fz");
+}
+
+// ---- reads ----
+
+TEST_F(RestKubeApiTest, GetReturnsTheObject) {
+  transport_->AnswerAll(200, R"({"kind":"Backup","metadata":{"name":"b-1"}})");
+  Result<json> got = api().Get(kBackups, kNs, "b-1");
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ((*got)["metadata"]["name"], "b-1");
+  EXPECT_THAT(transport_->request_lines(),
+              ElementsAre(std::string("GET ") + kBackupsPath + "/b-1"));
+}
+
+TEST_F(RestKubeApiTest, GetOfAnEmptyNameIsNotFoundWithoutARequest) {
+  EXPECT_TRUE(api().Get(kBackups, kNs, "").status().IsNotFound());
+  EXPECT_TRUE(api().Get(kBackups, kNs, "..").status().IsNotFound());
+  EXPECT_TRUE(transport_->requests().empty());
+}
+
+TEST_F(RestKubeApiTest, MalformedBodyIsUnavailable) {
+  transport_->AnswerAll(200, "<html>proxy error</html>");
+  Result<json> got = api().Get(kBackups, kNs, "b-1");
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), Status::Code::kUnavailable);
+  EXPECT_THAT(got.status().message(), HasSubstr("proxy error"));
+}
+
+TEST_F(RestKubeApiTest, TransportFailureKeepsItsCodeAndNamesTheRequest) {
+  transport_->SetHandler(
+      [](const Recorded&) -> Result<HttpResponse> { return Status::Unavailable("refused"); });
+  Result<json> got = api().Get(kBackups, kNs, "b-1");
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), Status::Code::kUnavailable);
+  EXPECT_EQ(got.status().message(), "get backups longhorn-system/b-1: refused");
+}
+
+TEST_F(RestKubeApiTest, ListEncodesTheSelectorAndAsksForPages) {
+  transport_->AnswerAll(200, R"({"kind":"BackupList","metadata":{"resourceVersion":"5"}})");
+  ASSERT_TRUE(api().List(kBackups, kNs, "backup-volume=vol-1,x!=y").ok());
+  EXPECT_THAT(transport_->request_lines(),
+              ElementsAre(std::string("GET ") + kBackupsPath +
+                          "?labelSelector=backup-volume%3Dvol-1%2Cx%21%3Dy&limit=500"));
+}
+
+TEST_F(RestKubeApiTest, ListWithoutSelector) {
+  transport_->AnswerAll(200, R"({"items":null})");
+  Result<json> list = api().List(kCrds, "", "");
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  EXPECT_EQ((*list)["items"], json::array());
+  EXPECT_THAT(transport_->request_lines(),
+              ElementsAre("GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions?limit=500"));
+}
+
+// Serves `total` Backups in pages of the requested limit; continue tokens are "tok-<offset>".
+// Each page has its own resourceVersion, so a test can see which one the result kept.
+FakeTransport::Handler PagedBackups(int total) {
+  return [total](const Recorded& r) -> Result<HttpResponse> {
+    int offset = 0;
+    int limit = total;
+    if (auto c = r.path.find("continue=tok-"); c != std::string::npos) {
+      offset = std::stoi(r.path.substr(c + 13));
+    }
+    if (auto l = r.path.find("limit="); l != std::string::npos) {
+      limit = std::stoi(r.path.substr(l + 6));
+    }
+    json page = {{"kind", "BackupList"},
+                 {"apiVersion", "longhorn.io/v1beta2"},
+                 {"metadata", {{"resourceVersion", "rv-at-" + std::to_string(offset)}}},
+                 {"items", json::array()}};
+    const int end = std::min(total, offset + limit);
+    for (int i = offset; i < end; ++i) {
+      page["items"].push_back({{"metadata", {{"name", "b-" + std::to_string(i)}}}});
+    }
+    if (end < total) {
+      page["metadata"]["continue"] = "tok-" + std::to_string(end);
+      page["metadata"]["remainingItemCount"] = total - end;
+    }
+    return HttpResponse{200, page.dump()};
+  };
+}
+
+TEST_F(RestKubeApiTest, ListConcatenatesTenThousandObjectsFromPages) {
+  transport_->SetHandler(PagedBackups(10000));
+  Result<json> list = api().List(kBackups, kNs, "");
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  const json& items = (*list)["items"];
+  ASSERT_EQ(items.size(), 10000u);
+  for (int i = 0; i < 10000; ++i) {
+    ASSERT_EQ(items[i]["metadata"]["name"], "b-" + std::to_string(i));
+  }
+  // Items get the kind and apiVersion that list responses leave out.
+  EXPECT_EQ(items[9999]["kind"], "Backup");
+  EXPECT_EQ(items[9999]["apiVersion"], "longhorn.io/v1beta2");
+  // The first page's snapshot version, and nothing left of paging.
+  EXPECT_EQ((*list)["metadata"], json({{"resourceVersion", "rv-at-0"}}));
+  EXPECT_EQ((*list)["kind"], "BackupList");
+
+  const std::vector<Recorded> requests = transport_->requests();
+  ASSERT_EQ(requests.size(), 20u);
+  EXPECT_EQ(requests[0].path, std::string(kBackupsPath) + "?limit=500");
+  EXPECT_EQ(requests[1].path, std::string(kBackupsPath) + "?limit=500&continue=tok-500");
+  EXPECT_EQ(requests[19].path, std::string(kBackupsPath) + "?limit=500&continue=tok-9500");
+}
+
+TEST_F(RestKubeApiTest, ListPageSizeIsConfigurable) {
+  options_.list_page_size = 3;
+  transport_->SetHandler(PagedBackups(7));
+  Result<json> list = api().List(kBackups, kNs, "a=b");
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ((*list)["items"].size(), 7u);
+  EXPECT_THAT(
+      transport_->request_lines(),
+      ElementsAre(
+          std::string("GET ") + kBackupsPath + "?labelSelector=a%3Db&limit=3",
+          std::string("GET ") + kBackupsPath + "?labelSelector=a%3Db&limit=3&continue=tok-3",
+          std::string("GET ") + kBackupsPath + "?labelSelector=a%3Db&limit=3&continue=tok-6"));
+}
+
+TEST_F(RestKubeApiTest, ListWithAnExpiredContinueTokenListsAgainInOneRequest) {
+  auto paged = PagedBackups(1200);
+  transport_->SetHandler([paged](const Recorded& r) -> Result<HttpResponse> {
+    if (r.path.find("continue=tok-1000") != std::string::npos) {
+      return HttpResponse{410, R"({"kind":"Status","code":410,"reason":"Expired",
+                                   "message":"The provided continue parameter is too old"})"};
+    }
+    return paged(r);
+  });
+  Result<json> list = api().List(kBackups, kNs, "");
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  EXPECT_EQ((*list)["items"].size(), 1200u);
+  const std::vector<std::string> lines = transport_->request_lines();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[3], std::string("GET ") + kBackupsPath);
+}
+
+TEST_F(RestKubeApiTest, ListOfAMissingKindIsNotFound) {
+  transport_->AnswerAll(
+      404,
+      R"({"kind":"Status","code":404,"message":"the server could not find the requested resource"})");
+  Result<json> list = api().List(kBackups, kNs, "");
+  ASSERT_FALSE(list.ok());
+  EXPECT_TRUE(list.status().IsNotFound());
+  EXPECT_THAT(list.status().message(), HasSubstr("could not find the requested resource"));
+}
+
+TEST_F(RestKubeApiTest, ListFailingMidwayFailsWhole) {
+  auto paged = PagedBackups(1200);
+  transport_->SetHandler([paged](const Recorded& r) -> Result<HttpResponse> {
+    if (r.path.find("continue=") != std::string::npos) return HttpResponse{503, "busy"};
+    return paged(r);
+  });
+  Result<json> list = api().List(kBackups, kNs, "");
+  ASSERT_FALSE(list.ok());
+  EXPECT_EQ(list.status().code(), Status::Code::kUnavailable);
+}
+
+TEST_F(RestKubeApiTest, ListRefusesARepeatedContinueToken) {
+  transport_->AnswerAll(200, R"({"metadata":{"continue":"same"},"items":[{}]})");
+  Result<json> list = api().List(kBackups, kNs, "");
+  ASSERT_FALSE(list.ok());
+  EXPECT_THAT(list.status().message(), HasSubstr("repeated a continue token"));
+  EXPECT_EQ(transport_->requests().size(), 2u);
+}
+
+// ---- status mapping ----
+
+TEST_F(RestKubeApiTest, HttpStatusMapsToStatusCodeWithTheServerMessage) {
+  const std::vector<std::pair<int, Status::Code>> table = {
+      {400, Status::Code::kInvalidArgument},
+      {401, Status::Code::kUnavailable},
+      {403, Status::Code::kPermissionDenied},
+      {404, Status::Code::kNotFound},
+      {405, Status::Code::kUnavailable},
+      {409, Status::Code::kConflict},
+      {410, Status::Code::kGone},
+      {422, Status::Code::kInvalidArgument},
+      {429, Status::Code::kUnavailable},
+      {500, Status::Code::kUnavailable},
+      {503, Status::Code::kUnavailable},
+      {504, Status::Code::kUnavailable},
+  };
+  for (const auto& [http, code] : table) {
+    transport_->AnswerAll(http, json{{"kind", "Status"},
+                                     {"code", http},
+                                     {"message", "reason number " + std::to_string(http)}}
+                                    .dump());
+    Result<json> got = api().Get(kBackups, kNs, "b-1");
+    ASSERT_FALSE(got.ok()) << http;
+    EXPECT_EQ(got.status().code(), code) << http;
+    EXPECT_EQ(got.status().message(), "get backups longhorn-system/b-1: HTTP " +
+                                          std::to_string(http) + ": reason number " +
+                                          std::to_string(http));
+  }
+}
+
+TEST(StatusFromHttpTest, BodyWithoutStatusMessageIsQuoted) {
+  Status s = StatusFromHttp(502, "<html>Bad Gateway</html>", "get x");
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  EXPECT_EQ(s.message(), "get x: HTTP 502: <html>Bad Gateway</html>");
+  EXPECT_EQ(StatusFromHttp(500, "", "get x").message(), "get x: HTTP 500");
+  EXPECT_LT(StatusFromHttp(500, std::string(100000, 'x'), "get x").message().size(), 400u);
+}
+
+// ---- writes ----
+
+TEST_F(RestKubeApiTest, CreatePostsToTheCollectionWithKindAndApiVersion) {
+  transport_->AnswerAll(201, R"({"metadata":{"name":"b-1","uid":"u1"}})");
+  Result<json> created = api().Create(kBackups, kNs, {{"metadata", {{"name", "b-1"}}}});
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  EXPECT_EQ((*created)["metadata"]["uid"], "u1");
+  const std::vector<Recorded> requests = transport_->requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].method, "POST");
+  EXPECT_EQ(requests[0].path, kBackupsPath);
+  EXPECT_EQ(requests[0].content_type, "application/json");
+  EXPECT_EQ(json::parse(requests[0].body), json({{"apiVersion", "longhorn.io/v1beta2"},
+                                                 {"kind", "Backup"},
+                                                 {"metadata", {{"name", "b-1"}}}}));
+}
+
+TEST_F(RestKubeApiTest, CreateOfACoreObjectUsesTheBareVersion) {
+  ASSERT_TRUE(api().Create(kSecrets, "ns", {{"metadata", {{"name", "s"}}}}).ok());
+  const Recorded r = transport_->requests().at(0);
+  EXPECT_EQ(r.path, "/api/v1/namespaces/ns/secrets");
+  EXPECT_EQ(json::parse(r.body)["apiVersion"], "v1");
+}
+
+TEST_F(RestKubeApiTest, CreateThatAlreadyExistsIsConflict) {
+  transport_->AnswerAll(409, R"({"kind":"Status","reason":"AlreadyExists","message":"exists"})");
+  EXPECT_TRUE(api().Create(kBackups, kNs, {{"metadata", {{"name", "b-1"}}}}).status().IsConflict());
+}
+
+TEST_F(RestKubeApiTest, UpdatePutsToTheObjectAndKeepsItsFields) {
+  const json obj = {{"apiVersion", "longhorn.io/v1beta2"},
+                    {"kind", "Backup"},
+                    {"metadata", {{"name", "b-1"}, {"resourceVersion", "12"}}},
+                    {"spec", {{"unknownField", true}}}};
+  ASSERT_TRUE(api().Update(kBackups, kNs, obj).ok());
+  const Recorded r = transport_->requests().at(0);
+  EXPECT_EQ(r.method, "PUT");
+  EXPECT_EQ(r.path, std::string(kBackupsPath) + "/b-1");
+  EXPECT_EQ(json::parse(r.body), obj);
+}
+
+TEST_F(RestKubeApiTest, UpdateWithoutANameIsInvalidWithoutARequest) {
+  EXPECT_EQ(api().Update(kBackups, kNs, {{"metadata", json::object()}}).status().code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(api().Update(kBackups, kNs, json::array()).status().code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_TRUE(transport_->requests().empty());
+}
+
+TEST_F(RestKubeApiTest, MergePatchSendsTheMergePatchContentType) {
+  const json patch = {{"metadata", {{"finalizers", json::array()}, {"resourceVersion", "9"}}}};
+  ASSERT_TRUE(api().MergePatch(kBackups, kNs, "b-1", patch).ok());
+  const Recorded r = transport_->requests().at(0);
+  EXPECT_EQ(r.method, "PATCH");
+  EXPECT_EQ(r.path, std::string(kBackupsPath) + "/b-1");
+  EXPECT_EQ(r.content_type, "application/merge-patch+json");
+  EXPECT_EQ(json::parse(r.body), patch);
+}
+
+TEST_F(RestKubeApiTest, ConflictIsReturnedNotRetried) {
+  transport_->AnswerAll(409, R"({"kind":"Status","code":409,"reason":"Conflict",
+      "message":"Operation cannot be fulfilled on backups.longhorn.io \"b-1\": the object has been modified"})");
+  Result<json> patched =
+      api().MergePatch(kBackups, kNs, "b-1", {{"metadata", {{"resourceVersion", "1"}}}});
+  ASSERT_FALSE(patched.ok());
+  EXPECT_TRUE(patched.status().IsConflict());
+  EXPECT_THAT(patched.status().message(), HasSubstr("the object has been modified"));
+  EXPECT_EQ(transport_->requests().size(), 1u);
+}
+
+TEST_F(RestKubeApiTest, MergePatchNeedsANameAndAnObject) {
+  EXPECT_EQ(api().MergePatch(kBackups, kNs, "", json::object()).status().code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(api().MergePatch(kBackups, kNs, "b", json::array()).status().code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_TRUE(transport_->requests().empty());
+}
+
+TEST_F(RestKubeApiTest, DeleteWithUidSendsBackgroundPropagationAndAPrecondition) {
+  ASSERT_TRUE(api().Delete(kBackups, kNs, "b-1", "uid-123").ok());
+  const Recorded r = transport_->requests().at(0);
+  EXPECT_EQ(r.method, "DELETE");
+  EXPECT_EQ(r.path, std::string(kBackupsPath) + "/b-1");
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(json::parse(r.body), json({{"kind", "DeleteOptions"},
+                                       {"apiVersion", "v1"},
+                                       {"propagationPolicy", "Background"},
+                                       {"preconditions", {{"uid", "uid-123"}}}}));
+}
+
+TEST_F(RestKubeApiTest, DeleteWithoutUidHasNoPrecondition) {
+  transport_->AnswerAll(202, R"({"kind":"Status","status":"Success"})");
+  ASSERT_TRUE(api().Delete(kBackups, kNs, "b-1").ok());
+  EXPECT_FALSE(json::parse(transport_->requests().at(0).body).contains("preconditions"));
+}
+
+TEST_F(RestKubeApiTest, DeleteOfAMissingObjectIsNotFound) {
+  transport_->AnswerAll(404,
+                        R"({"kind":"Status","code":404,"message":"backups \"b-1\" not found"})");
+  Status s = api().Delete(kBackups, kNs, "b-1");
+  EXPECT_TRUE(s.IsNotFound());
+  EXPECT_THAT(s.message(), HasSubstr("not found"));
+}
+
+TEST_F(RestKubeApiTest, DeleteWithAStaleUidIsConflict) {
+  transport_->AnswerAll(
+      409,
+      R"({"kind":"Status","code":409,"message":"Precondition failed: UID in precondition: uid-1, UID in object meta: uid-2"})");
+  EXPECT_TRUE(api().Delete(kBackups, kNs, "b-1", "uid-1").IsConflict());
+}
+
+TEST_F(RestKubeApiTest, DeleteWithoutANameNeverDeletesTheCollection) {
+  EXPECT_EQ(api().Delete(kBackups, kNs, "").code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(transport_->requests().empty());
+}
+
+// ---- rate limiting ----
+
+TEST_F(RestKubeApiTest, EveryRequestButWatchesTakesAToken) {
+  CountingClock clock;
+  options_.qps = 50;
+  options_.burst = 100;
+  options_.clock = &clock;
+  options_.list_page_size = 2;
+  const int at_start = [&] {
+    api();
+    return clock.reads();
+  }();
+  transport_->SetHandler(PagedBackups(5));  // three pages
+  ASSERT_TRUE(api().List(kBackups, kNs, "").ok());
+  EXPECT_EQ(clock.reads() - at_start, 3);
+  transport_->AnswerAll(200, "{}");
+  ASSERT_TRUE(api().Get(kBackups, kNs, "b").ok());
+  ASSERT_TRUE(api().MergePatch(kBackups, kNs, "b", json::object()).ok());
+  ASSERT_TRUE(api().Delete(kBackups, kNs, "b").ok());
+  EXPECT_EQ(clock.reads() - at_start, 6);
+  transport_->Script({Status::Ok(), 200, {Event("ADDED", "b", "8") + "\n"}});
+  ASSERT_TRUE(Watch().ok());
+  EXPECT_EQ(clock.reads() - at_start, 6);
+}
+
+// Only the lower bound of real sleeping is certain, so only it is checked.
+TEST_F(RestKubeApiTest, RequestsBeyondTheBurstWaitForTokens) {
+  options_.qps = 20;
+  options_.burst = 1;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(api().Get(kBackups, kNs, "b").ok());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+}
+
+// ---- watch ----
+
+TEST_F(RestKubeApiTest, WatchAsksForAStreamWithBookmarksAndAJitteredTimeout) {
+  for (int i = 0; i < 20; ++i) {
+    transport_->Script({});
+    ASSERT_TRUE(Watch("12").ok());
+  }
+  const std::vector<Recorded> streams = transport_->streams();
+  ASSERT_EQ(streams.size(), 20u);
+  const std::string prefix = std::string(kBackupsPath) +
+                             "?watch=true&allowWatchBookmarks=true&resourceVersion=12"
+                             "&timeoutSeconds=";
+  for (const Recorded& s : streams) {
+    EXPECT_EQ(s.method, "GET");
+    ASSERT_THAT(s.path, StartsWith(prefix));
+    const int timeout = std::stoi(s.path.substr(prefix.size()));
+    EXPECT_GE(timeout, 300);
+    EXPECT_LT(timeout, 360);
+  }
+  EXPECT_TRUE(transport_->requests().empty());
+}
+
+TEST_F(RestKubeApiTest, WatchFromNowSendsNoResourceVersion) {
+  options_.watch_timeout_jitter = std::chrono::seconds(0);
+  transport_->Script({});
+  ASSERT_TRUE(Watch("").ok());
+  EXPECT_EQ(transport_->streams().at(0).path,
+            std::string(kBackupsPath) + "?watch=true&allowWatchBookmarks=true&timeoutSeconds=300");
+}
+
+TEST_F(RestKubeApiTest, WatchDeliversEventsWhateverTheChunkBoundaries) {
+  const std::string stream = Event("ADDED", "a", "8") + "\n" + Event("MODIFIED", "a", "9") +
+                             "\n\n" + Event("BOOKMARK", "", "10") + "\r\n" +
+                             Event("DELETED", "a", "11") + "\n";
+  // Every way of cutting the stream in two, and one byte at a time.
+  for (size_t cut = 0; cut <= stream.size(); ++cut) {
+    transport_->Script({Status::Ok(), 200, {stream.substr(0, cut), stream.substr(cut)}});
+    events_.clear();
+    ASSERT_TRUE(Watch().ok()) << cut;
+    ASSERT_THAT(events_, ElementsAre("ADDED a", "MODIFIED a", "BOOKMARK ", "DELETED a")) << cut;
+  }
+  std::vector<std::string> bytes;
+  for (char c : stream) bytes.emplace_back(1, c);
+  transport_->Script({Status::Ok(), 200, bytes});
+  events_.clear();
+  ASSERT_TRUE(Watch().ok());
+  EXPECT_THAT(events_, ElementsAre("ADDED a", "MODIFIED a", "BOOKMARK ", "DELETED a"));
+}
+
+TEST_F(RestKubeApiTest, WatchHandsOverEachEventBeforeTheNextChunkIsRead) {
+  transport_->Script({Status::Ok(),
+                      200,
+                      {Event("ADDED", "a", "8") + "\n" + Event("ADDED", "b", "9").substr(0, 10),
+                       Event("ADDED", "b", "9").substr(10) + "\n"}});
+  std::vector<int> chunks_seen;
+  Status s = api().Watch(
+      kBackups, kNs, "7",
+      [&](const WatchEvent&) {
+        chunks_seen.push_back(transport_->chunks_delivered());
+        return true;
+      },
+      stop_);
+  ASSERT_TRUE(s.ok());
+  EXPECT_THAT(chunks_seen, ElementsAre(1, 2));
+}
+
+TEST_F(RestKubeApiTest, WatchDeliversBookmarksWithTheirVersion) {
+  transport_->Script(
+      {Status::Ok(),
+       200,
+       {R"({"type":"BOOKMARK","object":{"kind":"Backup","apiVersion":"longhorn.io/v1beta2","metadata":{"resourceVersion":"4711","annotations":{"k8s.io/initial-events-end":"true"}}}})"
+        "\n"}});
+  std::vector<WatchEvent> seen;
+  ASSERT_TRUE(api()
+                  .Watch(
+                      kBackups, kNs, "7",
+                      [&](const WatchEvent& e) {
+                        seen.push_back(e);
+                        return true;
+                      },
+                      stop_)
+                  .ok());
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].type, "BOOKMARK");
+  EXPECT_EQ(seen[0].object["metadata"]["resourceVersion"], "4711");
+}
+
+TEST_F(RestKubeApiTest, WatchErrorEventWithCode410IsGone) {
+  transport_->Script(
+      {Status::Ok(),
+       200,
+       {Event("ADDED", "a", "8") + "\n",
+        R"j({"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version: 7 (4711)","reason":"Expired","code":410}})j"
+        "\n",
+        Event("ADDED", "never", "9") + "\n"}});
+  Status s = Watch();
+  EXPECT_EQ(s.code(), Status::Code::kGone);
+  EXPECT_THAT(s.message(), HasSubstr("too old resource version"));
+  EXPECT_THAT(events_, ElementsAre("ADDED a"));
+}
+
+TEST_F(RestKubeApiTest, WatchOtherErrorEventIsUnavailable) {
+  transport_->Script(
+      {Status::Ok(),
+       200,
+       {R"({"type":"ERROR","object":{"kind":"Status","code":500,"message":"etcd is sad"}})"
+        "\n"}});
+  Status s = Watch();
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("etcd is sad"));
+  EXPECT_TRUE(events_.empty());
+}
+
+TEST_F(RestKubeApiTest, WatchAnsweredWithHttp410IsGone) {
+  transport_->Script({Status::Ok(),
+                      410,
+                      {R"({"kind":"Status","code":410,"reason":"Expired",)",
+                       R"j("message":"too old resource version: 1 (200)"})j"}});
+  Status s = Watch("1");
+  EXPECT_EQ(s.code(), Status::Code::kGone);
+  EXPECT_THAT(s.message(), HasSubstr("too old resource version: 1 (200)"));
+  EXPECT_TRUE(events_.empty());
+}
+
+TEST_F(RestKubeApiTest, WatchOtherHttpErrorsAreMapped) {
+  transport_->Script({Status::Ok(), 403, {R"({"kind":"Status","message":"forbidden: watch"})"}});
+  EXPECT_EQ(Watch().code(), Status::Code::kPermissionDenied);
+  transport_->Script({Status::Ok(), 404, {"404 page not found"}});
+  Status s = Watch();
+  EXPECT_TRUE(s.IsNotFound());
+  EXPECT_THAT(s.message(), HasSubstr("404 page not found"));
+  transport_->Script({Status::Ok(), 500, {}});
+  EXPECT_EQ(Watch().code(), Status::Code::kUnavailable);
+}
+
+TEST_F(RestKubeApiTest, WatchMalformedLinesEndTheWatchWithoutLosingEarlierEvents) {
+  for (const std::string& bad : std::vector<std::string>{
+           "this is not json", R"({"type":"ADDED"})", "[1,2,3]", R"({"type":5,"object":{}})",
+           R"({"type":"ADDED","object":"a string"})", R"({"type":"ADDED","object":{"a":)",
+           "\xff\xfe{}"}) {
+    transport_->Script(
+        {Status::Ok(),
+         200,
+         {Event("ADDED", "a", "8") + "\n" + bad + "\n", Event("ADDED", "b", "9") + "\n"}});
+    events_.clear();
+    Status s = Watch();
+    EXPECT_EQ(s.code(), Status::Code::kUnavailable) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("malformed event")) << bad;
+    EXPECT_THAT(events_, ElementsAre("ADDED a")) << bad;
+  }
+}
+
+TEST_F(RestKubeApiTest, WatchLineOverTheLimitIsUnavailable) {
+  options_.max_watch_event_bytes = 200;
+  const std::string big = Event("ADDED", std::string(300, 'x'), "9");
+  transport_->Script(
+      {Status::Ok(),
+       200,
+       {Event("ADDED", "a", "8") + "\n" + big.substr(0, 150), big.substr(150), "\n"}});
+  Status s = Watch();
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("larger than 200 bytes"));
+  EXPECT_THAT(events_, ElementsAre("ADDED a"));
+  // Stopped reading as soon as the limit was passed.
+  EXPECT_EQ(transport_->chunks_delivered(), 2);
+}
+
+TEST_F(RestKubeApiTest, WatchLastLineWithoutNewlineIsStillAnEvent) {
+  transport_->Script({Status::Ok(), 200, {Event("ADDED", "a", "8")}});
+  ASSERT_TRUE(Watch().ok());
+  EXPECT_THAT(events_, ElementsAre("ADDED a"));
+  // A truncated last line is not.
+  transport_->Script({Status::Ok(), 200, {Event("ADDED", "a", "8").substr(0, 20)}});
+  EXPECT_EQ(Watch().code(), Status::Code::kUnavailable);
+}
+
+TEST_F(RestKubeApiTest, WatchEndsWhenTheCallbackSaysSo) {
+  transport_->Script({Status::Ok(),
+                      200,
+                      {Event("ADDED", "a", "8") + "\n" + Event("ADDED", "b", "9") + "\n",
+                       Event("ADDED", "c", "10") + "\n"},
+                      /*hold_open=*/true});
+  int calls = 0;
+  Status s = api().Watch(
+      kBackups, kNs, "7",
+      [&](const WatchEvent&) {
+        ++calls;
+        return false;
+      },
+      stop_);
+  EXPECT_TRUE(s.ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(transport_->chunks_delivered(), 1);
+}
+
+TEST_F(RestKubeApiTest, StopSetDuringAnEventEndsTheWatch) {
+  transport_->Script({Status::Ok(),
+                      200,
+                      {Event("ADDED", "a", "8") + "\n" + Event("ADDED", "b", "9") + "\n"},
+                      /*hold_open=*/true});
+  int calls = 0;
+  Status s = api().Watch(
+      kBackups, kNs, "7",
+      [&](const WatchEvent&) {
+        ++calls;
+        stop_ = true;
+        return true;
+      },
+      stop_);
+  EXPECT_TRUE(s.ok());
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(RestKubeApiTest, StopFromAnotherThreadEndsAnIdleWatch) {
+  transport_->Script({Status::Ok(), 200, {Event("ADDED", "a", "8") + "\n"}, /*hold_open=*/true});
+  std::atomic<bool> got_event{false};
+  std::thread stopper([&] {
+    while (!got_event.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    stop_ = true;
+  });
+  Status s = api().Watch(
+      kBackups, kNs, "7",
+      [&](const WatchEvent&) {
+        got_event = true;
+        return true;
+      },
+      stop_);
+  stopper.join();
+  EXPECT_TRUE(s.ok());
+}
+
+TEST_F(RestKubeApiTest, WatchBrokenMidStreamKeepsTheTransportError) {
+  transport_->Script(
+      {Status::Unavailable("connection reset"), 200, {Event("ADDED", "a", "8") + "\n"}});
+  Status s = Watch();
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("connection reset"));
+  EXPECT_THAT(events_, ElementsAre("ADDED a"));
+}
+
+TEST(RestKubeApiNoStreamTest, TransportWithoutStreamingIsUnavailable) {
+  RestKubeApi api(std::make_shared<NoStreamTransport>());
+  std::atomic<bool> stop{false};
+  Status s = api.Watch(
+      kBackups, kNs, "1", [](const WatchEvent&) { return true; }, stop);
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("streaming not supported"));
+}
+
+}  // namespace
+}  // namespace bg::kube
