@@ -1,0 +1,415 @@
+"""The chart renders what SPEC.md and issue 5 ask for: helm lint, the values schema, and the rendered
+objects of every certificate mode (no control plane needed)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from chart_tools import CHART_DIR, E2E_DIR, VALUE_SETS, find, kinds, parse_manifests
+
+RELEASE, NAMESPACE = "bg", "longhorn-system"
+FULLNAME = "bg-backup-guard"
+MUTATING, VALIDATING = f"{FULLNAME}-mutating", f"{FULLNAME}-validating"
+APP_VERSION = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVersion"]
+
+
+def container(objects, kind="Deployment"):
+    return find(objects, kind)["spec"]["template"]["spec"]["containers"][0]
+
+
+def webhook_configs(objects):
+    return [find(objects, "MutatingWebhookConfiguration"),
+            find(objects, "ValidatingWebhookConfiguration")]
+
+
+def flag_values(args, flag):
+    return [args[i + 1] for i, a in enumerate(args) if a == flag]
+
+
+# ---- lint and schema ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values", [v for _, v in VALUE_SETS], ids=[n for n, _ in VALUE_SETS])
+def test_helm_lint_strict_passes(helm, values):
+    helm("lint", "--strict", CHART_DIR, "--namespace", NAMESPACE, "-f", values)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "replicaCont=3"], "additional properties 'replicaCont' not allowed"),
+    (["--set", "webhook.failurPolicy=Fail"], "additional properties 'failurPolicy' not allowed"),
+    (["--set", "certificates.certmanager.duration=1h"], "additional properties 'certmanager'"),
+    (["--set", "webhook.failurePolicy=fail"], "/webhook/failurePolicy"),
+    (["--set", "certificates.mode=cert-manager"], "/certificates/mode"),
+    (["--set", "webhook.timeoutSeconds=31"], "/webhook/timeoutSeconds"),
+    (["--set", "logLevel=verbose"], "/logLevel"),
+    (["--set", "webhook.url=https://127.0.0.1:9443/prefix"], "/webhook/url"),
+    (["--set", "monitoring.serviceMonitor.enable=true"], "additional properties 'enable'"),
+    (["--set", "certificates.mode=existingSecret"], "certificates.existingSecret.name is required"),
+    (["--set", "shutdown.terminationGracePeriodSeconds=25"],
+     "must exceed shutdown.preStopDelaySeconds + shutdown.graceSeconds"),
+], ids=lambda x: x if isinstance(x, str) else None)
+def test_values_schema_and_checks_reject_mistakes(helm, args, message):
+    proc = helm("template", RELEASE, CHART_DIR, "--namespace", NAMESPACE, *args, check=False)
+    assert proc.returncode != 0, f"helm template {args} should fail"
+    assert message in proc.stderr, proc.stderr
+
+
+# ---- the default render ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def defaults(helm):
+    return helm.render()
+
+
+def test_defaults_render_the_expected_objects(defaults):
+    assert kinds(defaults) == sorted([
+        "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment",
+        "Job", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Role", "Role",
+        "RoleBinding", "RoleBinding", "Service", "ServiceAccount", "ServiceAccount",
+        "ValidatingWebhookConfiguration"])
+
+
+def test_deployment_has_two_replicas_anti_affinity_and_surge_only_rollout(defaults):
+    spec = find(defaults, "Deployment")["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate",
+                                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    preferred = spec["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert preferred[0]["podAffinityTerm"]["labelSelector"]["matchLabels"] == \
+        spec["selector"]["matchLabels"]
+
+
+def test_pod_drains_before_it_is_killed(defaults):
+    pod = find(defaults, "Deployment")["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["lifecycle"]["preStop"]["exec"]["command"] == ["/backup-guard", "sleep", "5s"]
+    grace = int(flag_values(c["args"], "--shutdown-grace")[0].removesuffix("s"))
+    assert pod["terminationGracePeriodSeconds"] > 5 + grace
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "webhook",
+                                             "scheme": "HTTPS"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "webhook",
+                                            "scheme": "HTTPS"}
+
+
+def test_container_is_hardened(defaults):
+    pod = find(defaults, "Deployment")["spec"]["template"]["spec"]
+    job_pod = find(defaults, "Job")["spec"]["template"]["spec"]
+    for p in (pod, job_pod):
+        assert p["automountServiceAccountToken"] is True
+        sc = p["containers"][0]["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 65532
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert p["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_image_and_resources_come_from_values(helm, defaults):
+    c = container(defaults)
+    assert c["image"] == f"backup-guard:{APP_VERSION}"
+    assert c["imagePullPolicy"] == "IfNotPresent"
+    assert c["resources"]["requests"] == {"cpu": "50m", "memory": "64Mi"}
+    c = container(helm.render("--set", "image.repository=registry.example/bg",
+                              "--set", "image.tag=1.2.3", "--set", "image.pullPolicy=Always",
+                              "--set", "resources.limits.memory=1Gi"))
+    assert c["image"] == "registry.example/bg:1.2.3"
+    assert c["imagePullPolicy"] == "Always"
+    assert c["resources"]["limits"] == {"memory": "1Gi"}
+
+
+def test_self_managed_mode_args_and_no_ca_bundle(defaults):
+    args = container(defaults)["args"]
+    assert args[:9] == ["serve", "--listen", "0.0.0.0:9443", "--metrics-listen", "0.0.0.0:8080",
+                        "--namespace", NAMESPACE, "--log-level", "info"]
+    assert flag_values(args, "--cert-secret") == [f"{FULLNAME}-tls"]
+    assert flag_values(args, "--service-name") == [FULLNAME]
+    assert flag_values(args, "--mutating-webhook-configuration") == [MUTATING]
+    assert flag_values(args, "--validating-webhook-configuration") == [VALIDATING]
+    assert "--tls-cert-file" not in args
+    assert "volumes" not in find(defaults, "Deployment")["spec"]["template"]["spec"]
+    for config in webhook_configs(defaults):
+        for hook in config["webhooks"]:
+            assert "caBundle" not in hook["clientConfig"], "the server owns caBundle"
+            assert hook["clientConfig"]["service"] == {
+                "name": FULLNAME, "namespace": NAMESPACE, "port": 443,
+                "path": hook["clientConfig"]["service"]["path"]}
+        assert "cert-manager.io/inject-ca-from" not in config["metadata"].get("annotations", {})
+
+
+def test_self_managed_extra_dns_names_become_cert_dns_flags(helm):
+    args = container(helm.render("--set", "certificates.extraDnsNames={a.example,b.example}"))["args"]
+    assert flag_values(args, "--cert-dns") == ["a.example", "b.example"]
+
+
+def test_service_exposes_443_to_the_webhook_port_and_metrics(defaults):
+    ports = {p["name"]: p for p in find(defaults, "Service")["spec"]["ports"]}
+    assert ports["https"]["port"] == 443 and ports["https"]["targetPort"] == "webhook"
+    assert ports["metrics"]["port"] == 8080 and ports["metrics"]["targetPort"] == "metrics"
+    c_ports = {p["name"]: p["containerPort"] for p in container(defaults)["ports"]}
+    assert c_ports == {"webhook": 9443, "metrics": 8080}
+
+
+def test_pod_disruption_budget_only_with_more_than_one_replica(helm, defaults):
+    assert find(defaults, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert "PodDisruptionBudget" not in kinds(helm.render("--set", "replicaCount=1"))
+
+
+def test_crds_are_off_by_default(defaults):
+    assert "CustomResourceDefinition" not in kinds(defaults)
+
+
+# ---- webhook configurations ------------------------------------------------------------------------
+
+def e2e_webhooks() -> list[dict]:
+    text = (E2E_DIR / "manifests" / "webhooks.yaml.tmpl").read_text()
+    for placeholder, value in {"@URL@": "https://x", "@CA_BUNDLE@": "", "@FAILURE_POLICY@": "Fail",
+                               "@TIMEOUT_SECONDS@": "10"}.items():
+        text = text.replace(placeholder, value)
+    return parse_manifests(text)
+
+
+def test_webhook_rules_match_the_e2e_configurations(defaults):
+    """The chart registers exactly what the e2e tests exercise (tests/e2e/manifests)."""
+    want = {o["kind"]: o for o in e2e_webhooks()}
+    for config in webhook_configs(defaults):
+        expected = want[config["kind"]]["webhooks"]
+        got = config["webhooks"]
+        assert [h["name"] for h in got] == [h["name"] for h in expected]
+        for g, e in zip(got, expected):
+            for key in ("rules", "sideEffects", "admissionReviewVersions", "timeoutSeconds",
+                        "failurePolicy", "matchPolicy", "namespaceSelector"):
+                assert g[key] == e[key], f"{config['kind']} {key}"
+            assert g["clientConfig"]["service"]["path"] == \
+                e["clientConfig"]["url"].removeprefix("https://x")
+
+
+def test_failure_policy_and_timeout_come_from_values(helm):
+    objects = helm.render("--set", "webhook.failurePolicy=Ignore",
+                          "--set", "webhook.timeoutSeconds=3")
+    for config in webhook_configs(objects):
+        assert config["webhooks"][0]["failurePolicy"] == "Ignore"
+        assert config["webhooks"][0]["timeoutSeconds"] == 3
+
+
+def test_namespace_selector_excludes_kube_system(defaults):
+    for config in webhook_configs(defaults):
+        assert config["webhooks"][0]["namespaceSelector"] == {"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}
+
+
+def test_url_mode_calls_the_url_instead_of_the_service(helm):
+    objects = helm.render("--set", "webhook.url=https://localhost:9443/")
+    mutating, validating = webhook_configs(objects)
+    assert mutating["webhooks"][0]["clientConfig"] == {
+        "url": "https://localhost:9443/v1/webhook/mutation"}
+    assert validating["webhooks"][0]["clientConfig"] == {
+        "url": "https://localhost:9443/v1/webhook/validation"}
+
+
+# ---- certificate modes -----------------------------------------------------------------------------
+
+def test_cert_manager_mode_issues_a_certificate_and_injects_the_ca(helm):
+    objects = helm.render("--set", "certificates.mode=certManager")
+    issuers = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "Issuer"}
+    assert issuers == {f"{FULLNAME}-selfsigned": {"selfSigned": {}},
+                       f"{FULLNAME}-ca": {"ca": {"secretName": f"{FULLNAME}-ca"}}}
+    ca = find(objects, "Certificate", f"{FULLNAME}-ca")["spec"]
+    assert ca["isCA"] is True and ca["issuerRef"]["name"] == f"{FULLNAME}-selfsigned"
+    serving = find(objects, "Certificate", f"{FULLNAME}-serving")["spec"]
+    assert serving["secretName"] == f"{FULLNAME}-tls"
+    assert serving["issuerRef"] == {"name": f"{FULLNAME}-ca", "kind": "Issuer",
+                                    "group": "cert-manager.io"}
+    assert serving["dnsNames"] == [FULLNAME, f"{FULLNAME}.{NAMESPACE}",
+                                   f"{FULLNAME}.{NAMESPACE}.svc",
+                                   f"{FULLNAME}.{NAMESPACE}.svc.cluster.local"]
+    for config in webhook_configs(objects):
+        assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+            f"{NAMESPACE}/{FULLNAME}-serving"
+        assert "caBundle" not in config["webhooks"][0]["clientConfig"]
+    assert_mounts_certificate_files(objects, f"{FULLNAME}-tls")
+
+
+def test_cert_manager_mode_with_an_issuer_ref_makes_no_issuers(helm):
+    objects = helm.render("-f", dict(VALUE_SETS)["cert-manager-issuer"])
+    assert "Issuer" not in kinds(objects)
+    serving = find(objects, "Certificate")["spec"]
+    assert serving["issuerRef"] == {"name": "corporate-ca", "kind": "ClusterIssuer",
+                                    "group": "cert-manager.io"}
+    assert serving["dnsNames"][-1] == "backup-guard.example.com"
+
+
+def test_existing_secret_mode_mounts_it_and_sets_the_ca_bundle(helm):
+    objects = helm.render("-f", dict(VALUE_SETS)["existing-secret"])
+    assert "Certificate" not in kinds(objects)
+    for config in webhook_configs(objects):
+        assert config["webhooks"][0]["clientConfig"]["caBundle"] == \
+            "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="
+    assert_mounts_certificate_files(objects, "my-backup-guard-tls")
+
+
+def assert_mounts_certificate_files(objects, secret):
+    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert flag_values(args, "--tls-cert-file") == ["/certs/tls.crt"]
+    assert flag_values(args, "--tls-key-file") == ["/certs/tls.key"]
+    assert "--cert-secret" not in args
+    assert pod["volumes"] == [{"name": "certs", "secret": {"secretName": secret}}]
+    assert pod["containers"][0]["volumeMounts"] == [
+        {"name": "certs", "mountPath": "/certs", "readOnly": True}]
+    # Without self-managed certificates the server needs neither Secrets nor webhook writes.
+    role = find(objects, "Role", FULLNAME)
+    assert all("secrets" not in r["resources"] for r in role["rules"])
+    cluster_role = find(objects, "ClusterRole", FULLNAME)
+    assert all(r["apiGroups"] != ["admissionregistration.k8s.io"] for r in cluster_role["rules"])
+
+
+# ---- RBAC ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values", [v for _, v in VALUE_SETS], ids=[n for n, _ in VALUE_SETS])
+def test_rbac_has_no_wildcards(helm, values):
+    for o in helm.render("-f", values):
+        if o["kind"] in ("Role", "ClusterRole"):
+            for rule in o["rules"]:
+                for key in ("apiGroups", "resources", "verbs", "resourceNames"):
+                    assert "*" not in rule.get(key, []), f"{o['kind']} {o['metadata']['name']}"
+                    assert not any("*" in v for v in rule.get(key, [])), rule
+
+
+def rules_by_resource(role):
+    """{resource: [(sorted verbs, resourceNames or None), ...]}"""
+    out = {}
+    for rule in role["rules"]:
+        for r in rule["resources"]:
+            out.setdefault(r, []).append((sorted(rule["verbs"]), rule.get("resourceNames")))
+    return out
+
+
+def test_server_role_grants_exactly_what_the_server_uses(defaults):
+    role = find(defaults, "Role", FULLNAME)
+    assert role["metadata"]["namespace"] == NAMESPACE
+    rules = rules_by_resource(role)
+    for r in ("backuptargets", "backupvolumes", "backups", "systembackups",
+              "backupbackingimages", "volumes"):
+        assert rules[r] == [(sorted(["get", "list", "watch", "patch", "update", "delete"]), None)]
+    assert rules["settings"] == [(["get", "list", "watch"], None)]
+    assert rules["leases"] == [(["create"], None), (["get", "update"], [FULLNAME])]
+    assert rules["secrets"] == [(["create"], None),
+                                (["get", "patch", "update"], [f"{FULLNAME}-tls"])]
+    cluster = rules_by_resource(find(defaults, "ClusterRole", FULLNAME))
+    assert cluster == {
+        "customresourcedefinitions": [(["get", "list"], None)],
+        "mutatingwebhookconfigurations": [(["get", "patch", "update"], [MUTATING])],
+        "validatingwebhookconfigurations": [(["get", "patch", "update"], [VALIDATING])],
+    }
+    for binding in ("RoleBinding", "ClusterRoleBinding"):
+        b = find(defaults, binding, FULLNAME)
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME,
+                                  "namespace": NAMESPACE}]
+
+
+def test_server_args_use_the_lease_the_role_names(defaults):
+    args = container(defaults)["args"]
+    assert flag_values(args, "--leader-election-id") == [FULLNAME]
+
+
+def test_storage_namespace_moves_the_role_and_the_namespace_flag(helm):
+    objects = helm.render("-f", dict(VALUE_SETS)["separate-storage-namespace"])
+    assert flag_values(container(objects)["args"], "--namespace") == ["bg-storage"]
+    assert find(objects, "Role", FULLNAME)["metadata"]["namespace"] == "bg-storage"
+    assert find(objects, "RoleBinding", FULLNAME)["metadata"]["namespace"] == "bg-storage"
+    assert find(objects, "Deployment")["metadata"]["namespace"] == NAMESPACE
+    assert "Job" not in kinds(objects)
+
+
+# ---- uninstall hook --------------------------------------------------------------------------------
+
+def test_uninstall_hook_job_runs_the_uninstall_with_its_own_service_account(defaults):
+    job = find(defaults, "Job")
+    name = f"{FULLNAME}-uninstall"
+    assert job["metadata"]["name"] == name
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-delete"
+    assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == name and pod["restartPolicy"] == "Never"
+    c = pod["containers"][0]
+    assert c["image"] == f"backup-guard:{APP_VERSION}"
+    assert c["args"] == ["uninstall", "--namespace", NAMESPACE, "--skip-unless-confirmed",
+                         "--remove-webhook-configurations", f"{MUTATING},{VALIDATING}"]
+    # The Job's pods must not look like webhook pods to the Service or the budget.
+    selector = find(defaults, "Service")["spec"]["selector"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_uninstall_hook_identity_exists_before_the_job_and_is_scoped(defaults):
+    name = f"{FULLNAME}-uninstall"
+    job_weight = int(find(defaults, "Job")["metadata"]["annotations"]["helm.sh/hook-weight"])
+    for kind in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+        o = find(defaults, kind, name)
+        assert o["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+        assert int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) < job_weight
+    role = rules_by_resource(find(defaults, "Role", name))
+    for r in ("volumes", "backuptargets", "backupvolumes", "backups", "systembackups",
+              "backupbackingimages", "engines", "replicas", "nodes"):
+        assert role[r] == [(["delete", "get", "list", "patch"], None)], r
+    assert role["settings"] == [(["get", "list"], None)]
+    cluster = rules_by_resource(find(defaults, "ClusterRole", name))
+    assert cluster["customresourcedefinitions"] == [(["get", "list"], None)]
+    for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
+        assert cluster[kind] == [(["delete"], [MUTATING, VALIDATING])]
+
+
+def test_uninstall_hook_can_be_disabled(helm):
+    objects = helm.render("--set", "uninstallHook.enabled=false")
+    assert "Job" not in kinds(objects)
+    assert not [o for o in objects if o["metadata"]["name"].endswith("-uninstall")]
+
+
+# ---- CRDs and monitoring ---------------------------------------------------------------------------
+
+def test_crds_are_the_e2e_subset_and_kept_on_uninstall(helm):
+    objects = helm.render("--set", "crds.install=true")
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    e2e = {o["metadata"]["name"]: o for o in
+           parse_manifests((E2E_DIR / "manifests" / "crds.yaml").read_text())}
+    assert sorted(o["metadata"]["name"] for o in crds) == sorted(e2e)
+    for crd in crds:
+        assert crd["spec"] == e2e[crd["metadata"]["name"]]["spec"]
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    objects = helm.render("--set", "crds.install=true", "--set", "crds.keep=false")
+    assert all("annotations" not in o["metadata"]
+               for o in objects if o["kind"] == "CustomResourceDefinition")
+
+
+def test_monitoring_objects_are_off_by_default_and_follow_the_values(helm, defaults):
+    assert not {"ServiceMonitor", "PrometheusRule"} & set(kinds(defaults))
+    objects = helm.render("-f", dict(VALUE_SETS)["monitoring"])
+    monitor = find(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["selector"]["matchLabels"] == \
+        find(objects, "Service")["spec"]["selector"]
+    rule = find(objects, "PrometheusRule")
+    file_rules = yaml.safe_load((CHART_DIR / "files" / "prometheus-rules.yaml").read_text())
+    assert rule["spec"] == file_rules
+
+
+def test_prometheus_rules_alert_on_errors_stuck_deletions_and_certificate_expiry():
+    rules = yaml.safe_load((CHART_DIR / "files" / "prometheus-rules.yaml").read_text())
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    assert 'backup_guard_admission_requests_total{code=~"5.."}' in \
+        alerts["BackupGuardWebhookErrors"]["expr"]
+    stuck = alerts["BackupGuardObjectsStuckDeleting"]
+    assert re.search(r"backup_guard_objects_deleting_oldest_age_seconds\)? > 600", stuck["expr"])
+    assert stuck["for"] == "10m"
+    assert "backup_guard_certificate_expiry_timestamp_seconds" in \
+        alerts["BackupGuardCertificateExpiresSoon"]["expr"]
+    assert "- time() < 7 * 24 * 3600" in alerts["BackupGuardCertificateExpiresSoon"]["expr"]
