@@ -8,6 +8,7 @@
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -17,8 +18,9 @@
 namespace bg::certs {
 namespace {
 
-// Clock skew between nodes: certificates start being valid slightly in the past.
-constexpr long kBackdateSeconds = 300;
+// Clock skew between nodes: certificates start being valid slightly in the past (five minutes,
+// or a tenth of a short lifetime so renewal at two-thirds of it stays meaningful).
+constexpr long kMaxBackdateSeconds = 300;
 
 struct BioFree {
   void operator()(BIO* b) const { BIO_free(b); }
@@ -75,7 +77,9 @@ Result<X509Ptr> NewCertificate(EVP_PKEY* key, const std::string& cn,
   std::unique_ptr<BIGNUM, decltype(&BN_free)> bn(
       BN_bin2bn(serial_bytes, sizeof(serial_bytes), nullptr), BN_free);
   BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert.get()));
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -kBackdateSeconds);
+  const long backdate =
+      std::min<long>(kMaxBackdateSeconds, static_cast<long>(validity.count() / 10));
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -backdate);
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(validity.count()));
   X509_set_pubkey(cert.get(), key);
   X509_NAME* name = X509_get_subject_name(cert.get());

@@ -10,5 +10,7 @@ inline constexpr const char* kVersion = BACKUP_GUARD_VERSION;
 // Each takes the full argv; flags start at argv[2] (argv[3] for two-word commands).
 int Serve(int argc, char** argv);
 int CertsGenerate(int argc, char** argv);
+int Uninstall(int argc, char** argv);
+int Sleep(int argc, char** argv);
 
 }  // namespace bg::cmd

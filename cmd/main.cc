@@ -10,8 +10,10 @@ void Usage() {
   std::fprintf(stderr,
                "usage: backup-guard <command> [flags]\n"
                "commands:\n"
-               "  serve            run the admission webhook server\n"
+               "  serve            run the admission webhook server and the finalizer processor\n"
+               "  uninstall        delete the storage engine's custom resources in order\n"
                "  certs generate   write ca.crt, tls.crt and tls.key for local use\n"
+               "  sleep DURATION   wait, then exit 0 (a preStop hook in images without a shell)\n"
                "  version          print the version\n");
 }
 }  // namespace
@@ -23,6 +25,8 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   if (command == "serve") return bg::cmd::Serve(argc, argv);
+  if (command == "uninstall") return bg::cmd::Uninstall(argc, argv);
+  if (command == "sleep") return bg::cmd::Sleep(argc, argv);
   if (command == "version" || command == "--version") {
     std::printf("backup-guard %s\n", bg::cmd::kVersion);
     return 0;

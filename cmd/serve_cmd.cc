@@ -1,14 +1,29 @@
-// `backup-guard serve`: the admission server (and, in later layers, the finalizer processor).
+// `backup-guard serve`: the admission server, the certificate manager and the finalizer
+// processor, in one process. Every replica serves admission; only the Lease holder writes.
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <thread>
+#include <vector>
 
+#include "certs/file_watcher.h"
+#include "certs/generate.h"
 #include "certs/identity.h"
+#include "certs/metrics.h"
+#include "certs/self_managed.h"
 #include "cmd/cluster.h"
 #include "cmd/commands.h"
 #include "cmd/flags.h"
 #include "common/log.h"
+#include "kube/leader_election.h"
+#include "kube/rest_api.h"
 #include "mutators/mutators.h"
+#include "processor/controller.h"
+#include "processor/metrics.h"
 #include "validators/validators.h"
 #include "webhook/server.h"
 
@@ -20,11 +35,52 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
+
+// A unique identity per process for the Lease: the host (pod) name and the pid.
+std::string Identity() {
+  char host[256] = "unknown";
+  gethostname(host, sizeof(host) - 1);
+  return std::string(host) + "_" + std::to_string(getpid());
+}
+
+// Background loops and the objects they use, stopped in reverse order of need.
+struct Background {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  std::unique_ptr<kube::LeaderElector> elector;
+  std::thread election;
+  std::unique_ptr<processor::Controller> controller;
+
+  ~Background() { Stop(); }
+  void Stop() {
+    stop = true;
+    if (election.joinable()) election.join();  // gives the Lease up for a fast takeover
+    if (controller) controller->Stop();
+    for (std::thread& t : threads) {
+      if (t.joinable()) t.join();
+    }
+  }
+};
+
+const std::vector<std::string> kValueFlags = {
+    "listen", "metrics-listen", "tls-cert-file", "tls-key-file", "kubeconfig", "namespace",
+    "log-level", "lookup-cache-ttl", "shutdown-grace",
+    // leader election
+    "leader-election-id", "leader-election-lease-duration", "leader-election-renew-deadline",
+    "leader-election-retry-period",
+    // processor
+    "processor-workers", "resync-period", "release-grace",
+    // self-managed certificates
+    "cert-secret", "service-name", "cert-dns", "cert-ip", "mutating-webhook-configuration",
+    "validating-webhook-configuration", "cert-lifetime", "ca-lifetime", "cert-sync-interval"};
+
 }  // namespace
 
 int Serve(int argc, char** argv) {
-  Flags flags({"listen", "metrics-listen", "tls-cert-file", "tls-key-file", "kubeconfig",
-               "namespace", "log-level", "lookup-cache-ttl", "shutdown-grace"});
+  Flags flags(kValueFlags, {"leader-elect", "enable-processor"});
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "serve: %s\n", s.message().c_str());
     return 2;
@@ -44,36 +100,36 @@ int Serve(int argc, char** argv) {
       !s.ok()) {
     return Fail("--metrics-listen: " + s.message());
   }
-  double grace = 20;
-  if (Status s = ParseDurationSeconds(flags.Get("shutdown-grace", "20s"), &grace); !s.ok()) {
-    return Fail("--shutdown-grace: " + s.message());
+  std::map<std::string, double> durations = {{"shutdown-grace", 20},
+                                             {"lookup-cache-ttl", 1},
+                                             {"leader-election-lease-duration", 15},
+                                             {"leader-election-renew-deadline", 10},
+                                             {"leader-election-retry-period", 2},
+                                             {"resync-period", 30},
+                                             {"release-grace", 90},
+                                             {"cert-lifetime", 30 * 24 * 3600},
+                                             {"ca-lifetime", 10.0 * 365 * 24 * 3600},
+                                             {"cert-sync-interval", 10}};
+  for (auto& [name, value] : durations) {
+    if (!flags.Has(name)) continue;
+    if (Status s = ParseDurationSeconds(flags.Get(name), &value); !s.ok()) {
+      return Fail("--" + name + ": " + s.message());
+    }
   }
-  options.shutdown_grace = std::chrono::seconds(static_cast<long long>(grace));
-  double cache_ttl = 1;
-  if (Status s = ParseDurationSeconds(flags.Get("lookup-cache-ttl", "1s"), &cache_ttl); !s.ok()) {
-    return Fail("--lookup-cache-ttl: " + s.message());
-  }
+  auto seconds = [&](const char* name) {
+    return std::chrono::seconds(static_cast<long long>(durations[name]));
+  };
+  options.shutdown_grace = seconds("shutdown-grace");
+  const std::string ns = flags.Get("namespace", "longhorn-system");
+  const int workers = std::atoi(flags.Get("processor-workers", "4").c_str());
+  if (workers < 1 || workers > 64) return Fail("--processor-workers must be 1..64");
 
-  const std::string cert_file = flags.Get("tls-cert-file");
-  const std::string key_file = flags.Get("tls-key-file");
-  if (cert_file.empty() || key_file.empty()) {
-    return Fail(
-        "--tls-cert-file and --tls-key-file are required (see `backup-guard certs generate`)");
-  }
-  auto cert_pem = certs::ReadFile(cert_file);
-  auto key_pem = certs::ReadFile(key_file);
-  if (!cert_pem.ok()) return Fail("--tls-cert-file: " + cert_pem.status().message());
-  if (!key_pem.ok()) return Fail("--tls-key-file: " + key_pem.status().message());
-  auto identity = certs::TlsIdentity::FromPem(*cert_pem, *key_pem);
-  if (!identity.ok()) return Fail("TLS identity: " + identity.status().message());
-  certs::CertificateStore certificates;
-  certificates.Set(*identity);
-
-  auto connection = ConnectCluster(
-      flags.Get("kubeconfig"), std::chrono::milliseconds(static_cast<long long>(cache_ttl * 1000)),
-      /*require=*/false);
+  auto connection = ConnectCluster(flags.Get("kubeconfig"), Millis(durations["lookup-cache-ttl"]),
+                                   /*require=*/false);
   if (!connection.ok()) return Fail(connection.status().message());
   kube::ResourceLookup& cluster = *connection->lookup;
+  std::unique_ptr<kube::RestKubeApi> api;
+  if (connection->transport) api = std::make_unique<kube::RestKubeApi>(connection->transport);
 
   // Block the stop signals in every thread; the main thread waits for them below.
   sigset_t stop_signals;
@@ -84,18 +140,110 @@ int Serve(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up mid-write is not a crash
 
   webhook::Metrics metrics(kVersion);
+  certs::CertificateMetrics cert_metrics(*metrics.registry());
+  processor::ProcessorMetrics processor_metrics(*metrics.registry());
+  Background bg;
+
+  // Leader election: the Lease holder is the only writer (processor, certificate Secret).
+  const bool leader_elect = flags.Get("leader-elect", "true") == "true";
+  if (api && leader_elect) {
+    kube::LeaderElectionOptions le;
+    le.lease_name = flags.Get("leader-election-id", "backup-guard");
+    le.ns = ns;
+    le.identity = Identity();
+    le.lease_duration = Millis(durations["leader-election-lease-duration"]);
+    le.renew_deadline = Millis(durations["leader-election-renew-deadline"]);
+    le.retry_period = Millis(durations["leader-election-retry-period"]);
+    Background* b = &bg;
+    processor::ProcessorMetrics* pm = &processor_metrics;
+    bg.elector = std::make_unique<kube::LeaderElector>(
+        *api, le,
+        [b, pm] {
+          pm->SetLeader(true);
+          if (b->controller) b->controller->EnqueueAll();
+        },
+        [pm] { pm->SetLeader(false); });
+  }
+  kube::LeaderElector* elector = bg.elector.get();
+  const std::function<bool()> is_leader = [elector, leader_elect, has_api = api != nullptr] {
+    if (!has_api) return false;
+    return !leader_elect || elector->IsLeader();
+  };
+
+  // Certificates: files (reloaded on change), else self-managed in a Secret.
+  certs::CertificateStore certificates;
+  std::function<bool()> certificates_ready = [] { return true; };
+  std::unique_ptr<certs::FileCertificateWatcher> file_watcher;
+  std::unique_ptr<certs::SelfManagedCertificates> self_managed;
+  const std::string cert_file = flags.Get("tls-cert-file");
+  const std::string key_file = flags.Get("tls-key-file");
+  if (!cert_file.empty() || !key_file.empty()) {
+    if (cert_file.empty() || key_file.empty()) {
+      return Fail("--tls-cert-file and --tls-key-file go together");
+    }
+    file_watcher = std::make_unique<certs::FileCertificateWatcher>(cert_file, key_file,
+                                                                   certificates, &cert_metrics);
+    if (Status s = file_watcher->CheckOnce(); !s.ok()) return Fail("TLS files: " + s.message());
+    bg.threads.emplace_back([w = file_watcher.get(), b = &bg] { w->Run(b->stop); });
+  } else if (api) {
+    certs::SelfManagedOptions so;
+    so.ns = ns;
+    so.secret_name = flags.Get("cert-secret", "backup-guard-tls");
+    so.service_name = flags.Get("service-name", "backup-guard");
+    so.extra_dns = flags.GetAll("cert-dns");
+    so.extra_ips = flags.GetAll("cert-ip");
+    so.mutating_configuration = flags.Get("mutating-webhook-configuration");
+    so.validating_configuration = flags.Get("validating-webhook-configuration");
+    so.leaf_lifetime = seconds("cert-lifetime");
+    so.ca_lifetime = seconds("ca-lifetime");
+    so.sync_interval = Millis(durations["cert-sync-interval"]);
+    self_managed = std::make_unique<certs::SelfManagedCertificates>(*api, so, certificates,
+                                                                    &cert_metrics, is_leader);
+    // Until the Secret is read the listener serves a throwaway pair and /readyz says no.
+    auto ca = certs::GenerateCa("backup-guard-bootstrap", std::chrono::hours(1));
+    auto leaf = ca.ok() ? certs::GenerateServingCert(*ca, {"localhost"}, {}, std::chrono::hours(1))
+                        : Result<certs::PemPair>(ca.status());
+    if (!leaf.ok()) return Fail("bootstrap certificate: " + leaf.status().message());
+    certificates.Set(*certs::TlsIdentity::FromPem(leaf->cert_pem, leaf->key_pem));
+    certificates_ready = [sm = self_managed.get()] { return sm->Ready(); };
+    bg.threads.emplace_back([sm = self_managed.get(), b = &bg] { sm->Run(b->stop); });
+  } else {
+    return Fail(
+        "no certificate: pass --tls-cert-file and --tls-key-file, or a cluster "
+        "(--kubeconfig or in-cluster) for self-managed certificates");
+  }
+
+  // The finalizer processor.
+  if (api && flags.Get("enable-processor", "true") == "true") {
+    processor::ControllerOptions copts;
+    copts.ns = ns;
+    copts.workers = workers;
+    copts.resync = seconds("resync-period");
+    copts.release_grace = seconds("release-grace");
+    bg.controller =
+        std::make_unique<processor::Controller>(*api, copts, &processor_metrics, is_leader);
+    bg.controller->Start();
+    if (!leader_elect) processor_metrics.SetLeader(true);
+  }
+  if (elector != nullptr) bg.election = std::thread([elector, b = &bg] { elector->Run(b->stop); });
+
   webhook::Registry mutation = mutators::BuildMutationRegistry(cluster);
   webhook::Registry validation = validators::BuildValidationRegistry(cluster);
-  webhook::Server server(options, mutation, validation, metrics, certificates,
-                         [&cluster] { return cluster.Ready(); });
+  webhook::Server server(
+      options, mutation, validation, metrics, certificates,
+      [&cluster, &certificates_ready] { return cluster.Ready() && certificates_ready(); });
   if (Status s = server.Start(); !s.ok()) return Fail(s.message());
-  log::Info("backup-guard serving",
-            {{"version", kVersion}, {"namespace", flags.Get("namespace", "longhorn-system")}});
+  log::Info("backup-guard serving", {{"version", kVersion},
+                                     {"namespace", ns},
+                                     {"processor", bg.controller != nullptr},
+                                     {"leader_election", elector != nullptr},
+                                     {"certificates", file_watcher ? "files" : "self-managed"}});
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   log::Info("stop signal received", {{"signal", signal_number}});
   server.Shutdown();
+  bg.Stop();
   log::Info("stopped");
   return 0;
 }

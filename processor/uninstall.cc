@@ -4,6 +4,7 @@
 #include <ctime>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "common/longhorn.h"
@@ -347,6 +348,35 @@ class Uninstaller {
 int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostream& out,
                  std::ostream& err) {
   return Uninstaller(api, options, out, err).Run();
+}
+
+bool UninstallConfirmed(kube::KubeApi& api, const std::string& ns) {
+  auto flag = api.Get(kube::LonghornResource(std::string(res::kSettings)), ns,
+                      std::string(longhorn::kDeletingConfirmationFlag));
+  return flag.ok() && longhorn::StringAt(*flag, {"value"}) == "true";
+}
+
+Status RemoveWebhookConfigurations(kube::KubeApi& api, const std::string& names,
+                                   std::ostream& out) {
+  static const kube::ResourceRef kKinds[] = {
+      {"admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+       "MutatingWebhookConfiguration"},
+      {"admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+       "ValidatingWebhookConfiguration"}};
+  std::stringstream list(names);
+  std::string name;
+  while (std::getline(list, name, ',')) {
+    if (name.empty()) continue;
+    for (const kube::ResourceRef& kind : kKinds) {
+      Status s = api.Delete(kind, "", name);
+      if (s.ok()) {
+        out << "deleted " << kind.kind << " " << name << std::endl;
+      } else if (!s.IsNotFound()) {
+        return Status::Unavailable("deleting " + kind.kind + " " + name + ": " + s.message());
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace bg::processor

@@ -30,4 +30,11 @@ struct UninstallOptions {
 int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostream& out,
                  std::ostream& err);
 
+// True when the Setting deleting-confirmation-flag in `ns` reads "true".
+bool UninstallConfirmed(kube::KubeApi& api, const std::string& ns);
+
+// Deletes the Mutating/ValidatingWebhookConfigurations named in `names` (comma-separated);
+// absent ones are fine.
+Status RemoveWebhookConfigurations(kube::KubeApi& api, const std::string& names, std::ostream& out);
+
 }  // namespace bg::processor

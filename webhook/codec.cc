@@ -1,21 +1,12 @@
 #include "webhook/codec.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cctype>
 
+#include "common/base64.h"
+
 namespace bg::webhook {
 namespace {
-
-std::string Base64(const std::string& in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -167,7 +158,7 @@ std::string EncodeReview(const std::string& api_version, const std::string& uid,
   if (!response.warnings.empty()) resp["warnings"] = response.warnings;
   if (response.allowed && response.patch.is_array() && !response.patch.empty()) {
     resp["patchType"] = "JSONPatch";
-    resp["patch"] = Base64(response.patch.dump());
+    resp["patch"] = Base64Encode(response.patch.dump());
   }
   const json review = {
       {"apiVersion", api_version}, {"kind", "AdmissionReview"}, {"response", resp}};

@@ -1,0 +1,323 @@
+#include "certs/self_managed.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "certs/generate.h"
+#include "common/base64.h"
+#include "common/log.h"
+#include "kube/kubeconfig.h"
+
+namespace bg::certs {
+
+using nlohmann::json;
+
+namespace {
+
+const kube::ResourceRef kSecrets{"", "v1", "secrets", "Secret"};
+const kube::ResourceRef kMutating{"admissionregistration.k8s.io", "v1",
+                                  "mutatingwebhookconfigurations", "MutatingWebhookConfiguration"};
+const kube::ResourceRef kValidating{"admissionregistration.k8s.io", "v1",
+                                    "validatingwebhookconfigurations",
+                                    "ValidatingWebhookConfiguration"};
+
+// When the old CA may leave the bundle / the new CA may sign: annotations on the Secret.
+constexpr char kCaAddedAt[] = "backup-guard.longhorn.io/ca-added-at";
+constexpr char kLeafIssuedAt[] = "backup-guard.longhorn.io/leaf-issued-at";
+
+std::time_t AsnToTime(const ASN1_TIME* t) {
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+  return timegm(&tm);
+}
+
+// True once two-thirds of the certificate's lifetime has passed.
+bool DueForRenewal(X509* cert, std::time_t now) {
+  const std::time_t from = AsnToTime(X509_get0_notBefore(cert));
+  const std::time_t to = AsnToTime(X509_get0_notAfter(cert));
+  return now >= from + (to - from) * 2 / 3;
+}
+
+bool SignedBy(X509* leaf, X509* ca) {
+  EVP_PKEY* key = X509_get0_pubkey(ca);
+  const bool ok = key != nullptr && X509_verify(leaf, key) == 1;
+  ERR_clear_error();
+  return ok;
+}
+
+bool HasAllDnsNames(X509* cert, const std::vector<std::string>& names) {
+  for (const std::string& n : names) {
+    if (X509_check_host(cert, n.c_str(), n.size(), X509_CHECK_FLAG_NO_WILDCARDS, nullptr) != 1) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string ToPem(const std::vector<X509Ptr>& certs) {
+  std::string out;
+  for (const X509Ptr& c : certs) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(bio, c.get());
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio, &data);
+    out.append(data, static_cast<std::size_t>(n));
+    BIO_free(bio);
+  }
+  return out;
+}
+
+std::string FirstPem(const std::vector<X509Ptr>& certs) {
+  std::vector<X509Ptr> first;
+  first.emplace_back(X509_dup(certs.front().get()));
+  return ToPem(first);
+}
+
+std::string DataField(const json& secret, const char* key) {
+  const json& data = secret.value("data", json::object());
+  if (!data.is_object() || !data.contains(key) || !data[key].is_string()) return "";
+  auto decoded = kube::DecodeBase64(data[key].get<std::string>());
+  return decoded.ok() ? *decoded : "";
+}
+
+std::string Annotation(const json& obj, const char* key) {
+  const json& meta = obj.value("metadata", json::object());
+  const json& ann = meta.is_object() ? meta.value("annotations", json::object()) : json::object();
+  return ann.is_object() && ann.contains(key) && ann[key].is_string() ? ann[key].get<std::string>()
+                                                                      : "";
+}
+
+}  // namespace
+
+std::vector<X509Ptr> ParseCertificates(const std::string& pem) {
+  std::vector<X509Ptr> out;
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  while (X509* c = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) out.emplace_back(c);
+  BIO_free(bio);
+  ERR_clear_error();
+  return out;
+}
+
+SelfManagedCertificates::SelfManagedCertificates(kube::KubeApi& api, SelfManagedOptions options,
+                                                 CertificateStore& store,
+                                                 CertificateMetrics* metrics,
+                                                 std::function<bool()> is_leader)
+    : api_(api),
+      options_(std::move(options)),
+      store_(store),
+      metrics_(metrics),
+      is_leader_(std::move(is_leader)) {}
+
+std::vector<std::string> SelfManagedCertificates::WantedDnsNames() const {
+  const std::string& s = options_.service_name;
+  const std::string& ns = options_.ns;
+  std::vector<std::string> names = {s, s + "." + ns, s + "." + ns + ".svc",
+                                    s + "." + ns + ".svc.cluster.local"};
+  names.insert(names.end(), options_.extra_dns.begin(), options_.extra_dns.end());
+  return names;
+}
+
+long long SelfManagedCertificates::Now() const { return static_cast<long long>(options_.clock()); }
+
+Status SelfManagedCertificates::CreateSecret() {
+  auto ca = GenerateCa("backup-guard-ca", options_.ca_lifetime);
+  if (!ca.ok()) return ca.status();
+  auto leaf =
+      GenerateServingCert(*ca, WantedDnsNames(), options_.extra_ips, options_.leaf_lifetime);
+  if (!leaf.ok()) return leaf.status();
+  const json secret = {{"apiVersion", "v1"},
+                       {"kind", "Secret"},
+                       {"type", "kubernetes.io/tls"},
+                       {"metadata",
+                        {{"name", options_.secret_name},
+                         {"namespace", options_.ns},
+                         {"labels", {{"app.kubernetes.io/name", "backup-guard"}}},
+                         {"annotations", {{kLeafIssuedAt, std::to_string(Now())}}}}},
+                       {"data",
+                        {{"ca.crt", Base64Encode(ca->cert_pem)},
+                         {"ca.key", Base64Encode(ca->key_pem)},
+                         {"tls.crt", Base64Encode(leaf->cert_pem)},
+                         {"tls.key", Base64Encode(leaf->key_pem)}}}};
+  auto created = api_.Create(kSecrets, options_.ns, secret);
+  if (created.ok()) {
+    log::Info("certificate Secret created", {{"secret", options_.secret_name}});
+    return Status::Ok();
+  }
+  // Another replica won the race: read its Secret on the next pass.
+  if (created.status().IsConflict()) return Status::Ok();
+  return created.status();
+}
+
+Status SelfManagedCertificates::LeaderPass(json& secret) {
+  const std::time_t now = options_.clock();
+  const long long overlap_s = std::max<long long>(
+      1, 3 * std::chrono::duration_cast<std::chrono::seconds>(options_.sync_interval).count());
+  std::vector<X509Ptr> cas = ParseCertificates(DataField(secret, "ca.crt"));
+  const std::string ca_key = DataField(secret, "ca.key");
+  std::vector<X509Ptr> leaves = ParseCertificates(DataField(secret, "tls.crt"));
+  const std::string leaf_key = DataField(secret, "tls.key");
+  auto current_ca =
+      cas.empty()
+          ? Result<std::shared_ptr<const TlsIdentity>>(Status::InvalidArgument("no CA certificate"))
+          : TlsIdentity::FromPem(FirstPem(cas), ca_key);
+  json& data = secret["data"];
+  auto& ann = secret["metadata"]["annotations"];
+  if (!ann.is_object()) ann = json::object();
+  bool changed = false;
+  std::string why;
+
+  if (!current_ca.ok()) {
+    // Unusable CA material: start over with a new CA (the bundle keeps any old CAs).
+    auto ca = GenerateCa("backup-guard-ca", options_.ca_lifetime);
+    if (!ca.ok()) return ca.status();
+    std::vector<X509Ptr> fresh = ParseCertificates(ca->cert_pem);
+    for (X509Ptr& old : cas) fresh.push_back(std::move(old));
+    data["ca.crt"] = Base64Encode(ToPem(fresh));
+    data["ca.key"] = Base64Encode(ca->key_pem);
+    ann[kCaAddedAt] = std::to_string(Now());
+    changed = true;
+    why = "CA missing or unreadable";
+  } else if (cas.size() == 1 && DueForRenewal(cas.front().get(), now)) {
+    auto ca = GenerateCa("backup-guard-ca", options_.ca_lifetime);
+    if (!ca.ok()) return ca.status();
+    std::vector<X509Ptr> bundle = ParseCertificates(ca->cert_pem);
+    bundle.push_back(std::move(cas.front()));
+    data["ca.crt"] = Base64Encode(ToPem(bundle));
+    data["ca.key"] = Base64Encode(ca->key_pem);
+    ann[kCaAddedAt] = std::to_string(Now());
+    changed = true;
+    why = "CA renewal step 1: new CA added next to the old one";
+  } else {
+    X509* ca = cas.front().get();
+    const bool leaf_ok =
+        !leaves.empty() && TlsIdentity::FromPem(DataField(secret, "tls.crt"), leaf_key).ok();
+    const bool by_current = leaf_ok && SignedBy(leaves.front().get(), ca);
+    const long long ca_added = std::atoll(Annotation(secret, kCaAddedAt).c_str());
+    const long long leaf_issued = std::atoll(Annotation(secret, kLeafIssuedAt).c_str());
+    const bool ca_settled = cas.size() == 1 || Now() - ca_added >= overlap_s;
+    bool reissue = false;
+    if (!leaf_ok) {
+      reissue = true;
+      why = "serving certificate missing or unreadable";
+    } else if (!by_current && ca_settled) {
+      reissue = true;
+      why = "CA renewal step 2: serving certificate reissued by the new CA";
+    } else if (by_current && (DueForRenewal(leaves.front().get(), now) ||
+                              !HasAllDnsNames(leaves.front().get(), WantedDnsNames()))) {
+      reissue = true;
+      why = "serving certificate renewal";
+    }
+    if (reissue) {
+      auto leaf = GenerateServingCert(PemPair{FirstPem(cas), ca_key}, WantedDnsNames(),
+                                      options_.extra_ips, options_.leaf_lifetime);
+      if (!leaf.ok()) return leaf.status();
+      data["tls.crt"] = Base64Encode(leaf->cert_pem);
+      data["tls.key"] = Base64Encode(leaf->key_pem);
+      ann[kLeafIssuedAt] = std::to_string(Now());
+      changed = true;
+    } else if (cas.size() > 1 && by_current && Now() - leaf_issued >= overlap_s) {
+      std::vector<X509Ptr> only;
+      only.push_back(std::move(cas.front()));
+      data["ca.crt"] = Base64Encode(ToPem(only));
+      changed = true;
+      why = "CA renewal step 3: old CA removed from the bundle";
+    }
+  }
+  if (!changed) return Status::Ok();
+  auto updated = api_.Update(kSecrets, options_.ns, secret);
+  if (!updated.ok()) return updated.status();  // a 409 retries on the next pass
+  log::Info("certificate Secret updated", {{"secret", options_.secret_name}, {"why", why}});
+  secret = std::move(updated).value();
+  return Status::Ok();
+}
+
+Status SelfManagedCertificates::PatchCaBundles(const std::string& ca_bundle_pem) {
+  const std::string encoded = Base64Encode(ca_bundle_pem);
+  for (const auto& [ref, name] : {std::pair{kMutating, options_.mutating_configuration},
+                                  std::pair{kValidating, options_.validating_configuration}}) {
+    if (name.empty()) continue;
+    auto config = api_.Get(ref, "", name);
+    if (!config.ok()) {
+      if (config.status().IsNotFound()) continue;  // not installed yet
+      return config.status();
+    }
+    json obj = std::move(config).value();
+    bool changed = false;
+    if (!obj.contains("webhooks") || !obj["webhooks"].is_array()) continue;
+    for (json& hook : obj["webhooks"]) {
+      json& client = hook["clientConfig"];
+      if (!client.is_object()) client = json::object();
+      if (client.value("caBundle", "") != encoded) {
+        client["caBundle"] = encoded;
+        changed = true;
+      }
+    }
+    if (!changed) continue;
+    auto updated = api_.Update(ref, "", obj);
+    if (!updated.ok()) return updated.status();
+    log::Info("caBundle written", {{"configuration", name}});
+  }
+  return Status::Ok();
+}
+
+void SelfManagedCertificates::ServeFrom(const std::string& cert_pem, const std::string& key_pem,
+                                        const std::string& ca_bundle_pem) {
+  if (cert_pem == served_cert_pem_ && ready_.load()) return;
+  auto identity = TlsIdentity::FromPem(cert_pem, key_pem);
+  if (!identity.ok()) {
+    if (metrics_ != nullptr) metrics_->Reloaded(false);
+    log::Error("certificate Secret holds a broken pair; the previous one keeps serving",
+               {{"error", identity.status().message()}});
+    return;
+  }
+  store_.Set(*identity);
+  served_cert_pem_ = cert_pem;
+  ready_ = true;
+  if (metrics_ != nullptr) {
+    metrics_->Reloaded(true);
+    metrics_->SetExpiry("serving", (*identity)->not_after());
+    std::time_t earliest_ca = 0;
+    for (const X509Ptr& ca : ParseCertificates(ca_bundle_pem)) {
+      const std::time_t t = AsnToTime(X509_get0_notAfter(ca.get()));
+      if (earliest_ca == 0 || t < earliest_ca) earliest_ca = t;
+    }
+    if (earliest_ca != 0) metrics_->SetExpiry("ca", earliest_ca);
+  }
+  log::Info("serving certificate swapped in memory", {{"secret", options_.secret_name}});
+}
+
+Status SelfManagedCertificates::SyncOnce() {
+  auto secret = api_.Get(kSecrets, options_.ns, options_.secret_name);
+  if (!secret.ok()) {
+    if (!secret.status().IsNotFound()) return secret.status();
+    if (Status s = CreateSecret(); !s.ok()) return s;
+    secret = api_.Get(kSecrets, options_.ns, options_.secret_name);
+    if (!secret.ok()) return secret.status();
+  }
+  json obj = std::move(secret).value();
+  if (is_leader_()) {
+    if (Status s = LeaderPass(obj); !s.ok()) return s;
+  }
+  const std::string ca_bundle = DataField(obj, "ca.crt");
+  ServeFrom(DataField(obj, "tls.crt"), DataField(obj, "tls.key"), ca_bundle);
+  if (is_leader_() && !ca_bundle.empty()) return PatchCaBundles(ca_bundle);
+  return Status::Ok();
+}
+
+void SelfManagedCertificates::Run(const std::atomic<bool>& stop) {
+  while (!stop.load()) {
+    if (Status s = SyncOnce(); !s.ok()) {
+      log::Warn("certificate sync failed; retrying", {{"error", s.message()}});
+    }
+    const auto until = std::chrono::steady_clock::now() + options_.sync_interval;
+    while (!stop.load() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+}
+
+}  // namespace bg::certs
