@@ -5,7 +5,7 @@ CACHE ?= $(HOME)/.cache/backup-guard
 JOBS ?= 2
 SOURCES := $(shell git ls-files --cached --others --exclude-standard '*.cc' '*.h' 2>/dev/null)
 
-.PHONY: all deps venv configure build test unit e2e lint format run clean
+.PHONY: all deps venv configure build test unit e2e chart lint format run clean
 
 all: build
 
@@ -38,7 +38,10 @@ unit: build
 e2e: build
 	@./tests/e2e/run-e2e.sh
 
-test: lint unit e2e
+chart: build
+	@./tests/chart/run-chart-tests.sh
+
+test: lint unit e2e chart
 
 run: build
 	@./tests/e2e/run-local.sh
