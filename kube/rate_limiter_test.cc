@@ -86,6 +86,7 @@ TEST(RateLimiterTest, ConcurrentCallersShareTheBucket) {
   RateLimiter limiter(/*qps=*/1, /*burst=*/100, &clock);
   std::atomic<int> granted{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 50; ++i) {

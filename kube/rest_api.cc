@@ -16,7 +16,7 @@ using nlohmann::json;
 constexpr size_t kBodyExcerptBytes = 300;
 // A watch refused with a non-200 status carries a Status object of a few hundred bytes; more than
 // this is not read.
-constexpr size_t kWatchErrorBodyBytes = 64 * 1024;
+constexpr size_t kWatchErrorBodyBytes = size_t{64} * 1024;
 
 std::string Excerpt(std::string_view text) {
   return std::string(text.substr(0, kBodyExcerptBytes));

@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <atomic>
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "kube/kube_lookup.h"
+#include "kube/testutil.h"
 
 namespace bg::kube {
 namespace {
@@ -804,6 +806,192 @@ TEST(RestKubeApiNoStreamTest, TransportWithoutStreamingIsUnavailable) {
       kBackups, kNs, "1", [](const WatchEvent&) { return true; }, stop);
   EXPECT_EQ(s.code(), Status::Code::kUnavailable);
   EXPECT_THAT(s.message(), HasSubstr("streaming not supported"));
+}
+
+// ---- over TLS, against a local server that streams like the API server ----
+
+// An HTTPS server on 127.0.0.1 and a free port that answers every GET with `handler`, which a
+// test sets before its first request.
+class LocalApiServer {
+ public:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+
+  explicit LocalApiServer(const testutil::CertAndKey& cert) {
+    testutil::X509Ptr x509 = testutil::ParseCert(cert.cert_pem);
+    testutil::PkeyPtr key = testutil::ParseKey(cert.key_pem);
+    server_ = std::make_unique<httplib::SSLServer>(x509.get(), key.get());
+    if (!server_->is_valid()) std::abort();
+    server_->Get(
+        ".*", [this](const httplib::Request& req, httplib::Response& res) { handler_(req, res); });
+    port_ = server_->bind_to_any_port("127.0.0.1");
+    if (port_ <= 0) std::abort();
+    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~LocalApiServer() {
+    released_ = true;
+    server_->stop();
+    thread_.join();
+  }
+
+  void set_handler(Handler h) {
+    std::lock_guard<std::mutex> lock(mu_);
+    handler_ = std::move(h);
+  }
+  int port() const { return port_; }
+  // Stream handlers that hold a connection open wait for this.
+  bool released() const { return released_.load(); }
+
+ private:
+  std::mutex mu_;
+  Handler handler_;  // guarded by mu_
+  std::atomic<bool> released_{false};
+  std::unique_ptr<httplib::SSLServer> server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+class RestKubeApiOverTlsTest : public ::testing::Test {
+ protected:
+  RestKubeApiOverTlsTest() : ca_("local API server CA"), server_(ca_.IssueServer()) {
+    ClusterConfig config;
+    config.host = "127.0.0.1";
+    config.port = server_.port();
+    config.ca_pem = ca_.cert_pem();
+    Result<std::unique_ptr<HttpsTransport>> transport = HttpsTransport::Create(config);
+    if (!transport.ok()) std::abort();
+    RestKubeApiOptions options;
+    options.qps = 0;
+    api_ = std::make_unique<RestKubeApi>(std::move(transport).value(), options);
+  }
+
+  testutil::TestCa ca_;
+  LocalApiServer server_;
+  std::unique_ptr<RestKubeApi> api_;
+};
+
+TEST_F(RestKubeApiOverTlsTest, WatchEventsArriveWhileTheStreamIsOpen) {
+  std::atomic<bool> client_saw_first{false};
+  std::atomic<bool> ack_before_end{false};
+  std::mutex mu;
+  std::string query;  // guarded by mu
+  server_.set_handler([&](const httplib::Request& req, httplib::Response& res) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      query = req.get_param_value("watch") + " " + req.get_param_value("allowWatchBookmarks") +
+              " " + req.get_param_value("resourceVersion");
+    }
+    res.set_chunked_content_provider("application/json", [&](size_t, httplib::DataSink& sink) {
+      const std::string first = Event("ADDED", "a", "8") + "\n";
+      // One event in two pieces with a pause between them.
+      sink.write(first.data(), 10);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      sink.write(first.data() + 10, first.size() - 10);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!client_saw_first.load() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      ack_before_end = client_saw_first.load();
+      const std::string rest = Event("BOOKMARK", "", "9") + "\n" + Event("MODIFIED", "a", "10") +
+                               "\n" + Event("DELETED", "a", "11") + "\n";
+      sink.write(rest.data(), rest.size());
+      sink.done();
+      return true;
+    });
+  });
+  std::vector<std::string> events;
+  std::atomic<bool> stop{false};
+  Status s = api_->Watch(
+      kBackups, kNs, "7",
+      [&](const WatchEvent& e) {
+        events.push_back(e.type + " " + e.object["metadata"].value("name", ""));
+        client_saw_first = true;
+        return true;
+      },
+      stop);
+  ASSERT_TRUE(s.ok()) << s.message();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(query, "true true 7");
+  }
+  EXPECT_THAT(events, ElementsAre("ADDED a", "BOOKMARK ", "MODIFIED a", "DELETED a"));
+  EXPECT_TRUE(ack_before_end) << "the first event arrived only after the stream ended";
+}
+
+TEST_F(RestKubeApiOverTlsTest, StopEndsAnIdleWatch) {
+  std::atomic<bool> holding{false};
+  server_.set_handler([&](const httplib::Request&, httplib::Response& res) {
+    res.set_chunked_content_provider("application/json", [&](size_t, httplib::DataSink& sink) {
+      const std::string first = Event("ADDED", "a", "8") + "\n";
+      sink.write(first.data(), first.size());
+      holding = true;
+      while (!server_.released()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      holding = false;
+      return false;
+    });
+  });
+  std::atomic<bool> stop{false};
+  std::atomic<bool> got_event{false};
+  std::thread stopper([&] {
+    while (!got_event.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the read block
+    stop = true;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  Status s = api_->Watch(
+      kBackups, kNs, "7",
+      [&](const WatchEvent&) {
+        got_event = true;
+        return true;
+      },
+      stop);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  stopper.join();
+  EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_TRUE(holding) << "the server ended the stream, not stop";
+  EXPECT_LT(elapsed, std::chrono::seconds(10));  // generous; the read timeout is minutes
+}
+
+TEST_F(RestKubeApiOverTlsTest, WatchAnswered410IsGone) {
+  server_.set_handler([](const httplib::Request&, httplib::Response& res) {
+    res.status = 410;
+    res.set_content(
+        R"j({"kind":"Status","code":410,"reason":"Expired","message":"too old resource version: 1 (99)"})j",
+        "application/json");
+  });
+  std::atomic<bool> stop{false};
+  Status s = api_->Watch(
+      kBackups, kNs, "1", [](const WatchEvent&) { return true; }, stop);
+  EXPECT_EQ(s.code(), Status::Code::kGone);
+  EXPECT_THAT(s.message(), HasSubstr("too old resource version: 1 (99)"));
+}
+
+TEST_F(RestKubeApiOverTlsTest, ListPagesThroughTwoThousandObjects) {
+  std::atomic<int> requests{0};
+  std::atomic<int> selector_matches{0};
+  server_.set_handler([&](const httplib::Request& req, httplib::Response& res) {
+    ++requests;
+    if (req.get_param_value("labelSelector") == "backup-volume=vol-1") ++selector_matches;
+    const int limit = std::stoi(req.get_param_value("limit"));
+    const std::string token = req.get_param_value("continue");
+    const int offset = token.empty() ? 0 : std::stoi(token);
+    json page = {{"kind", "BackupList"},
+                 {"apiVersion", "longhorn.io/v1beta2"},
+                 {"metadata", {{"resourceVersion", std::to_string(1000 + offset)}}},
+                 {"items", json::array()}};
+    for (int i = offset; i < std::min(offset + limit, 2000); ++i) {
+      page["items"].push_back({{"metadata", {{"name", "b-" + std::to_string(i)}}}});
+    }
+    if (offset + limit < 2000) page["metadata"]["continue"] = std::to_string(offset + limit);
+    res.set_content(page.dump(), "application/json");
+  });
+  Result<json> list = api_->List(kBackups, kNs, "backup-volume=vol-1");
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  EXPECT_EQ((*list)["items"].size(), 2000u);
+  EXPECT_EQ((*list)["items"][1999]["metadata"]["name"], "b-1999");
+  EXPECT_EQ((*list)["metadata"]["resourceVersion"], "1000");
+  EXPECT_EQ(requests.load(), 4);
+  EXPECT_EQ(selector_matches.load(), 4);
 }
 
 }  // namespace

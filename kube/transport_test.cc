@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -74,6 +75,38 @@ class EchoServer {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       res.set_content("late", "text/plain");
     });
+    // Streams: "one\n", then "two\n" once the client has acknowledged the first piece (or after
+    // ten seconds), then the end.
+    server_->Get("/stream/steps", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("application/json", [this](size_t, httplib::DataSink& sink) {
+        sink.write("one\n", 4);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!acknowledged_.load() && std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        second_sent_after_ack_ = acknowledged_.load();
+        sink.write("two\n", 4);
+        sink.done();
+        return true;
+      });
+    });
+    // "first\n", then nothing until the server shuts down, like an idle watch.
+    server_->Get("/stream/hold", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("application/json", [this](size_t, httplib::DataSink& sink) {
+        sink.write("first\n", 6);
+        holding_ = true;
+        while (!released_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        holding_ = false;
+        return false;
+      });
+    });
+    // Part of a body, then the connection closes without the chunked encoding's end.
+    server_->Get("/stream/cut", [](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("application/json", [](size_t, httplib::DataSink& sink) {
+        sink.write("partial", 7);
+        return false;
+      });
+    });
     port_ = server_->bind_to_any_port("127.0.0.1");
     if (port_ <= 0) std::abort();
     thread_ = std::thread([this] { server_->listen_after_bind(); });
@@ -83,13 +116,21 @@ class EchoServer {
   }
 
   ~EchoServer() {
+    released_ = true;
     server_->stop();
     thread_.join();
   }
 
   int port() const { return port_; }
+  void Acknowledge() { acknowledged_ = true; }
+  bool second_sent_after_ack() const { return second_sent_after_ack_.load(); }
+  bool holding() const { return holding_.load(); }
 
  private:
+  std::atomic<bool> acknowledged_{false};
+  std::atomic<bool> second_sent_after_ack_{false};
+  std::atomic<bool> holding_{false};
+  std::atomic<bool> released_{false};
   std::unique_ptr<httplib::SSLServer> server_;
   int port_ = 0;
   std::thread thread_;
@@ -369,6 +410,235 @@ TEST_F(HttpsTransportTest, RequestTargetMustBeEncoded) {
     EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
   }
   EXPECT_FALSE(transport->Request("get", "/echo", "", "").ok());
+}
+
+// ---- streams ----
+
+struct StreamCapture {
+  int status = 0;
+  std::vector<std::string> chunks;
+  std::string body() const {
+    std::string out;
+    for (const std::string& c : chunks) out += c;
+    return out;
+  }
+};
+
+TEST_F(HttpsTransportTest, StreamHandsOverChunksWhileTheBodyIsStillComing) {
+  EchoServer server(server_cert_);
+  auto transport = MustCreate(ConfigFor(server));
+  ASSERT_NE(transport, nullptr);
+  StreamCapture got;
+  std::atomic<bool> stop{false};
+  Status s = transport->Stream(
+      "GET", "/stream/steps", stop,
+      [&](int status) {
+        got.status = status;
+        return true;
+      },
+      [&](std::string_view chunk) {
+        got.chunks.emplace_back(chunk);
+        if (got.body() == "one\n") server.Acknowledge();
+        return true;
+      });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(got.status, 200);
+  EXPECT_EQ(got.body(), "one\ntwo\n");
+  EXPECT_TRUE(server.second_sent_after_ack()) << "the first piece arrived only after the end";
+}
+
+TEST_F(HttpsTransportTest, StreamSendsTheStandardHeaders) {
+  EchoServer server(server_cert_);
+  ClusterConfig config = ConfigFor(server);
+  config.bearer_token = "s3cret";
+  config.base_path = "/prefix";
+  auto transport = MustCreate(config);
+  ASSERT_NE(transport, nullptr);
+  StreamCapture got;
+  std::atomic<bool> stop{false};
+  ASSERT_TRUE(transport
+                  ->Stream(
+                      "GET", "/echo?watch=true", stop,
+                      [&](int status) {
+                        got.status = status;
+                        return true;
+                      },
+                      [&](std::string_view chunk) {
+                        got.chunks.emplace_back(chunk);
+                        return true;
+                      })
+                  .ok());
+  json echo = json::parse(got.body());
+  EXPECT_EQ(echo["target"], "/prefix/echo?watch=true");
+  EXPECT_EQ(echo["authorization"], "Bearer s3cret");
+  EXPECT_EQ(echo["accept"], "application/json");
+}
+
+TEST_F(HttpsTransportTest, StreamOfAnErrorStatusStillDeliversTheBody) {
+  EchoServer server(server_cert_);
+  auto transport = MustCreate(ConfigFor(server));
+  ASSERT_NE(transport, nullptr);
+  StreamCapture got;
+  std::atomic<bool> stop{false};
+  Status s = transport->Stream(
+      "GET", "/status/503", stop,
+      [&](int status) {
+        got.status = status;
+        return true;
+      },
+      [&](std::string_view chunk) {
+        got.chunks.emplace_back(chunk);
+        return true;
+      });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(got.status, 503);
+  EXPECT_THAT(got.body(), HasSubstr("overloaded"));
+}
+
+TEST_F(HttpsTransportTest, StreamEndsWhenACallbackReturnsFalse) {
+  EchoServer server(server_cert_);
+  auto transport = MustCreate(ConfigFor(server));
+  ASSERT_NE(transport, nullptr);
+  std::atomic<bool> stop{false};
+  int chunks = 0;
+  Status s = transport->Stream(
+      "GET", "/stream/hold", stop, [](int) { return true; },
+      [&](std::string_view) {
+        ++chunks;
+        return false;
+      });
+  EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(chunks, 1);
+  // The status callback can refuse the body too.
+  s = transport->Stream(
+      "GET", "/stream/hold", stop, [](int) { return false; },
+      [&](std::string_view) {
+        ++chunks;
+        return true;
+      });
+  EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(chunks, 1);
+}
+
+// The stream is idle (the server holds it open and sends nothing) when stop is set; only the
+// watchdog can end it. The server keeps holding until it shuts down, so the stream cannot have
+// ended on the server's side.
+TEST_F(HttpsTransportTest, StopEndsAnIdleStream) {
+  EchoServer server(server_cert_);
+  auto transport = MustCreate(ConfigFor(server));
+  ASSERT_NE(transport, nullptr);
+  std::atomic<bool> stop{false};
+  std::atomic<bool> got_first{false};
+  std::thread stopper([&] {
+    while (!got_first.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the read block
+    stop = true;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  Status s = transport->Stream(
+      "GET", "/stream/hold", stop, [](int) { return true; },
+      [&](std::string_view) {
+        got_first = true;
+        return true;
+      });
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  stopper.join();
+  EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_TRUE(server.holding());
+  // Generous: the watchdog polls every few tens of milliseconds; the read timeout is minutes.
+  EXPECT_LT(elapsed, std::chrono::seconds(10));
+}
+
+TEST_F(HttpsTransportTest, StreamWithStopAlreadySetSendsNothing) {
+  EchoServer server(server_cert_);
+  auto transport = MustCreate(ConfigFor(server));
+  ASSERT_NE(transport, nullptr);
+  std::atomic<bool> stop{true};
+  bool called = false;
+  Status s = transport->Stream(
+      "GET", "/echo", stop,
+      [&](int) {
+        called = true;
+        return true;
+      },
+      [](std::string_view) { return true; });
+  EXPECT_TRUE(s.ok());
+  EXPECT_FALSE(called);
+}
+
+TEST_F(HttpsTransportTest, StreamBrokenMidBodyIsUnavailable) {
+  EchoServer server(server_cert_);
+  auto transport = MustCreate(ConfigFor(server));
+  ASSERT_NE(transport, nullptr);
+  std::atomic<bool> stop{false};
+  std::string body;
+  Status s = transport->Stream(
+      "GET", "/stream/cut", stop, [](int) { return true; },
+      [&](std::string_view chunk) {
+        body += chunk;
+        return true;
+      });
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << s.message();
+  EXPECT_THAT(s.message(), HasSubstr("GET /stream/cut"));
+}
+
+TEST_F(HttpsTransportTest, QuietStreamTimesOutAfterTheStreamReadTimeout) {
+  EchoServer server(server_cert_);
+  TransportOptions options;
+  options.stream_read_timeout = std::chrono::milliseconds(200);
+  auto transport = MustCreate(ConfigFor(server), options);
+  ASSERT_NE(transport, nullptr);
+  std::atomic<bool> stop{false};
+  Status s = transport->Stream(
+      "GET", "/stream/hold", stop, [](int) { return true; }, [](std::string_view) { return true; });
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("Read"));
+}
+
+TEST_F(HttpsTransportTest, StreamToAnUnreachableServerIsUnavailable) {
+  int port = 0;
+  {
+    EchoServer server(server_cert_);
+    port = server.port();
+  }
+  ClusterConfig config;
+  config.host = "127.0.0.1";
+  config.port = port;
+  config.ca_pem = server_ca_.cert_pem();
+  auto transport = MustCreate(config);
+  ASSERT_NE(transport, nullptr);
+  std::atomic<bool> stop{false};
+  Status s = transport->Stream(
+      "GET", "/echo", stop, [](int) { return true; }, [](std::string_view) { return true; });
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+}
+
+TEST_F(HttpsTransportTest, StreamTargetMustBeEncoded) {
+  EchoServer server(server_cert_);
+  auto transport = MustCreate(ConfigFor(server));
+  ASSERT_NE(transport, nullptr);
+  std::atomic<bool> stop{false};
+  auto yes = [](int) { return true; };
+  auto chunk = [](std::string_view) { return true; };
+  EXPECT_EQ(transport->Stream("GET", "/a b", stop, yes, chunk).code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(transport->Stream("get", "/echo", stop, yes, chunk).code(),
+            Status::Code::kInvalidArgument);
+}
+
+TEST(ApiTransportTest, DefaultStreamIsUnsupported) {
+  class PlainTransport final : public ApiTransport {
+   public:
+    Result<HttpResponse> Request(std::string_view, const std::string&, const std::string&,
+                                 std::string_view) override {
+      return HttpResponse{200, ""};
+    }
+  } transport;
+  std::atomic<bool> stop{false};
+  Status s = transport.Stream(
+      "GET", "/x", stop, [](int) { return true; }, [](std::string_view) { return true; });
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("streaming not supported"));
 }
 
 TEST(HttpsTransportCreateTest, RefusesBadMaterial) {
