@@ -5,7 +5,7 @@ CACHE ?= $(HOME)/.cache/backup-guard
 JOBS ?= 2
 SOURCES := $(shell git ls-files --cached --others --exclude-standard '*.cc' '*.h' 2>/dev/null)
 
-.PHONY: all deps venv configure build test unit e2e chart lint format run clean
+.PHONY: all deps venv configure build test unit e2e chart ops lint format run clean
 
 all: build
 
@@ -41,7 +41,10 @@ e2e: build
 chart: build
 	@./tests/chart/run-chart-tests.sh
 
-test: lint unit e2e chart
+ops: build
+	@./tests/ops/run-ops-tests.sh
+
+test: lint unit e2e chart ops
 
 run: build
 	@./tests/e2e/run-local.sh
