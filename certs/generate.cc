@@ -107,21 +107,15 @@ Result<PemPair> GenerateCa(const std::string& common_name, std::chrono::seconds 
   return PemPair{ToPem(c), ToPem(key.get())};
 }
 
-Result<PemPair> GenerateServingCert(const PemPair& ca, const std::vector<std::string>& dns_names,
-                                    const std::vector<std::string>& ips,
-                                    std::chrono::seconds validity) {
-  if (dns_names.empty() && ips.empty()) {
-    return Status::InvalidArgument("a serving certificate needs at least one DNS name or IP");
-  }
+namespace {
+
+// Issues a leaf signed by `ca` with the given extended key usage and, when non-empty, SANs.
+Result<PemPair> IssueLeaf(const PemPair& ca, const std::string& cn, const std::string& san,
+                          const char* extended_key_usage, std::chrono::seconds validity) {
   auto ca_id = TlsIdentity::FromPem(ca.cert_pem, ca.key_pem);
   if (!ca_id.ok()) return Status::InvalidArgument("CA: " + ca_id.status().message());
-  std::string san;
-  for (const auto& d : dns_names) san += (san.empty() ? "" : ",") + std::string("DNS:") + d;
-  for (const auto& ip : ips) san += (san.empty() ? "" : ",") + std::string("IP:") + ip;
-
   PkeyPtr key = NewP256Key();
-  if (!key) return Status::Internal(LastError("generating the serving key"));
-  const std::string cn = dns_names.empty() ? ips.front() : dns_names.front();
+  if (!key) return Status::Internal(LastError("generating the key"));
   auto cert = NewCertificate(key.get(), cn, validity);
   if (!cert.ok()) return cert.status();
   X509* c = cert->get();
@@ -129,17 +123,37 @@ Result<PemPair> GenerateServingCert(const PemPair& ca, const std::vector<std::st
   X509_set_issuer_name(c, X509_get_subject_name(issuer));
   if (!AddExtension(c, issuer, NID_basic_constraints, "critical,CA:FALSE") ||
       !AddExtension(c, issuer, NID_key_usage, "critical,digitalSignature") ||
-      !AddExtension(c, issuer, NID_ext_key_usage, "serverAuth") ||
+      !AddExtension(c, issuer, NID_ext_key_usage, extended_key_usage) ||
       !AddExtension(c, issuer, NID_authority_key_identifier, "keyid:always")) {
-    return Status::Internal(LastError("serving certificate extensions"));
+    return Status::Internal(LastError("certificate extensions"));
   }
-  if (!AddExtension(c, issuer, NID_subject_alt_name, san)) {
+  if (!san.empty() && !AddExtension(c, issuer, NID_subject_alt_name, san)) {
     return Status::InvalidArgument(LastError(("subjectAltName \"" + san + "\"").c_str()));
   }
   if (X509_sign(c, (*ca_id)->key(), EVP_sha256()) == 0) {
-    return Status::Internal(LastError("signing the serving certificate"));
+    return Status::Internal(LastError("signing the certificate"));
   }
   return PemPair{ToPem(c), ToPem(key.get())};
+}
+
+}  // namespace
+
+Result<PemPair> GenerateServingCert(const PemPair& ca, const std::vector<std::string>& dns_names,
+                                    const std::vector<std::string>& ips,
+                                    std::chrono::seconds validity) {
+  if (dns_names.empty() && ips.empty()) {
+    return Status::InvalidArgument("a serving certificate needs at least one DNS name or IP");
+  }
+  std::string san;
+  for (const auto& d : dns_names) san += (san.empty() ? "" : ",") + std::string("DNS:") + d;
+  for (const auto& ip : ips) san += (san.empty() ? "" : ",") + std::string("IP:") + ip;
+  const std::string cn = dns_names.empty() ? ips.front() : dns_names.front();
+  return IssueLeaf(ca, cn, san, "serverAuth", validity);
+}
+
+Result<PemPair> GenerateClientCert(const PemPair& ca, const std::string& common_name,
+                                   std::chrono::seconds validity) {
+  return IssueLeaf(ca, common_name, "", "clientAuth", validity);
 }
 
 Status WriteCertificateFiles(const std::string& dir, const PemPair& ca, const PemPair& serving) {

@@ -22,6 +22,11 @@ Result<PemPair> GenerateServingCert(const PemPair& ca, const std::vector<std::st
                                     const std::vector<std::string>& ips,
                                     std::chrono::seconds validity);
 
+// A client certificate (extended key usage clientAuth) for `common_name`, signed by `ca`: the
+// identity the API server presents when --client-ca-file is set.
+Result<PemPair> GenerateClientCert(const PemPair& ca, const std::string& common_name,
+                                   std::chrono::seconds validity);
+
 // Writes ca.crt, tls.crt and tls.key (mode 0600) into `dir`, creating it when absent.
 Status WriteCertificateFiles(const std::string& dir, const PemPair& ca, const PemPair& serving);
 

@@ -66,8 +66,8 @@ struct Background {
 };
 
 const std::vector<std::string> kValueFlags = {
-    "listen", "metrics-listen", "tls-cert-file", "tls-key-file", "kubeconfig", "namespace",
-    "log-level", "lookup-cache-ttl", "shutdown-grace",
+    "listen", "metrics-listen", "tls-cert-file", "tls-key-file", "client-ca-file", "kubeconfig",
+    "namespace", "log-level", "lookup-cache-ttl", "shutdown-grace",
     // leader election
     "leader-election-id", "leader-election-lease-duration", "leader-election-renew-deadline",
     "leader-election-retry-period",
@@ -120,6 +120,7 @@ int Serve(int argc, char** argv) {
     return std::chrono::seconds(static_cast<long long>(durations[name]));
   };
   options.shutdown_grace = seconds("shutdown-grace");
+  options.client_ca_file = flags.Get("client-ca-file");
   const std::string ns = flags.Get("namespace", "longhorn-system");
   const int workers = std::atoi(flags.Get("processor-workers", "4").c_str());
   if (workers < 1 || workers > 64) return Fail("--processor-workers must be 1..64");

@@ -46,6 +46,9 @@ struct ServerOptions {
   std::size_t worker_threads = 64;
   // SIGTERM: how long requests in flight may take to finish before the process exits anyway.
   std::chrono::seconds shutdown_grace{20};
+  // When set, webhook calls must present a client certificate signed by this CA (the API server's
+  // admission-control kubeconfig). Health endpoints stay open for kubelet probes.
+  std::string client_ca_file;
 };
 
 class Server {
@@ -68,6 +71,7 @@ class Server {
 
  private:
   void InstallRoutes();
+  bool ClientAuthorized(const void* ssl) const;
   void ProbeOwnListener();
 
   ServerOptions options_;

@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "certs/generate.h"
@@ -336,6 +338,92 @@ TEST_F(ServerTest, ShutdownStopsAcceptingAndFinishes) {
   client.enable_server_certificate_verification(false);
   client.set_connection_timeout(std::chrono::seconds(1));
   EXPECT_FALSE(client.Get("/healthz"));
+}
+
+}  // namespace
+}  // namespace bg::webhook
+
+namespace bg::webhook {
+namespace {
+
+// The API server authenticating itself with a client certificate (--client-ca-file).
+class ClientCertTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ca = certs::GenerateCa("server-ca", std::chrono::hours(1));
+    server_ca_ = ca->cert_pem;
+    auto leaf =
+        certs::GenerateServingCert(*ca, {"localhost"}, {"127.0.0.1"}, std::chrono::hours(1));
+    store_.Set(*certs::TlsIdentity::FromPem(leaf->cert_pem, leaf->key_pem));
+    client_ca_ = *certs::GenerateCa("client-ca", std::chrono::hours(1));
+    client_ = *certs::GenerateClientCert(client_ca_, "kube-apiserver", std::chrono::hours(1));
+    dir_ = ::testing::TempDir() + "/cc-" + std::to_string(::getpid());
+    std::filesystem::create_directories(dir_);
+    std::ofstream(dir_ + "/client-ca.crt") << client_ca_.cert_pem;
+    std::ofstream(dir_ + "/client.crt") << client_.cert_pem;
+    std::ofstream(dir_ + "/client.key") << client_.key_pem;
+    std::ofstream(dir_ + "/server-ca.crt") << server_ca_;
+    ServerOptions options;
+    options.listen_host = options.metrics_host = "127.0.0.1";
+    options.listen_port = options.metrics_port = 0;
+    options.keep_alive_timeout = std::chrono::seconds(1);
+    options.client_ca_file = dir_ + "/client-ca.crt";
+    server_ = std::make_unique<Server>(options, mutation_, validation_, metrics_, store_,
+                                       [] { return true; });
+    ASSERT_TRUE(server_->Start().ok());
+  }
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  std::unique_ptr<httplib::SSLClient> Client(bool with_cert) {
+    auto c = with_cert
+                 ? std::make_unique<httplib::SSLClient>("127.0.0.1", server_->port(),
+                                                        dir_ + "/client.crt", dir_ + "/client.key")
+                 : std::make_unique<httplib::SSLClient>("127.0.0.1", server_->port());
+    c->set_ca_cert_path((dir_ + "/server-ca.crt").c_str());
+    c->enable_server_certificate_verification(true);
+    return c;
+  }
+  std::string server_ca_;
+  certs::PemPair client_ca_, client_;
+  std::string dir_;
+  certs::CertificateStore store_;
+  Registry mutation_, validation_;
+  Metrics metrics_{"test"};
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(ClientCertTest, WebhookCallsWithoutAClientCertificateAre401) {
+  auto res = Client(false)->Post(kMutationPath, Review("no-cert").dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401);
+  EXPECT_NE(res->body.find("client certificate"), std::string::npos);
+}
+
+TEST_F(ClientCertTest, WebhookCallsWithTheApiServersCertificateAreAnswered) {
+  auto res = Client(true)->Post(kMutationPath, Review("with-cert").dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+}
+
+TEST_F(ClientCertTest, ProbesNeedNoClientCertificate) {
+  auto res = Client(false)->Get("/healthz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  for (int i = 0; i < 100 && !server_->Ready(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(server_->Ready());
+}
+
+TEST_F(ClientCertTest, ACertificateFromAnotherCaIsRefusedInTheHandshake) {
+  auto other_ca = certs::GenerateCa("other", std::chrono::hours(1));
+  auto other = certs::GenerateClientCert(*other_ca, "intruder", std::chrono::hours(1));
+  std::ofstream(dir_ + "/other.crt") << other->cert_pem;
+  std::ofstream(dir_ + "/other.key") << other->key_pem;
+  httplib::SSLClient c("127.0.0.1", server_->port(), dir_ + "/other.crt", dir_ + "/other.key");
+  c.set_ca_cert_path((dir_ + "/server-ca.crt").c_str());
+  EXPECT_FALSE(c.Post(kMutationPath, Review("intruder").dump(), "application/json"));
 }
 
 }  // namespace
