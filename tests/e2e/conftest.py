@@ -224,7 +224,11 @@ def webhook_configs(api_client, custom_objects, lh, backup_guard) -> WebhookConf
     also waits until the API server calls the session server again (it runs before `lh` cleans
     up, which needs the webhooks answering)."""
     configs = WebhookConfigs(api_client, custom_objects)
-    configs.save()
+    saved = configs.save()
+    urls = [h.client_config.url for cfg in saved for h in cfg.webhooks]
+    if not all(u.startswith(backup_guard.url + "/") for u in urls):
+        pytest.fail(f"the webhook configurations do not point at the session server "
+                    f"{backup_guard.url} (an earlier test did not restore them?): {urls}")
     yield configs
     configs.restore()
     if not backup_guard.running():
