@@ -182,3 +182,37 @@ def test_garbage_collector_cascade_of_system_backup(backup_guard, backup_guard_f
     m = scrape(server)
     assert m.sum("backup_guard_finalizer_releases_total", kind="SystemBackup") == 1, \
         m.lines("backup_guard_finalizer_releases_total")
+
+
+def test_parent_created_just_before_a_deletion_is_not_taken_as_gone(backup_guard,
+                                                                   backup_guard_factory, ns_lh):
+    """The processor decides from its watch caches. A BackupVolume created just before its
+    Completed Backup is deleted must not look absent (a stale cache would release the Backup as
+    "parent-gone" and lose the data guard). The window is widest right after a processor starts,
+    so this starts a fresh processor for each try."""
+    lh = ns_lh
+    ns = lh.namespace
+    lh.set_flag("false")
+    default_target(lh)
+    released = []
+    tries = 10
+    for i in range(tries):
+        server = start_processor(backup_guard_factory, ns, lease=f"bgp-stale-{i}")
+        volume_name = f"vol-{i}"
+        backup_volume(lh, volume_name)
+        completed_backup(lh, f"backup-{i}", volume_name)
+        lh.delete("Backup", f"backup-{i}")
+        time.sleep(0.5)
+        if lh.gone("Backup", f"backup-{i}"):
+            lines = [l for l in server.log_tail(200).splitlines() if "finalizer released" in l]
+            released.append(f"try {i}: backup-{i} released while bv-{volume_name} and the "
+                            f"target exist: {lines}")
+        server.proc.kill()  # SIGKILL: quicker than a graceful stop; each try has its own lease
+        server.stop()
+        if released:
+            break
+    assert not released, "Completed Backups released from a stale cache:\n" + "\n".join(released)
+    left = lh.names("Backup")
+    assert left == [f"backup-{i}" for i in range(tries)], left
+    for b in lh.list("Backup"):
+        assert b["metadata"].get("deletionTimestamp") and finalizers_of(b) == [FINALIZER], brief(b)
