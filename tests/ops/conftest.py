@@ -1,0 +1,117 @@
+"""Fixtures for the operations tests. The runner (run-ops-tests.sh) starts the control plane and
+passes it in the environment:
+
+  OPS_KUBECONFIG     admin kubeconfig of the running control plane (required)
+  OPS_STATE_DIR      where servers, Prometheus and certificates keep their files and logs
+  BACKUP_GUARD_BIN   the server binary (default <repo>/build/backup-guard)
+  OPS_REGISTER_SH    tests/e2e/register.sh (default), called as-is
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+from opslib import Kube, wait_until
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+LOAD_NAMESPACE = "ops-load"
+
+
+def pytest_configure(config):
+    config._ops_figures = {}
+    # /readyz probes use verify=False on purpose (readiness, not trust, is what they check).
+    config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    figures = getattr(config, "_ops_figures", {})
+    if not figures:
+        return
+    terminalreporter.section("ops figures")
+    for test, data in figures.items():
+        terminalreporter.write_line(f"{test}: {json.dumps(data, sort_keys=True)}")
+    state = os.environ.get("OPS_STATE_DIR")
+    if state:
+        with open(os.path.join(state, "figures.json"), "w") as f:
+            json.dump(figures, f, indent=2, sort_keys=True)
+
+
+@pytest.fixture(scope="session")
+def figures(pytestconfig):
+    return pytestconfig._ops_figures
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    kc = os.environ.get("OPS_KUBECONFIG", "")
+    if not kc or not os.path.isfile(kc):
+        pytest.fail("OPS_KUBECONFIG is not set to a kubeconfig file: run tests/ops/run-ops-tests.sh, "
+                    "which starts the control plane", pytrace=False)
+    return kc
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig) -> Kube:
+    k = Kube(kubeconfig)
+    try:
+        wait_until("the API server /readyz", lambda: k.request("GET", "/readyz").status_code == 200,
+                   30, 0.5)
+    except AssertionError as e:
+        pytest.fail(f"control plane not reachable: {e}", pytrace=False)
+    return k
+
+
+@pytest.fixture(scope="session")
+def binary() -> str:
+    b = os.environ.get("BACKUP_GUARD_BIN", os.path.join(ROOT, "build", "backup-guard"))
+    if not os.access(b, os.X_OK):
+        pytest.fail(f"backup-guard binary not found at {b}", pytrace=False)
+    return b
+
+
+@pytest.fixture(scope="session")
+def register_sh() -> str:
+    return os.environ.get("OPS_REGISTER_SH", os.path.join(ROOT, "tests", "e2e", "register.sh"))
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> str:
+    d = os.environ.get("OPS_STATE_DIR") or tempfile.mkdtemp(prefix="backup-guard-ops.")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def work_dir(state_dir, request) -> str:
+    d = os.path.join(state_dir, request.node.name)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def load_namespace(kube, kubeconfig, register_sh):
+    """A namespace with a `default` BackupTarget (URL set), where SystemBackup creates are allowed.
+    Afterwards the webhooks are removed first, so that clean-up never depends on a server."""
+    ns = LOAD_NAMESPACE
+    # CRDs come from `controlplane.sh up --crds`; make sure they are there and the namespace too.
+    kube.ensure_namespace(ns)
+    kube.ensure_namespace("longhorn-system")
+    r = kube.request("POST", kube.lh(ns, "backuptargets"),
+                     body={"apiVersion": "longhorn.io/v1beta2", "kind": "BackupTarget",
+                           "metadata": {"name": "default"},
+                           "spec": {"backupTargetURL": "s3://ops-bucket@us-east-1/",
+                                    "credentialSecret": "", "pollInterval": "300s"}})
+    assert r.status_code in (201, 409), r.text
+    yield ns
+    subprocess.run([register_sh, "--kubeconfig", kubeconfig, "--delete-webhooks"],
+                   capture_output=True, text=True)
+    for plural in ("systembackups", "backups"):
+        try:
+            kube.strip_finalizers(ns, plural)
+        except Exception:  # noqa: BLE001 - best effort; the control plane is torn down anyway
+            pass
+    kube.request("DELETE", f"/api/v1/namespaces/{ns}")
