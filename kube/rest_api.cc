@@ -18,8 +18,11 @@ constexpr size_t kBodyExcerptBytes = 300;
 // this is not read.
 constexpr size_t kWatchErrorBodyBytes = size_t{64} * 1024;
 
+// The start of `text`, without trailing white space (plain-text error bodies end in a newline).
 std::string Excerpt(std::string_view text) {
-  return std::string(text.substr(0, kBodyExcerptBytes));
+  text = text.substr(0, kBodyExcerptBytes);
+  const size_t end = text.find_last_not_of(" \t\r\n");
+  return std::string(text.substr(0, end == std::string_view::npos ? 0 : end + 1));
 }
 
 // `s` with `what` in front of its message, same code.
@@ -75,13 +78,10 @@ Result<std::string> WriteBody(const ResourceRef& r, const json& obj) {
   return body.dump();
 }
 
-// "backups ns/name" for messages.
+// "backups ns/name", "backups in ns" or "customresourcedefinitions name", for messages.
 std::string Describe(const ResourceRef& r, const std::string& ns, const std::string& name) {
-  std::string out = r.resource;
-  if (!ns.empty() || !name.empty()) out += " ";
-  if (!ns.empty()) out += ns + "/";
-  out += name;
-  return out;
+  if (name.empty()) return ns.empty() ? r.resource : r.resource + " in " + ns;
+  return r.resource + " " + (ns.empty() ? name : ns + "/" + name);
 }
 
 json ParseOrDiscard(std::string_view text) {

@@ -348,7 +348,9 @@ TEST_F(RestKubeApiTest, ListOfAMissingKindIsNotFound) {
   Result<json> list = api().List(kBackups, kNs, "");
   ASSERT_FALSE(list.ok());
   EXPECT_TRUE(list.status().IsNotFound());
-  EXPECT_THAT(list.status().message(), HasSubstr("could not find the requested resource"));
+  EXPECT_EQ(list.status().message(),
+            "list backups in longhorn-system: HTTP 404: the server could not find the requested "
+            "resource");
 }
 
 TEST_F(RestKubeApiTest, ListFailingMidwayFailsWhole) {
@@ -406,6 +408,8 @@ TEST(StatusFromHttpTest, BodyWithoutStatusMessageIsQuoted) {
   EXPECT_EQ(s.code(), Status::Code::kUnavailable);
   EXPECT_EQ(s.message(), "get x: HTTP 502: <html>Bad Gateway</html>");
   EXPECT_EQ(StatusFromHttp(500, "", "get x").message(), "get x: HTTP 500");
+  EXPECT_EQ(StatusFromHttp(404, "404 page not found\n", "get x").message(),
+            "get x: HTTP 404: 404 page not found");
   EXPECT_LT(StatusFromHttp(500, std::string(100000, 'x'), "get x").message().size(), 400u);
 }
 
@@ -686,10 +690,10 @@ TEST_F(RestKubeApiTest, WatchAnsweredWithHttp410IsGone) {
 TEST_F(RestKubeApiTest, WatchOtherHttpErrorsAreMapped) {
   transport_->Script({Status::Ok(), 403, {R"({"kind":"Status","message":"forbidden: watch"})"}});
   EXPECT_EQ(Watch().code(), Status::Code::kPermissionDenied);
-  transport_->Script({Status::Ok(), 404, {"404 page not found"}});
+  transport_->Script({Status::Ok(), 404, {"404 page not found\n"}});
   Status s = Watch();
   EXPECT_TRUE(s.IsNotFound());
-  EXPECT_THAT(s.message(), HasSubstr("404 page not found"));
+  EXPECT_EQ(s.message(), "watch backups in longhorn-system: HTTP 404: 404 page not found");
   transport_->Script({Status::Ok(), 500, {}});
   EXPECT_EQ(Watch().code(), Status::Code::kUnavailable);
 }

@@ -6,9 +6,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <pthread.h>
 
 #include <climits>
 #include <condition_variable>
+#include <csignal>
 #include <thread>
 #include <utility>
 
@@ -144,6 +146,41 @@ bool IsValidMethod(std::string_view method) {
   return true;
 }
 
+// Blocks SIGPIPE in the calling thread for its lifetime and discards one that arrived meanwhile.
+// OpenSSL writes with plain write(2), without MSG_NOSIGNAL, so a write to a connection that the
+// peer closed, or that a stream's watchdog shut down (httplib then sends TLS close_notify on it),
+// raises SIGPIPE, which ends a process that does not ignore it. Threads started inside the scope
+// inherit the blocked mask; a signal still pending on a thread when it exits is discarded.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_, &previous_) == 0;
+  }
+  ~SigpipeGuard() {
+    if (!blocked_) return;
+    sigset_t pending;
+    sigemptyset(&pending);
+    if (!was_pending_ && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+      const timespec no_wait{0, 0};
+      sigtimedwait(&pipe_, nullptr, &no_wait);
+    }
+    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t pipe_;
+  sigset_t previous_;
+  bool was_pending_ = false;
+  bool blocked_ = false;
+};
+
 // The parts of a request that every exchange shares: method, target and the standard headers.
 httplib::Request NewRequest(std::string_view method, const std::string& target,
                             const std::string& user_agent, const std::string& token) {
@@ -217,7 +254,10 @@ HttpsTransport::HttpsTransport(const ClusterConfig& config, const TransportOptio
       server_(FormatServer(config)),
       token_(config.bearer_token, config.bearer_token_file, options.clock, options.token_refresh) {}
 
-HttpsTransport::~HttpsTransport() = default;
+HttpsTransport::~HttpsTransport() {
+  SigpipeGuard no_sigpipe;  // closing pooled connections writes TLS close_notify
+  idle_.clear();
+}
 
 std::unique_ptr<httplib::SSLClient> HttpsTransport::NewClient() const {
   // httplib takes its own references to the certificate and key.
@@ -320,6 +360,9 @@ Result<HttpResponse> HttpsTransport::Request(std::string_view method,
     return true;
   };
 
+  // Declared before the client: a client dropped on error writes TLS close_notify as it goes,
+  // and a pooled connection may have been closed by the server.
+  SigpipeGuard no_sigpipe;
   std::unique_ptr<httplib::SSLClient> client = Acquire();
   if (!client) return Status::Internal(what + ": cannot set up a TLS client: " + OpenSslError());
   httplib::Result res = client->send(req);
@@ -343,6 +386,9 @@ Status HttpsTransport::Stream(std::string_view method, const std::string& path_a
   if (stop.load()) return Status::Ok();
   const std::string what = std::string(method) + " " + path_and_query;
 
+  // Declared before the client, and inherited by the watchdog: after the watchdog's shutdown,
+  // httplib still writes TLS close_notify to the connection, also when the client is destroyed.
+  SigpipeGuard no_sigpipe;
   std::unique_ptr<httplib::SSLClient> client = NewClient();
   if (!client) return Status::Internal(what + ": cannot set up a TLS client: " + OpenSslError());
   client->set_read_timeout(options_.stream_read_timeout);
