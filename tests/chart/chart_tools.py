@@ -133,7 +133,8 @@ class Kubectl:
         return json.loads(self(*args, "-o", "json").stdout)
 
     def get_or_none(self, *args) -> dict | None:
-        proc = self(*args, "-o", "json", check=False)
+        """`kubectl get ARGS` as JSON, or None when the object does not exist."""
+        proc = self("get", *args, "-o", "json", check=False)
         if proc.returncode != 0:
             assert "NotFound" in proc.stderr or "not found" in proc.stderr, proc.stderr
             return None
@@ -242,17 +243,25 @@ class LocalServer:
 
         def ready():
             if not self.alive():
-                raise AssertionError(
-                    f"backup-guard exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+                return "exited"
             try:
                 return requests.get(url, verify=False, timeout=2).status_code == 200
             except requests.RequestException:
                 return False
 
         try:
-            wait_until(ready, timeout, f"backup-guard /readyz on port {self.listen_port}")
+            result = wait_until(ready, timeout, f"backup-guard /readyz on port {self.listen_port}")
         except AssertionError as e:
             raise AssertionError(f"{e}\n--- server log ---\n{self.log()[-4000:]}") from None
+        if result == "exited":
+            raise AssertionError(f"backup-guard {' '.join(self.args)} exited with "
+                                 f"{self.proc.returncode}:\n{self.log()[-4000:]}")
+
+    def __enter__(self) -> "LocalServer":
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
