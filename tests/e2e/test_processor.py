@@ -181,7 +181,8 @@ def test_garbage_collector_cascade_of_system_backup(backup_guard, backup_guard_f
             f"expected the garbage collector's cascade, not the processor's: {brief(last['obj'])}"
     m = scrape(server)
     assert m.sum("backup_guard_finalizer_releases_total", kind="SystemBackup") == 1, \
-        m.lines("backup_guard_finalizer_releases_total")
+        m.lines("backup_guard_finalizer_releases_total") + "\nprocessor log:\n" + \
+        server.log_tail(40)
 
 
 def test_parent_created_just_before_a_deletion_is_not_taken_as_gone(backup_guard,
