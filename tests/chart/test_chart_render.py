@@ -146,6 +146,16 @@ def test_self_managed_extra_dns_names_become_cert_dns_flags(helm):
     assert flag_values(args, "--cert-dns") == ["a.example", "b.example"]
 
 
+def test_self_managed_certificate_names_the_service_where_it_is(helm):
+    """The server names the Service in its --namespace with cluster.local; a Service in another
+    namespace or another cluster domain needs its names passed explicitly."""
+    args = container(helm.render("-f", dict(VALUE_SETS)["separate-storage-namespace"],
+                                 "--set", "certificates.clusterDomain=corp.local"))["args"]
+    assert flag_values(args, "--cert-dns") == [
+        f"{FULLNAME}.{NAMESPACE}", f"{FULLNAME}.{NAMESPACE}.svc",
+        f"{FULLNAME}.{NAMESPACE}.svc.corp.local"]
+
+
 def test_service_exposes_443_to_the_webhook_port_and_metrics(defaults):
     ports = {p["name"]: p for p in find(defaults, "Service")["spec"]["ports"]}
     assert ports["https"]["port"] == 443 and ports["https"]["targetPort"] == "webhook"
