@@ -187,6 +187,19 @@ def assert_mutated(system_backup: dict, target_uid: str):
         [("BackupTarget", "default", target_uid)]
 
 
+def test_pre_stop_command_is_understood_by_the_binary(helm):
+    """The preStop hook runs the image's binary (there is no shell): `sleep <delay>`."""
+    objects = parse_manifests(helm.template("--set", "shutdown.preStopDelaySeconds=1",
+                                            namespace=NS))
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"][
+        "exec"]["command"]
+    assert command[0] == "/backup-guard"
+    started = time.monotonic()
+    run([backup_guard_bin(), *command[1:]], timeout=30)
+    assert time.monotonic() - started >= 1
+
+
 # ---- install ---------------------------------------------------------------------------------------
 
 def test_install_creates_crds_rbac_and_webhook_configurations(release, kubectl, cluster_helm):
