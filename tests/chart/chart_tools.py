@@ -28,11 +28,11 @@ VALUE_SETS = sorted((p.stem, p) for p in VALUES_DIR.glob("*.yaml"))
 
 
 def run(cmd: list[str], *, check: bool = True, input: str | None = None,
-        timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+        timeout: float = 120) -> subprocess.CompletedProcess:
     """Runs a command and returns its result; with check, a non-zero exit is an assertion error
     that shows the command and both streams."""
     proc = subprocess.run([str(c) for c in cmd], input=input, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
