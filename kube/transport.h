@@ -56,7 +56,8 @@ class ApiTransport {
                         const std::function<bool(std::string_view chunk)>& on_chunk);
 };
 
-// How long a streaming exchange may go on after its `stop` flag is set.
+// How long a streaming exchange may go on after its `stop` flag is set (HttpsTransport: while
+// the connection is being set up, up to its connect timeout instead).
 inline constexpr std::chrono::milliseconds kStreamStopLatency{100};
 
 struct TransportOptions {
@@ -90,6 +91,9 @@ struct TransportOptions {
 // a watch holds its connection for minutes and would otherwise starve short requests. While a
 // stream runs, a helper thread watches its `stop` flag and shuts the connection down when it is
 // set (httplib offers no other way to interrupt a blocked read).
+// SIGPIPE: OpenSSL writes without MSG_NOSIGNAL, and closing a connection that the server or a
+// stop shut down writes TLS close_notify to it; the signal is blocked in the calling thread for
+// the exchange and discarded, so a process need not ignore SIGPIPE to use the transport.
 class HttpsTransport final : public ApiTransport {
  public:
   // Parses and checks the certificates and keys of `config`; errors are InvalidArgument.
