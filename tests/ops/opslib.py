@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import signal
@@ -327,6 +328,19 @@ class Process:
                 return "".join(f.readlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def log_problems(self) -> dict[str, int]:
+        """Counts of the warn/error messages in a JSON-lines log."""
+        out: dict[str, int] = {}
+        for line in self.log_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("warn", "error"):
+                key = f"{entry['level']}: {entry.get('msg', '')}"
+                out[key] = out.get(key, 0) + 1
+        return out
 
     def log_text(self) -> str:
         try:

@@ -100,7 +100,8 @@ stop_leftovers() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  ((status == 0)) || status=$rc
+  # An early exit (error, signal) keeps its code; reaching the end keeps the tests' verdict.
+  ((rc == 0)) || status=$rc
   stop_leftovers
   "$e2e/controlplane.sh" down || true
   if ((status == 0 && own_state)); then

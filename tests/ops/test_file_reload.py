@@ -122,6 +122,7 @@ def test_file_mode_reload_under_load(kube, file_server, load_namespace, figures)
         "reloads_success_delta": success_delta,
         "reloads_failure_delta": failure_delta,
         "broken_pair": broken,
+        "server_warnings": server.log_problems(),
         "windows_ok_failed": {"before": load.ok_between(0, t0 + PAUSE),
                               "swaps": load.ok_between(t0 + PAUSE, t_last),
                               "after": load.ok_between(t_last, float("inf"))},
