@@ -220,7 +220,8 @@ def test_prometheus_scrapes_admission_counters(kube, monitored, load_namespace, 
         for r in got:
             assert set(r["metric"]) - {"__name__", "instance", "job"} == labels, (expr, r["metric"])
     assert prom.query('backup_guard_certificate_reloads_total{result="success"} >= 1')
-    assert prom.query('backup_guard_leader == 1'), "the only replica should hold the Lease"
+    wait_until("the only replica to hold the Lease (backup_guard_leader == 1 in Prometheus)",
+               lambda: prom.query("backup_guard_leader == 1"), 15, 0.5)
 
     # promtool accepts the exposition as it is.
     check = subprocess.run(["promtool", "check", "metrics"], input=exposition, text=True,
