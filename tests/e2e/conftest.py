@@ -250,3 +250,17 @@ def pytest_report_header(config):
         f"e2e kubeconfig: {os.environ.get('BG_KUBECONFIG', '(from controlplane.sh env)')}",
     ]
 
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # noqa: D103 - pytest hook
+    # A failing test that used the session server gets the tail of its log in the report, so a
+    # server-side cause (a lookup error, an exception) is visible even after the state dir is gone.
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    server = getattr(item, "funcargs", {}).get("backup_guard")
+    if isinstance(server, BackupGuardServer):
+        report.sections.append((f"backup-guard log tail ({server.log_path})",
+                                server.log_tail(40)))
