@@ -29,7 +29,7 @@ from kubernetes import client, watch
 from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
-from bg_e2e import FINALIZER, GROUP, PLURALS, VERSION, Longhorn, backup_guard_bin
+from bg_e2e import FINALIZER, GROUP, VERSION, Longhorn, backup_guard_bin
 
 CR_ONLY_LABEL = "longhorn.io/delete-custom-resource-only"
 DELETE_TARGET_ANNOTATION = "longhorn.io/delete-backup-target-from-longhorn"
