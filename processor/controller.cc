@@ -60,6 +60,39 @@ bool CacheLookup::Ready() {
   return true;
 }
 
+// Reads straight from the API, for confirming decisions that rest on something being absent:
+// an informer cache may not have seen an object created a moment ago. Any failed read marks the
+// lookup failed, and a failed confirmation never releases anything.
+class LiveLookup final : public kube::ResourceLookup {
+ public:
+  explicit LiveLookup(kube::KubeApi& api) : api_(api) {}
+  std::optional<json> Get(std::string_view resource, std::string_view ns,
+                          std::string_view name) override {
+    if (name.empty()) return std::nullopt;
+    auto r = api_.Get(kube::LonghornResource(resource), std::string(ns), std::string(name));
+    if (r.ok()) return std::move(r).value();
+    if (!r.status().IsNotFound()) failed_ = true;
+    return std::nullopt;
+  }
+  std::vector<json> List(std::string_view resource, std::string_view ns,
+                         std::string_view selector) override {
+    auto r = api_.List(kube::LonghornResource(resource), std::string(ns), std::string(selector));
+    std::vector<json> out;
+    if (!r.ok()) {
+      if (!r.status().IsNotFound()) failed_ = true;
+      return out;
+    }
+    for (const json& item : r->value("items", json::array())) out.push_back(item);
+    return out;
+  }
+  bool Ready() override { return true; }
+  bool failed() const { return failed_; }
+
+ private:
+  kube::KubeApi& api_;
+  bool failed_ = false;
+};
+
 Controller::Controller(kube::KubeApi& api, ControllerOptions options, ProcessorMetrics* metrics,
                        std::function<bool()> is_leader)
     : api_(api),
@@ -208,8 +241,25 @@ Status Controller::Reconcile(const std::string& key) {
     }
     return Status::Ok();
   }
+  // A release that rests on an absent parent or child is confirmed against the API itself.
+  const bool rests_on_absence =
+      plan.reason == reason::kParentGone || plan.reason == reason::kChildrenGone;
+  if (rests_on_absence) {
+    LiveLookup live(api_);
+    const Plan confirmed = PlanFor(resource, *obj, live, ctx);
+    if (live.failed()) return Status::Unavailable("could not confirm the release against the API");
+    if (!confirmed.release) {
+      log::Info("release withdrawn: the cache had not seen a parent or child yet",
+                {{"resource", resource}, {"name", name}});
+      queue_.AddAfter(key, std::chrono::milliseconds(1000));
+      return Status::Ok();
+    }
+  }
   auto released = executor_.Release(resource, *obj, [&](const json& fresh) {
-    return PlanFor(resource, fresh, *view_, Context());
+    LiveLookup live(api_);
+    Plan again = PlanFor(resource, fresh, live, Context());
+    if (live.failed()) again.release = false;  // unsure: hold, the queue retries
+    return again;
   });
   if (!released.ok()) return released.status();
   if (*released) {

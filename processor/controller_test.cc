@@ -174,3 +174,56 @@ TEST_F(ControllerTest, UninstallGraceReleasesWhatTheEngineWouldOwn) {
 
 }  // namespace
 }  // namespace bg::processor
+
+namespace bg::processor {
+namespace {
+
+json FreshBackupVolume() {
+  return {{"metadata",
+           Meta("vol-new-bv", {{"backup-volume", "vol-new"}, {"backup-target", "default"}})},
+          {"spec", {{"volumeName", "vol-new"}, {"backupTargetName", "default"}}}};
+}
+
+TEST_F(ControllerTest, ParentMissingFromTheCacheButPresentInTheApiIsNotTakenAsGone) {
+  api_.Seed(
+      R("backups"),
+      {{"metadata", Meta("fresh", {{"backup-volume", "vol-new"}, {"backup-target", "default"}})},
+       {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}});
+  Start();
+  api_.SeedSilently(R("backupvolumes"), FreshBackupVolume());  // the cache has not seen it
+  ASSERT_TRUE(api_.Delete(R("backups"), kNs, "fresh", "").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto still = api_.Peek(R("backups"), kNs, "fresh");
+  ASSERT_TRUE(still.has_value()) << "released from a stale cache";
+  EXPECT_EQ((*still)["metadata"]["finalizers"], json::array({"longhorn.io"}));
+}
+
+TEST_F(ControllerTest, ParentGoneFromCacheAndApiIsReleasedAfterConfirmation) {
+  api_.Seed(
+      R("backups"),
+      {{"metadata", Meta("orphan", {{"backup-volume", "vol-new"}, {"backup-target", "default"}})},
+       {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}});
+  Start();
+  ASSERT_TRUE(api_.Delete(R("backups"), kNs, "orphan", "").ok());
+  EXPECT_TRUE(Eventually([&] { return Gone("backups", "orphan"); }));
+}
+
+TEST_F(ControllerTest, AnUnreachableApiDuringConfirmationHoldsTheRelease) {
+  api_.Seed(
+      R("backups"),
+      {{"metadata", Meta("orphan", {{"backup-volume", "vol-new"}, {"backup-target", "default"}})},
+       {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}});
+  Start();
+  api_.FailNext("get", 1000000, Status::Unavailable("connection refused"));
+  api_.FailNext("list", 1000000, Status::Unavailable("connection refused"));
+  ASSERT_TRUE(api_.Delete(R("backups"), kNs, "orphan", "").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(api_.Peek(R("backups"), kNs, "orphan").has_value());
+  api_.FailNext("get", 0, Status::Ok());
+  api_.FailNext("list", 0, Status::Ok());
+  EXPECT_TRUE(Eventually([&] { return Gone("backups", "orphan"); }))
+      << "released once the API answers";
+}
+
+}  // namespace
+}  // namespace bg::processor

@@ -32,6 +32,15 @@ class FakeKubeApi final : public kube::KubeApi {
     return obj;
   }
 
+  // Stores an object without a watch event: the API has it, informer caches do not (yet).
+  void SeedSilently(const kube::ResourceRef& r, json obj) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Key key = KeyOf(r, obj);
+    obj["metadata"]["resourceVersion"] = std::to_string(++rv_);
+    if (!obj["metadata"].contains("uid")) obj["metadata"]["uid"] = "uid-" + std::get<2>(key);
+    objects_[key] = obj;
+  }
+
   std::optional<json> Peek(const kube::ResourceRef& r, const std::string& ns,
                            const std::string& name) {
     std::lock_guard<std::mutex> lock(mu_);
