@@ -62,6 +62,7 @@ func config(kubeconfig string) *rest.Config {
 	cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter() // no client-side limit
 	cfg.QPS, cfg.Burst = -1, 0
 	cfg.ContentType = "application/json"
+	cfg.WarningHandler = rest.NoWarnings{} // "prefer a domain-qualified finalizer name", once per call
 	cfg.Timeout = 60 * time.Second
 	return cfg
 }
