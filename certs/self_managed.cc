@@ -266,6 +266,16 @@ Status SelfManagedCertificates::PatchCaBundles(const std::string& ca_bundle_pem)
 
 void SelfManagedCertificates::ServeFrom(const std::string& cert_pem, const std::string& key_pem,
                                         const std::string& ca_bundle_pem) {
+  // The CA gauge follows the bundle on every pass: the bundle changes (CA rotation step 3)
+  // without the serving certificate changing.
+  if (metrics_ != nullptr) {
+    std::time_t earliest_ca = 0;
+    for (const X509Ptr& ca : ParseCertificates(ca_bundle_pem)) {
+      const std::time_t t = AsnToTime(X509_get0_notAfter(ca.get()));
+      if (earliest_ca == 0 || t < earliest_ca) earliest_ca = t;
+    }
+    if (earliest_ca != 0) metrics_->SetExpiry("ca", earliest_ca);
+  }
   if (cert_pem == served_cert_pem_ && ready_.load()) return;
   auto identity = TlsIdentity::FromPem(cert_pem, key_pem);
   if (!identity.ok()) {
@@ -280,12 +290,6 @@ void SelfManagedCertificates::ServeFrom(const std::string& cert_pem, const std::
   if (metrics_ != nullptr) {
     metrics_->Reloaded(true);
     metrics_->SetExpiry("serving", (*identity)->not_after());
-    std::time_t earliest_ca = 0;
-    for (const X509Ptr& ca : ParseCertificates(ca_bundle_pem)) {
-      const std::time_t t = AsnToTime(X509_get0_notAfter(ca.get()));
-      if (earliest_ca == 0 || t < earliest_ca) earliest_ca = t;
-    }
-    if (earliest_ca != 0) metrics_->SetExpiry("ca", earliest_ca);
   }
   log::Info("serving certificate swapped in memory", {{"secret", options_.secret_name}});
 }

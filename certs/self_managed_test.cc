@@ -110,7 +110,9 @@ TEST_F(SelfManagedTest, CaRenewalKeepsBothCasInTheBundleUntilTheNewLeafIsServed)
   SelfManagedOptions o = Options();
   // Certificates are issued on the real clock; a long leaf keeps leaf renewal out of this test.
   o.leaf_lifetime = std::chrono::hours(24 * 90);
-  SelfManagedCertificates certs(api_, o, store, nullptr, [] { return true; });
+  prometheus::Registry registry;
+  CertificateMetrics metrics(registry);
+  SelfManagedCertificates certs(api_, o, store, &metrics, [] { return true; });
   ASSERT_TRUE(certs.SyncOnce().ok());
   const std::string old_leaf = Field(Secret(), "tls.crt");
   offset_ =
@@ -127,6 +129,17 @@ TEST_F(SelfManagedTest, CaRenewalKeepsBothCasInTheBundleUntilTheNewLeafIsServed)
   auto bundle = ParseCertificates(Field(Secret(), "ca.crt"));
   ASSERT_EQ(bundle.size(), 1u) << "step 3: old CA gone";
   EXPECT_EQ(X509_verify(store.Current()->leaf(), X509_get0_pubkey(bundle.front().get())), 1);
+  // The CA expiry gauge describes the CA in the bundle now, not the one that left it.
+  std::tm tm{};
+  ASSERT_EQ(ASN1_TIME_to_tm(X509_get0_notAfter(bundle.front().get()), &tm), 1);
+  double ca_gauge = 0;
+  for (const auto& family : registry.Collect()) {
+    if (family.name != "backup_guard_certificate_expiry_timestamp_seconds") continue;
+    for (const auto& m : family.metric) {
+      if (m.label.size() == 1 && m.label[0].value == "ca") ca_gauge = m.gauge.value;
+    }
+  }
+  EXPECT_EQ(ca_gauge, static_cast<double>(timegm(&tm)));
 }
 
 TEST_F(SelfManagedTest, FollowerSwapsWhenTheLeaderRenews) {

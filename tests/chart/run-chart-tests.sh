@@ -56,7 +56,7 @@ status=1
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  ((status == 0)) || status=$rc
+  ((rc == 0)) || status=$rc  # a failure exit wins; a normal end keeps the verdict
   "$e2e/controlplane.sh" down || true
   if ((status == 0 && own_state)); then
     rm -rf "$BG_STATE_DIR"
