@@ -292,12 +292,14 @@ std::unique_ptr<httplib::SSLClient> HttpsTransport::NewClient() const {
   return client;
 }
 
-std::unique_ptr<httplib::SSLClient> HttpsTransport::Acquire() {
+std::unique_ptr<httplib::SSLClient> HttpsTransport::Acquire(bool* reused) {
+  *reused = false;
   {
     std::lock_guard<std::mutex> lock(pool_mu_);
     if (!idle_.empty()) {
       std::unique_ptr<httplib::SSLClient> client = std::move(idle_.back());
       idle_.pop_back();
+      *reused = true;
       return client;
     }
   }
@@ -363,9 +365,18 @@ Result<HttpResponse> HttpsTransport::Request(std::string_view method,
   // Declared before the client: a client dropped on error writes TLS close_notify as it goes,
   // and a pooled connection may have been closed by the server.
   SigpipeGuard no_sigpipe;
-  std::unique_ptr<httplib::SSLClient> client = Acquire();
+  bool reused = false;
+  std::unique_ptr<httplib::SSLClient> client = Acquire(&reused);
   if (!client) return Status::Internal(what + ": cannot set up a TLS client: " + OpenSslError());
   httplib::Result res = client->send(req);
+  if (!res && reused && method == "GET" && !too_large) {
+    // A pooled connection the server closed while idle fails on first use. A GET is safe to
+    // send again, once, on a fresh connection (as Go's transport does for idempotent requests).
+    response_body.clear();
+    client = NewClient();
+    if (!client) return Status::Internal(what + ": cannot set up a TLS client: " + OpenSslError());
+    res = client->send(req);
+  }
   if (!res) {
     // The client is dropped, not pooled: its connection is in an unknown state.
     if (too_large) {

@@ -125,7 +125,8 @@ class HttpsTransport final : public ApiTransport {
   Status ExchangeError(const std::string& what, const httplib::SSLClient& client,
                        httplib::Error error) const;
   std::unique_ptr<httplib::SSLClient> NewClient() const;
-  std::unique_ptr<httplib::SSLClient> Acquire();
+  // A client from the pool (`*reused` true) or a new one.
+  std::unique_ptr<httplib::SSLClient> Acquire(bool* reused);
   void Release(std::unique_ptr<httplib::SSLClient> client);
 
   const ClusterConfig config_;

@@ -262,7 +262,7 @@ Status Controller::Reconcile(const std::string& key) {
     return again;
   });
   if (!released.ok()) return released.status();
-  if (*released) {
+  if (*released == Executor::Outcome::kReleased) {
     log::Info("finalizer released",
               {{"resource", resource}, {"name", name}, {"reason", plan.reason}});
     if (metrics_ != nullptr) metrics_->Released(kube::LonghornResource(resource).kind, plan.reason);

@@ -66,7 +66,8 @@ Status Executor::Cascade(const Plan& plan) {
   return Status::Ok();
 }
 
-Result<bool> Executor::Release(const std::string& resource, const json& obj, const Replan& replan) {
+Result<Executor::Outcome> Executor::Release(const std::string& resource, const json& obj,
+                                            const Replan& replan) {
   const kube::ResourceRef ref = kube::LonghornResource(resource);
   json current = obj;
   for (int attempt = 0; attempt <= kConflictRetries; ++attempt) {
@@ -76,19 +77,20 @@ Result<bool> Executor::Release(const std::string& resource, const json& obj, con
          {{"finalizers", FinalizersWithout(current, longhorn::kFinalizer)},
           {"resourceVersion", longhorn::StringAt(current, {"metadata", "resourceVersion"})}}}};
     auto r = api_.MergePatch(ref, ns_, Name(current), patch);
-    if (r.ok() || r.status().IsNotFound()) return true;
+    if (r.ok()) return Outcome::kReleased;
+    if (r.status().IsNotFound()) return Outcome::kAlreadyGone;
     if (!r.status().IsConflict()) return r.status();
     auto fresh = api_.Get(ref, ns_, Name(current));
     if (!fresh.ok()) {
-      if (fresh.status().IsNotFound()) return true;
+      if (fresh.status().IsNotFound()) return Outcome::kAlreadyGone;
       return fresh.status();
     }
-    if (!NeedsRelease(*fresh)) return true;  // someone else released it
+    if (!NeedsRelease(*fresh)) return Outcome::kAlreadyGone;  // someone else released it
     const Plan again = replan(*fresh);
     if (!again.release) {
       log::Info("release withdrawn after a fresh read",
                 {{"resource", resource}, {"reason", again.held_because}});
-      return false;
+      return Outcome::kHeld;
     }
     current = std::move(fresh).value();
   }

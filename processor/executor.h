@@ -26,10 +26,13 @@ class Executor {
   Executor(kube::KubeApi& api, std::string ns, std::function<bool()> may_write);
 
   Status Cascade(const Plan& plan);
-  // Returns true when the finalizer is gone (released now, or already), false when a fresh read
-  // showed it must be held.
-  Result<bool> Release(const std::string& resource, const nlohmann::json& obj,
-                       const Replan& replan);
+  enum class Outcome {
+    kReleased,     // this call removed the finalizer
+    kAlreadyGone,  // the object or the finalizer was gone already (someone else, or a 404)
+    kHeld,         // a fresh read showed the finalizer must stay
+  };
+  Result<Outcome> Release(const std::string& resource, const nlohmann::json& obj,
+                          const Replan& replan);
   Status AddOwnerReference(const nlohmann::json& system_backup, const nlohmann::json& ref);
   // Merge-patches labels and annotations or spec fields without a version check.
   Status Patch(const std::string& resource, const std::string& name, const nlohmann::json& patch);

@@ -150,6 +150,7 @@ Plan PlanBackupTarget(const json& target, kube::ResourceLookup& view, const Rule
   }
   plan.held_because = std::to_string(plan.children_remaining) +
                       " BackupVolumes, BackupBackingImages, Backups or SystemBackups remain";
+  if (!plan.cascade.empty()) return plan;  // children first, as for BackupVolumes
   return ApplyUninstallGrace(std::move(plan), target, ctx);
 }
 

@@ -183,6 +183,25 @@ TEST_F(RulesTest, BackupTargetIsReleasedWhenNoChildrenRemain) {
   EXPECT_EQ(p.reason, reason::kChildrenGone);
 }
 
+TEST_F(RulesTest, ForcedUninstallStillCleansChildrenBeforeTheTarget) {
+  ctx_.uninstall_confirmed = true;
+  ctx_.release_grace = std::chrono::seconds(0);
+  view_.Put("backups", CompletedBackup("b1"));
+  Plan p = PlanBackupTarget(Deleting(Target()), view_, ctx_);
+  EXPECT_FALSE(p.release) << "children not yet marked and deleting";
+  // Children marked and deleting but held by someone else's finalizer: the grace applies.
+  json stuck = Deleting(CompletedBackup("b1"));
+  stuck["metadata"]["labels"]["longhorn.io/delete-custom-resource-only"] = "true";
+  stuck["metadata"]["finalizers"] = {"example.com/other"};
+  view_.Put("backups", stuck);
+  json bv = Deleting(BackupVolume("vol-1"));
+  bv["metadata"]["labels"]["longhorn.io/delete-custom-resource-only"] = "true";
+  view_.Put("backupvolumes", bv);
+  p = PlanBackupTarget(Deleting(Target()), view_, ctx_);
+  EXPECT_TRUE(p.release);
+  EXPECT_EQ(p.reason, reason::kUninstallGrace);
+}
+
 TEST_F(RulesTest, NonDefaultTargetDoesNotTouchSystemBackups) {
   view_.Put("systembackups", SystemBackup("pre-upgrade", "Ready", false));
   Plan p = PlanBackupTarget(Deleting(Target("secondary")), view_, ctx_);

@@ -293,13 +293,13 @@ void Server::Shutdown() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (listeners_running_.load() == 0) {
-    tls_thread_.join();
-    plain_thread_.join();
+    if (tls_thread_.joinable()) tls_thread_.join();
+    if (plain_thread_.joinable()) plain_thread_.join();
     return;
   }
   log::Warn("idle keep-alive connections still open at exit");
-  tls_thread_.detach();
-  plain_thread_.detach();
+  if (tls_thread_.joinable()) tls_thread_.detach();
+  if (plain_thread_.joinable()) plain_thread_.detach();
   (void)tls_.release();  // still used by the detached threads until the process exits
   (void)plain_.release();
 }

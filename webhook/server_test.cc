@@ -428,3 +428,39 @@ TEST_F(ClientCertTest, ACertificateFromAnotherCaIsRefusedInTheHandshake) {
 
 }  // namespace
 }  // namespace bg::webhook
+
+namespace bg::webhook {
+namespace {
+
+TEST(ServerStartTest, APortInUseIsAnErrorNotACrash) {
+  auto ca = certs::GenerateCa("ca", std::chrono::hours(1));
+  auto leaf = certs::GenerateServingCert(*ca, {"localhost"}, {}, std::chrono::hours(1));
+  certs::CertificateStore store;
+  store.Set(*certs::TlsIdentity::FromPem(leaf->cert_pem, leaf->key_pem));
+  Registry mutation, validation;
+  Metrics metrics("test");
+  // A plain listening socket (no SO_REUSEPORT) holds the port.
+  const int squatter = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(bind(squatter, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(squatter, 1), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(squatter, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int taken = ntohs(addr.sin_port);
+  ServerOptions options;
+  options.listen_host = options.metrics_host = "127.0.0.1";
+  options.listen_port = 0;
+  options.metrics_port = taken;
+  {
+    Server server(options, mutation, validation, metrics, store, [] { return true; });
+    Status s = server.Start();
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find(std::to_string(taken)), std::string::npos) << s.message();
+  }  // destruction after a failed start must not crash
+  close(squatter);
+}
+
+}  // namespace
+}  // namespace bg::webhook
