@@ -4,7 +4,7 @@
 //  - no crash and no exception escapes ParseYaml or ParseKubeconfig;
 //  - a document ParseYaml accepts holds valid UTF-8 only (invalid UTF-8 is one of its documented
 //    errors), so it serialises without error; written back as JSON (JSON is YAML) it reads back
-//    as the same value;
+//    as the same value (these two are checked up to a depth the checks can walk recursively);
 //  - an accepted kubeconfig names a host and a port in 1..65535, and an error names its source.
 //
 // Relative credential paths resolve against a scratch directory holding a CA, a client pair and a
@@ -12,6 +12,7 @@
 // FIFO or to /proc/kmsg would block (as it would for kubectl); run-fuzz.sh keeps stdin closed.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -45,18 +46,28 @@ void WriteScratchFiles() {
   }
 }
 
-// JSON cannot write NaN or infinity (nlohmann writes null), so such documents do not round-trip.
-bool AllNumbersFinite(const json& doc) {
-  std::vector<const json*> todo = {&doc};
+// The checks below serialise and compare documents recursively; deeper ones (only a JSON
+// document can be, YAML nesting is capped at kMaxYamlDepth) are left to ParseYaml alone.
+constexpr size_t kMaxCheckedDepth = 512;
+
+struct Shape {
+  size_t depth = 0;
+  bool finite = true;  // no NaN or infinity, which JSON cannot write (nlohmann writes null)
+};
+
+Shape ShapeOf(const json& doc) {
+  Shape shape;
+  std::vector<std::pair<const json*, size_t>> todo = {{&doc, 0}};
   while (!todo.empty()) {
-    const json* node = todo.back();
+    const auto [node, depth] = todo.back();
     todo.pop_back();
-    if (node->is_number_float() && !std::isfinite(node->get<double>())) return false;
+    shape.depth = std::max(shape.depth, depth);
+    if (node->is_number_float() && !std::isfinite(node->get<double>())) shape.finite = false;
     if (node->is_structured()) {
-      for (const json& child : *node) todo.push_back(&child);
+      for (const json& child : *node) todo.push_back({&child, depth + 1});
     }
   }
-  return true;
+  return shape;
 }
 
 void CheckYaml(std::string_view text) {
@@ -68,13 +79,15 @@ void CheckYaml(std::string_view text) {
                   "ParseYaml error without its prefix: " + parsed.status().message());
     return;
   }
+  const Shape shape = ShapeOf(parsed.value());
+  if (shape.depth > kMaxCheckedDepth) return;
   std::string written;
   try {
     written = parsed.value().dump();  // strict: throws on invalid UTF-8
   } catch (const json::exception& e) {
     BG_FUZZ_FAIL(std::string("ParseYaml accepted a document that is not valid UTF-8: ") + e.what());
   }
-  if (!AllNumbersFinite(parsed.value())) return;
+  if (!shape.finite) return;
   bg::Result<json> reread = bg::kube::ParseYaml(written);
   BG_FUZZ_CHECK(reread.ok(), "the JSON form of an accepted document is refused: " +
                                  reread.status().message() + "\nJSON: " + written);

@@ -43,7 +43,7 @@ done
 # Inputs larger than the seeds reach deeper nesting and longer lines; bounded so each run stays
 # fast. The smoke keeps libFuzzer's default of 4 KiB, so that it checks the common paths and does
 # not wander into deep-nesting inputs (those are the longer runs' job).
-declare -A max_len=([fuzz_admission]=65536 [fuzz_kubeconfig]=16384 [fuzz_watch_lines]=16384
+declare -A max_len=([fuzz_admission]=65536 [fuzz_kubeconfig]=16384 [fuzz_watch_lines]=8192
                     [fuzz_patch]=8192)
 if ((smoke)); then
   for t in "${!max_len[@]}"; do max_len[$t]=4096; done

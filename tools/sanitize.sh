@@ -59,14 +59,15 @@ probe_tsan() {
 }
 
 run_variant() {
-  local variant=$1 build=$root/build-$variant flags prefix=() t0=$SECONDS
+  local variant=$1
+  local build=$root/build-$variant flags prefix=() t0=$SECONDS
   local reports=$build/sanitizer-reports
   case $variant in
     asan)
       flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1"
       export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:log_path=$reports/asan"
       export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$reports/ubsan"
-      export LSAN_OPTIONS="log_path=$reports/lsan"
+      # LeakSanitizer runs inside ASan and takes log_path from ASAN_OPTIONS.
       ;;
     tsan)
       probe_tsan || return 1
