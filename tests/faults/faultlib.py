@@ -137,10 +137,10 @@ class Metrics:
             samples.append((m.group(1), labels, value))
         return cls(samples)
 
-    def select(self, name: str, **labels) -> list[tuple[dict, float]]:
+    def select(self, metric: str, /, **labels) -> list[tuple[dict, float]]:
         out = []
         for n, lab, v in self.samples:
-            if n != name:
+            if n != metric:
                 continue
             ok = True
             for k, want in labels.items():
@@ -157,11 +157,11 @@ class Metrics:
                 out.append((lab, v))
         return out
 
-    def sum(self, name: str, **labels) -> float:
-        return sum(v for _, v in self.select(name, **labels))
+    def sum(self, metric: str, /, **labels) -> float:
+        return sum(v for _, v in self.select(metric, **labels))
 
-    def value(self, name: str, **labels):
-        got = self.select(name, **labels)
+    def value(self, metric: str, /, **labels):
+        got = self.select(metric, **labels)
         return got[0][1] if got else None
 
 

@@ -12,7 +12,8 @@
 #      load balancer, hostile clients (idle/slowloris connections, 10,000 bad bodies)
 #
 # Usage: run-fault-tests.sh [PYTEST-ARGS...]      e.g. -k hostile
-# Environment: BACKUP_GUARD_BIN (default <repo>/build/backup-guard), BACKUP_GUARD_CACHE.
+# Environment: BACKUP_GUARD_BIN (default <repo>/build/backup-guard), BACKUP_GUARD_CACHE,
+# FAULTS_KEEP_STATE=1 (keep the state dir after a green run too).
 # The state dir (every log, figures.json) is removed after a green run and kept after a red one.
 # Anything that cannot be built or started is a failure; a skipped test is a failure too.
 set -euo pipefail
@@ -23,7 +24,7 @@ e2e=$root/tests/e2e
 log() { echo "run-fault-tests: $*" >&2; }
 
 case ${1:-} in
-  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 # Everything talks to 127.0.0.1, never through a proxy.
@@ -63,7 +64,7 @@ cleanup() {
       [ -z "$p" ] || kill -CONT "$p" 2>/dev/null || true
     done
     BG_STATE_DIR=$state "$e2e/controlplane.sh" down || true
-    if ((status == 0)); then
+    if ((status == 0)) && [ "${FAULTS_KEEP_STATE:-0}" != 1 ]; then
       rm -rf "$state"
     else
       log "logs and state kept in $state (servers, load balancer, figures: $faults_state)"
