@@ -2,7 +2,7 @@
 """A tiny TCP load balancer for the restart test, in the manner of a Service in front of two pods.
 
   tcp_lb.py --listen 127.0.0.1:PORT --backend 127.0.0.1:A --backend 127.0.0.1:B --ca CA.crt
-            --stats FILE [--poll 0.15]
+            --stats FILE [--poll 0.15] [--control FILE]
 
 - Accepts on --listen; for each client connection picks the next backend round-robin among those
   whose last readiness probe answered 200, connects to it and passes bytes through both ways
@@ -12,6 +12,8 @@
 - No retry: when the connection to the chosen backend fails the client connection is closed,
   as a kube-proxy rule pointing at a pod that stopped listening would do. Such failures are counted.
 - No backend ready: the client connection is closed at once (counted).
+- --control FILE (read every poll): {"drain": ["127.0.0.1:A"]} takes those backends out of the
+  rotation for new connections, as an endpoint removal does; established connections stay.
 - Writes its counters and every readiness transition as JSON to --stats every 0.25 s and at exit
   (SIGTERM/SIGINT).
 """
@@ -55,8 +57,11 @@ class Backend:
 
 
 class Balancer:
-    def __init__(self, backends: list[Backend], ca: str, poll: float, stats_path: str):
+    def __init__(self, backends: list[Backend], ca: str, poll: float, stats_path: str,
+                 control_path: str | None = None):
         self.backends = backends
+        self.control_path = control_path
+        self.drained: set[str] = set()
         self.poll = poll
         self.stats_path = stats_path
         self.next = 0
@@ -70,7 +75,7 @@ class Balancer:
         n = len(self.backends)
         for i in range(n):
             b = self.backends[(self.next + i) % n]
-            if b.ready:
+            if b.ready and b.addr not in self.drained:
                 self.next = (self.next + i + 1) % n
                 return b
         return None
@@ -97,8 +102,23 @@ class Balancer:
             if writer is not None:
                 writer.transport.abort()
 
+    def read_control(self):
+        if not self.control_path:
+            return
+        try:
+            with open(self.control_path) as f:
+                drained = set(json.load(f).get("drain", []))
+        except (OSError, ValueError):
+            drained = set()
+        for b in self.backends:
+            if (b.addr in drained) != (b.addr in self.drained):
+                b.transitions.append({"t": time.time(), "ready": b.ready and b.addr not in drained,
+                                      "why": "drained" if b.addr in drained else "undrained"})
+        self.drained = drained
+
     async def prober(self):
         while True:
+            self.read_control()
             await asyncio.gather(*(self.probe(b) for b in self.backends))
             await asyncio.sleep(self.poll)
 
@@ -141,6 +161,7 @@ class Balancer:
 
     def write_stats(self):
         data = {"pid": os.getpid(), "started": self.started, "now": time.time(),
+                "drained": sorted(self.drained),
                 "accepted": self.accepted, "no_backend": self.no_backend,
                 "pipe_errors": self.pipe_errors,
                 "backends": [b.stats() for b in self.backends]}
@@ -162,9 +183,10 @@ async def main():
     ap.add_argument("--ca", required=True)
     ap.add_argument("--stats", required=True)
     ap.add_argument("--poll", type=float, default=0.15)
+    ap.add_argument("--control")
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
-    lb = Balancer([Backend(a) for a in args.backend], args.ca, args.poll, args.stats)
+    lb = Balancer([Backend(a) for a in args.backend], args.ca, args.poll, args.stats, args.control)
     server = await asyncio.start_server(lb.handle, host, int(port), backlog=512,
                                         reuse_address=True)
     stop = asyncio.Event()

@@ -14,6 +14,14 @@ the removal of its finalizer (an UPDATE; a 404 there means the processor release
 
 Timeline (≈40 s): load; SIGTERM replica A (its counters scraped just before), start it again on
 the same ports, wait until the balancer sees it ready; the same for replica B; load until 40 s.
+
+Two modes:
+  sigterm                 what the issue asks: SIGTERM straight away; the balancer learns from
+                          /readyz (polled every 150 ms) that the replica is going.
+  drain-3s-then-sigterm   what the chart's preStop delay gives in a cluster: the replica is first
+                          taken out of the balancer's rotation for new connections (an endpoint
+                          removal), 3 s later SIGTERM; established keep-alive connections from the
+                          API server stay on it, as conntrack keeps them on the old pod (≈30 s).
 Measured: failures seen by the client (every one with its error), the API server's
 apiserver_admission_webhook_rejection_count{error_type="calling_webhook_error"} and request
 counts for our webhooks, our backup_guard_admission_requests_total summed over all four processes,
@@ -42,7 +50,8 @@ from faultlib import (FAST_LEASE, FINALIZER, TARGET_URL, Metrics, free_ports, lo
 
 HERE = Path(__file__).resolve().parent
 GROUP, VERSION = "longhorn.io", "v1beta2"
-LOAD_SECONDS = 40
+LOAD_SECONDS = {"sigterm": 40, "drain-3s-then-sigterm": 30}
+DRAIN_SECONDS = 3
 CYCLE_SECONDS = 0.4
 OUR_WEBHOOKS = re.compile(r".*backup-guard.*")
 
@@ -172,7 +181,8 @@ def read_stats(path: Path) -> dict:
         return {}
 
 
-def test_two_replicas_restarted_under_load(kube, kubeconfig, servers, namespace, register_sh,
+@pytest.mark.parametrize("mode", ["sigterm", "drain-3s-then-sigterm"])
+def test_two_replicas_restarted_under_load(mode, kube, kubeconfig, servers, namespace, register_sh,
                                            cert_dir, state_dir, pids, figures):
     ns = namespace
     kube.ok("POST", kube.lh(ns, "backuptargets"), body={
@@ -188,12 +198,15 @@ def test_two_replicas_restarted_under_load(kube, kubeconfig, servers, namespace,
     b.wait_ready()
 
     lb_port = free_ports(1)[0]
-    stats_path = state_dir / "lb-stats.json"
-    lb_log = open(state_dir / "lb.log", "wb")
+    stats_path = state_dir / f"lb-stats-{mode}.json"
+    control_path = state_dir / f"lb-control-{mode}.json"
+    control_path.write_text('{"drain": []}')
+    lb_log = open(state_dir / f"lb-{mode}.log", "wb")
     lb = subprocess.Popen([sys.executable, str(HERE / "tcp_lb.py"), "--listen",
                            f"127.0.0.1:{lb_port}", "--backend", f"127.0.0.1:{a.port}",
                            "--backend", f"127.0.0.1:{b.port}", "--ca", str(cert_dir / "ca.crt"),
-                           "--stats", str(stats_path), "--poll", "0.15"],
+                           "--stats", str(stats_path), "--poll", "0.15",
+                           "--control", str(control_path)],
                           stdin=subprocess.DEVNULL, stdout=lb_log, stderr=subprocess.STDOUT)
     lb_log.close()
     pids.add("tcp_lb", lb.pid, "tcp_lb.py")
@@ -227,6 +240,9 @@ def test_two_replicas_restarted_under_load(kube, kubeconfig, servers, namespace,
 
         def restart(server, label):
             time.sleep(6)
+            if mode != "sigterm":
+                control_path.write_text(json.dumps({"drain": [f"127.0.0.1:{server.port}"]}))
+                time.sleep(DRAIN_SECONDS)
             counts = our_counts(server.metrics())
             t_term = time.monotonic()
             rc = server.stop(signal.SIGTERM, timeout=30)
@@ -236,6 +252,7 @@ def test_two_replicas_restarted_under_load(kube, kubeconfig, servers, namespace,
             server.start(wait=False)
             server.wait_ready(30)
             t_ready = time.monotonic()
+            control_path.write_text('{"drain": []}')
             idx = 0 if server is a else 1
             wait_until(f"the balancer to see {label} ready again",
                        lambda: read_stats(stats_path)["backends"][idx]["ready"], 20, 0.05)
@@ -248,7 +265,7 @@ def test_two_replicas_restarted_under_load(kube, kubeconfig, servers, namespace,
 
         ours = add_counts(ours, restart(a, "A"))
         ours = add_counts(ours, restart(b, "B"))
-        remaining = LOAD_SECONDS - (time.monotonic() - t0)
+        remaining = LOAD_SECONDS[mode] - (time.monotonic() - t0)
         if remaining > 0:
             time.sleep(remaining)
         load.stop()
@@ -269,7 +286,7 @@ def test_two_replicas_restarted_under_load(kube, kubeconfig, servers, namespace,
                                    for x in stats.get("backends", [])]}
         server_5xx = sum(v for c, v in ours["by_code"].items() if c.startswith("5"))
         figures.update({
-            "load_seconds": round(duration, 1), "client_ops": load.ops,
+            "mode": mode, "load_seconds": round(duration, 1), "client_ops": load.ops,
             "client_ops_per_s": round(load.ops / duration, 1),
             "client_failures": len(load.failures), "failure_samples": load.failures[:20],
             "client_latency_p50_ms": round(1000 * percentile(load.latencies, 50), 1),
