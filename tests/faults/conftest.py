@@ -84,7 +84,8 @@ def kubeconfig() -> str:
     kc = os.environ.get("FAULTS_KUBECONFIG", "")
     if not kc or not os.path.isfile(kc):
         pytest.fail("FAULTS_KUBECONFIG is not set to a kubeconfig file: run "
-                    "tests/faults/run-fault-tests.sh, which starts the control plane", pytrace=False)
+                    "tests/faults/run-fault-tests.sh, which starts the control plane",
+                    pytrace=False)
     return kc
 
 

@@ -144,7 +144,8 @@ class Balancer:
             client_w.transport.abort()
             return
         try:
-            backend_r, backend_w = await asyncio.wait_for(asyncio.open_connection(b.host, b.port), 2.0)
+            backend_r, backend_w = await asyncio.wait_for(
+                asyncio.open_connection(b.host, b.port), 2.0)
         except Exception as e:  # noqa: BLE001 - counted, the client connection is dropped
             b.connect_failures += 1
             b.failure_samples.append({"t": time.time(), "error": repr(e)})

@@ -289,7 +289,8 @@ def test_processor_survives_api_fault(fault, kube, control_plane, servers, names
         assert trouble["reconcile_errors"] > 0 or trouble["workqueue_retries"] > 0 or \
             log_counts["watch failed"] + log_counts["list failed"] > 0, (
             f"no sign of backing off and retrying: {trouble}, log {log_counts}")
-        assert readyz_changed or trouble["reconcile_errors"] > 0 or overall.get("leader_min") == 0, (
+        shown = readyz_changed or trouble["reconcile_errors"] > 0 or overall.get("leader_min") == 0
+        assert shown, (
             f"neither /readyz nor the metrics showed the trouble: {during}")
     finally:
         if sampler:

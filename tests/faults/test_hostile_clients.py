@@ -1,13 +1,14 @@
 """Hostile clients against one backup-guard server (admission only, no cluster).
 
-(a) test_answers_while_idle_and_slowloris_connections_are_held: [idle2000+slowloris200] 2,000 idle
-    TCP connections and 200 slowloris connections (TLS handshake done, then a request header one byte every 2 s) are held
-    open by a separate process (hostile_clients.py; a connection the server closes is opened again)
-    while a verifying HTTPS client sends normal AdmissionReviews for 15 s at 2/s on fresh
-    connections, and at 2/s on one keep-alive connection opened before the attack.
-    [idle2000-only] the same with the idle connections alone, to tell the two effects apart. Measured: answered / failed,
-    p50 and max latency, the server's VmRSS, threads and open descriptors before, during (1 s
-    samples) and after, and how long after the attack ends fresh connections are answered again.
+(a) test_answers_while_idle_and_slowloris_connections_are_held:
+    [idle2000+slowloris200] 2,000 idle TCP connections and 200 slowloris connections (TLS
+    handshake done, then a request header one byte every 2 s) are held open by a separate process
+    (hostile_clients.py; a connection the server closes is opened again) while a verifying HTTPS
+    client sends normal AdmissionReviews for 15 s at 2/s on fresh connections, and at 2/s on one
+    keep-alive connection opened before the attack. [idle2000-only] the same with the idle
+    connections alone, to tell the two effects apart. Measured: answered / failed, p50 and max
+    latency, the server's VmRSS, threads and open descriptors before, during (1 s samples) and
+    after, and how long after the attack ends fresh connections are answered again.
     The promise checked: the server keeps answering (every normal request on a fresh connection
     answered 200 within 10 s, the webhook timeout the tests register) and memory stays bounded
     (VmRSS at most +256 MiB).
@@ -24,7 +25,6 @@ import base64
 import http.client
 import json
 import signal
-import socket
 import ssl
 import subprocess
 import sys

@@ -31,7 +31,6 @@ Expected: zero failed calls.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -151,7 +150,8 @@ class Load:
                         or not owners):
                     self._fail("create SystemBackup", f"not mutated: {md} {got.get('spec')}")
                 self._call("update SystemBackup", api.patch_namespaced_custom_object, GROUP,
-                           VERSION, ns, "systembackups", sb, {"metadata": {"labels": {"n": str(n)}}})
+                           VERSION, ns, "systembackups", sb,
+                           {"metadata": {"labels": {"n": str(n)}}})
             self._call("create Backup", api.create_namespaced_custom_object, GROUP, VERSION, ns,
                        "backups",
                        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Backup",
