@@ -101,6 +101,7 @@ int Serve(int argc, char** argv) {
     return Fail("--metrics-listen: " + s.message());
   }
   std::map<std::string, double> durations = {{"shutdown-grace", 20},
+                                             {"shutdown-delay", 2},
                                              {"lookup-cache-ttl", 1},
                                              {"leader-election-lease-duration", 15},
                                              {"leader-election-renew-deadline", 10},
@@ -243,6 +244,10 @@ int Serve(int argc, char** argv) {
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   log::Info("stop signal received", {{"signal", signal_number}});
+  // Drain before closing: callers see 503 on /readyz and "Connection: close" on every answer, so
+  // they move to other replicas instead of reusing a connection that is about to close.
+  server.BeginDrain();
+  std::this_thread::sleep_for(Millis(durations["shutdown-delay"]));
   server.Shutdown();
   bg.Stop();
   log::Info("stopped");

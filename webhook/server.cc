@@ -78,7 +78,8 @@ Server::Server(ServerOptions options, const Registry& mutation, const Registry& 
 Server::~Server() { Shutdown(); }
 
 bool Server::Ready() const {
-  return listener_answers_.load() && !shutting_down_.load() && lookups_ready_();
+  return listener_answers_.load() && !shutting_down_.load() && !draining_.load() &&
+         lookups_ready_();
 }
 
 void Server::InstallRoutes() {
@@ -130,6 +131,7 @@ void Server::InstallRoutes() {
                                                  {"reason", answer.message}});
       }
       WriteReview(res, http_status, EncodeReview(api_version, uid, answer));
+      if (draining_.load()) res.set_header("Connection", "close");
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       const int code = http_status != 200 ? http_status : (answer.allowed ? 200 : answer.code);
       metrics_.RecordAdmission(webhook, kind, operation, answer.allowed && http_status == 200, code,
@@ -149,9 +151,9 @@ void Server::InstallRoutes() {
       return;
     }
     res.status = 503;
-    std::string why = shutting_down_       ? "shutting down"
-                      : !listener_answers_ ? "TLS listener not answering yet"
-                                           : "cluster lookups not ready";
+    std::string why = shutting_down_ || draining_ ? "shutting down"
+                      : !listener_answers_        ? "TLS listener not answering yet"
+                                                  : "cluster lookups not ready";
     res.set_content(why, "text/plain");
   });
   // Requests the router does not know, and errors httplib raises itself (such as 413 for a
@@ -270,6 +272,11 @@ void Server::ProbeOwnListener() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+}
+
+void Server::BeginDrain() {
+  if (!draining_.exchange(true))
+    log::Info("draining: not ready, closing connections after each answer");
 }
 
 void Server::Shutdown() {

@@ -63,6 +63,9 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   Status Start();
+  // First step of a graceful stop: /readyz answers 503 and every answer carries
+  // "Connection: close", so callers stop reusing connections while the listener still serves.
+  void BeginDrain();
   void Shutdown();
 
   int port() const { return port_; }
@@ -90,6 +93,7 @@ class Server {
   int metrics_port_ = 0;
   std::atomic<bool> listener_answers_{false};
   std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
   std::atomic<int> listeners_running_{0};
 };

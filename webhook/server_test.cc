@@ -331,6 +331,18 @@ TEST_F(ServerTest, MetricsCountRequestsWithoutObjectNames) {
   EXPECT_EQ(text.find("secret-namespace"), std::string::npos);
 }
 
+TEST_F(ServerTest, DrainKeepsAnsweringButTurnsNotReadyAndClosesConnections) {
+  server_->BeginDrain();
+  auto client = Client();
+  auto ready = client->Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  auto res = Post(kMutationPath, Review("draining").dump());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Connection"), "close");
+}
+
 TEST_F(ServerTest, ShutdownStopsAcceptingAndFinishes) {
   const int port = server_->port();
   server_->Shutdown();
