@@ -38,7 +38,7 @@ using namespace bg::webhook;  // NOLINT(google-build-using-namespace)
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-json Object(std::string_view kind, std::string_view ns, std::string_view name, json extra) {
+json Object(std::string_view kind, std::string_view ns, std::string_view name, const json& extra) {
   json obj = {
       {"apiVersion", "longhorn.io/v1beta2"},
       {"kind", kind},

@@ -82,8 +82,8 @@ run_variant() {
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_EXE_LINKER_FLAGS="${flags% -O1}" -DCMAKE_SHARED_LINKER_FLAGS="${flags% -O1}" \
-    -DBG_VENV="$venv" >"$build.configure.log" 2>&1 || {
-    cat "$build.configure.log" >&2
+    -DBG_VENV="$venv" >"$build/sanitize-configure.log" 2>&1 || {
+    cat "$build/sanitize-configure.log" >&2
     return 1
   }
   # The build runs the test binaries (gtest discovery), so it needs the same environment.
