@@ -159,7 +159,23 @@ def admission_section(adm):
     return lines
 
 
-def uninstall_section(un):
+def uninstall_cpu(out, r):
+    u = r["uninstall"]
+    if "cpu_s" in u:
+        return u["cpu_s"]
+    cpu = 0.0  # older uninstall.json: read the /usr/bin/time -v report
+    try:
+        with open(os.path.join(out, "logs", f"uninstall-{r['backups']}.time")) as f:
+            for line in f:
+                key, _, value = line.strip().rpartition(":")
+                if key in ("User time (seconds)", "System time (seconds)"):
+                    cpu += float(value)
+    except OSError:
+        return float("nan")
+    return cpu
+
+
+def uninstall_section(un, out):
     lines = ["## Uninstall at scale, against the real control plane", ""]
     lines.append(
         "One control plane (tests/e2e/controlplane.sh: etcd, kube-apiserver v1.34.3, kube-controller-manager; "
@@ -180,15 +196,15 @@ def uninstall_section(un):
         lines.append(f"- floor concurrency tuned at {un['tuning'][0]['size']:,} Backups: {t}.")
     lines.append("- API calls: `apiserver_request_total` for group longhorn.io, before/after.")
     lines += ["", "| Backups | objects | uninstall s | floor s | uninstall ÷ floor | uninstall peak RSS MB "
-              "| apiserver CPU s (uninstall / floor) | etcd CPU s (uninstall / floor) | API calls (uninstall / floor) "
-              "| exit | left | load avg |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| uninstall CPU s | apiserver CPU s (uninstall / floor) | etcd CPU s (uninstall / floor) "
+              "| API calls (uninstall / floor) | exit | left | load avg |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in un["runs"]:
         u, f = r["uninstall"], r["floor"]
         left = sum(u.get("left", {}).values())
         lines.append(
             f"| {r['backups']:,} | {r['objects']:,} | {u['seconds']:,.1f} | {f['seconds']:,.2f} "
-            f"| **{u['seconds'] / f['seconds']:.1f}×** | {u['peak_rss_mb']:.1f} "
+            f"| **{u['seconds'] / f['seconds']:.1f}×** | {u['peak_rss_mb']:.1f} | {uninstall_cpu(out, r):.1f} "
             f"| {u['apiserver_cpu_s']:.1f} / {f['apiserver_cpu_s']:.1f} | {u['etcd_cpu_s']:.1f} / {f['etcd_cpu_s']:.1f} "
             f"| {sum(u['calls'].values()):,} / {sum(f['calls'].values()):,} | {u['exit']} | {left} "
             f"| {u['loadavg_before'][0]:.2f} |")
@@ -253,7 +269,7 @@ def main():
     if adm:
         lines += admission_section(adm)
     if un:
-        lines += uninstall_section(un)
+        lines += uninstall_section(un, args.out)
     with open(args.results, "w") as f:
         f.write("\n".join(lines) + "\n")
 

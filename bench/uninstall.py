@@ -96,6 +96,19 @@ def measure(plane, args, fn):
     return result
 
 
+def parse_time_v(path):
+    """Peak RSS (kB) and user+system CPU seconds from a `/usr/bin/time -v` report."""
+    out = {"rss_kb": 0, "cpu_s": 0.0}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.strip().rpartition(":")
+            if key == "Maximum resident set size (kbytes)":
+                out["rss_kb"] = int(value)
+            elif key in ("User time (seconds)", "System time (seconds)"):
+                out["cpu_s"] += float(value)
+    return out
+
+
 def run_uninstall(plane, args, size, logdir):
     timefile = os.path.join(logdir, f"uninstall-{size}.time")
     logfile = os.path.join(logdir, f"uninstall-{size}.log")
@@ -118,12 +131,9 @@ def run_uninstall(plane, args, size, logdir):
         rc = proc.wait()
         killer.cancel()
         wall = time.monotonic() - start
-        rss_kb = 0
-        with open(timefile) as f:
-            for line in f:
-                if "Maximum resident set size" in line:
-                    rss_kb = int(line.rsplit(":", 1)[1])
-        return {"exit": rc, "seconds": wall, "peak_rss_mb": rss_kb / 1024, "steps": steps}
+        t = parse_time_v(timefile)
+        return {"exit": rc, "seconds": wall, "peak_rss_mb": t["rss_kb"] / 1024, "cpu_s": t["cpu_s"],
+                "steps": steps}
 
     return measure(plane, args, go)
 
