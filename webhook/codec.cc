@@ -57,11 +57,40 @@ bool IsJsonContentType(std::string_view content_type) {
   return trimmed == "application/json";
 }
 
+std::size_t NestingDepth(std::string_view body, std::size_t limit) {
+  std::size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 std::variant<DecodedReview, DecodeError> DecodeReview(std::string_view body) {
   if (body.empty()) return Fail(400, "empty body: expected an AdmissionReview");
   if (body.size() > kMaxReviewBytes) {
     return Fail(413, "body of " + std::to_string(body.size()) + " bytes exceeds the limit of " +
                          std::to_string(kMaxReviewBytes) + " bytes");
+  }
+  if (NestingDepth(body, kMaxNestingDepth) > kMaxNestingDepth) {
+    return Fail(400, "malformed AdmissionReview: JSON nested deeper than " +
+                         std::to_string(kMaxNestingDepth) + " levels");
   }
   json review = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (review.is_discarded()) return Fail(400, "malformed JSON: the body is not a JSON document");

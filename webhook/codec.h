@@ -13,6 +13,14 @@ namespace bg::webhook {
 inline constexpr std::size_t kMaxReviewBytes =
     7 * 1024 * 1024;  // kube-apiserver's own cap is ~3 MiB objects; 7 MiB leaves room for old+new
 
+// Deeper documents are refused before parsing: copying, diffing and printing a JSON value
+// recurse once per level, and no Kubernetes object comes near this depth.
+inline constexpr std::size_t kMaxNestingDepth = 512;
+
+// The deepest nesting of arrays and objects in `body`, ignoring brackets inside strings. Stops
+// counting once past `limit`.
+std::size_t NestingDepth(std::string_view body, std::size_t limit);
+
 struct DecodedReview {
   std::string api_version;  // "admission.k8s.io/v1" or "admission.k8s.io/v1beta1"
   AdmissionRequest request;

@@ -155,3 +155,33 @@ TEST(CodecTest, ContentTypeMustBeJson) {
 
 }  // namespace
 }  // namespace bg::webhook
+
+namespace bg::webhook {
+namespace {
+
+TEST(CodecTest, DeeplyNestedDocumentIs400NotACrash) {
+  // 100,000 levels once overflowed the stack when the object was copied.
+  std::string deep =
+      R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"d","object":)";
+  deep += std::string(100000, '[') + std::string(100000, ']') + "}}";
+  auto v = DecodeReview(deep);
+  ASSERT_TRUE(std::holds_alternative<DecodeError>(v));
+  EXPECT_EQ(std::get<DecodeError>(v).http_status, 400);
+  EXPECT_NE(std::get<DecodeError>(v).message.find("nested deeper"), std::string::npos);
+}
+
+TEST(CodecTest, NestingDepthIgnoresBracketsInStrings) {
+  EXPECT_EQ(NestingDepth(R"({"a":"[[[[{{{{\"[[["})", 100), 1u);
+  EXPECT_EQ(NestingDepth(R"({"a":[{"b":[]}]})", 100), 4u);
+  EXPECT_EQ(NestingDepth("[[[[[[", 3), 4u);
+}
+
+TEST(CodecTest, ReasonableNestingIsAccepted) {
+  std::string ok =
+      R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"d","operation":"CREATE","resource":{"resource":"x"},"object":{"a":)";
+  ok += std::string(200, '[') + std::string(200, ']') + "}}}";
+  EXPECT_TRUE(std::holds_alternative<DecodedReview>(DecodeReview(ok)));
+}
+
+}  // namespace
+}  // namespace bg::webhook
