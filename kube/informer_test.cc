@@ -70,10 +70,8 @@ TEST_F(InformerTest, GoneTriggersARelistThatKeepsTheCacheRight) {
   api_.Seed(ref_, Obj("a"));
   Start();
   const int relists = informer_.relists();
-  api_.CompactHistory();
+  api_.SeedAndCompact(ref_, Obj("c"));
   api_.EndWatches();  // the next watch starts from a compacted version
-  api_.Seed(ref_, Obj("c"));
-  api_.CompactHistory();
   ASSERT_TRUE(Eventually([&] { return informer_.relists() > relists; }));
   ASSERT_TRUE(Eventually([&] { return informer_.Get("c").has_value(); }));
 }

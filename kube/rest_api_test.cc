@@ -923,16 +923,20 @@ TEST_F(RestKubeApiOverTlsTest, WatchEventsArriveWhileTheStreamIsOpen) {
 }
 
 TEST_F(RestKubeApiOverTlsTest, StopEndsAnIdleWatch) {
-  std::atomic<bool> holding{false};
-  server_.set_handler([&](const httplib::Request&, httplib::Response& res) {
-    res.set_chunked_content_provider("application/json", [&](size_t, httplib::DataSink& sink) {
-      const std::string first = Event("ADDED", "a", "8") + "\n";
-      sink.write(first.data(), first.size());
-      holding = true;
-      while (!server_.released()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      holding = false;
-      return false;
-    });
+  // Shared, not on this frame: the handler thread still writes it during fixture teardown.
+  auto holding_ptr = std::make_shared<std::atomic<bool>>(false);
+  std::atomic<bool>& holding = *holding_ptr;
+  server_.set_handler([this, holding_ptr](const httplib::Request&, httplib::Response& res) {
+    res.set_chunked_content_provider("application/json",
+                                     [this, holding_ptr](size_t, httplib::DataSink& sink) {
+                                       const std::string first = Event("ADDED", "a", "8") + "\n";
+                                       sink.write(first.data(), first.size());
+                                       *holding_ptr = true;
+                                       while (!server_.released())
+                                         std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                                       *holding_ptr = false;
+                                       return false;
+                                     });
   });
   std::atomic<bool> stop{false};
   std::atomic<bool> got_event{false};

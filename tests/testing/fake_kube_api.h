@@ -55,6 +55,19 @@ class FakeKubeApi final : public kube::KubeApi {
     std::lock_guard<std::mutex> lock(mu_);
     faults_[verb] = {n, std::move(status)};
   }
+  // Adds an object and forgets the history in one step, so no watch can see the object as an
+  // event: only a relist finds it.
+  void SeedAndCompact(const kube::ResourceRef& r, json obj) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Key key = KeyOf(r, obj);
+    obj["metadata"]["resourceVersion"] = std::to_string(++rv_);
+    if (!obj["metadata"].contains("uid")) obj["metadata"]["uid"] = "uid-" + std::get<2>(key);
+    objects_[key] = obj;
+    compacted_rv_ = rv_;
+    events_.clear();
+    cv_.notify_all();
+  }
+
   // Forgets the event history, so a watch from an older version gets 410 Gone.
   void CompactHistory() {
     std::lock_guard<std::mutex> lock(mu_);
