@@ -115,7 +115,11 @@ void LeaderElector::Run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     const bool ok = TryAcquireOrRenew();
     if (ok) {
+      // A renewal that completed after the deadline had passed: this replica stopped acting in
+      // between (work was dropped), so it starts again as a new leader would, re-queueing all.
+      const bool lapsed = leader_.load() && !IsLeader();
       last_renew_ = Clock::now().time_since_epoch().count();
+      if (lapsed) SetLeader(false);
       SetLeader(true);
     } else if (leader_.load() && !IsLeader()) {
       SetLeader(false);  // renew deadline passed

@@ -81,6 +81,19 @@ TEST(LeaderElectionTest, LeaderThatCannotRenewStopsActingAtTheDeadline) {
   ASSERT_TRUE(Eventually([&] { return a.stopped.load() == 1; }, 3000));
 }
 
+TEST(LeaderElectionTest, RenewalAfterALapseStartsLeadingAgain) {
+  FakeKubeApi api;
+  Candidate a(api, "a");
+  ASSERT_TRUE(Eventually([&] { return a.elector.IsLeader(); }));
+  EXPECT_EQ(a.started.load(), 1);
+  // One renewal is slower than the renew deadline but succeeds within the lease: no failed
+  // attempt is ever seen, yet the replica stopped acting in between.
+  api.DelayNext("get", std::chrono::milliseconds(800));
+  ASSERT_TRUE(Eventually([&] { return !a.elector.IsLeader(); }, 3000));
+  ASSERT_TRUE(Eventually([&] { return a.elector.IsLeader(); }, 3000));
+  EXPECT_EQ(a.started.load(), 2) << "leading again must re-queue the work dropped meanwhile";
+}
+
 TEST(LeaderElectionTest, ExpiredLeaseOfACrashedHolderIsTaken) {
   FakeKubeApi api;
   api.Seed(kLeases, {{"metadata", {{"name", "backup-guard"}, {"namespace", "ns"}}},

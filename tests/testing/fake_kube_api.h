@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <tuple>
 
 #include "kube/api.h"
@@ -73,6 +74,11 @@ class FakeKubeApi final : public kube::KubeApi {
     std::lock_guard<std::mutex> lock(mu_);
     compacted_rv_ = rv_;
     events_.clear();
+  }
+  // The next call of `verb` takes `delay` before it answers (a slow API server or etcd).
+  void DelayNext(const std::string& verb, std::chrono::milliseconds delay) {
+    std::lock_guard<std::mutex> lock(mu_);
+    delays_[verb] = delay;
   }
   int calls(const std::string& verb) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -213,6 +219,13 @@ class FakeKubeApi final : public kube::KubeApi {
 
   std::optional<Status> Fault(const std::string& verb) {
     ++calls_[verb];
+    if (auto d = delays_.find(verb); d != delays_.end()) {
+      const auto delay = d->second;
+      delays_.erase(d);
+      mu_.unlock();  // callers hold mu_; let others run while this call is slow
+      std::this_thread::sleep_for(delay);
+      mu_.lock();
+    }
     auto it = faults_.find(verb);
     if (it == faults_.end() || it->second.first <= 0) return std::nullopt;
     --it->second.first;
@@ -256,6 +269,7 @@ class FakeKubeApi final : public kube::KubeApi {
   std::deque<Event> events_;
   std::map<std::string, std::pair<int, Status>> faults_;
   std::map<std::string, int> calls_;
+  std::map<std::string, std::chrono::milliseconds> delays_;
   long long rv_ = 100;
   long long compacted_rv_ = 0;
   int end_generation_ = 0;
