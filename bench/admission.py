@@ -211,7 +211,7 @@ def attack(vegeta, targets, certs, rate, duration, keepalive, workers, cpu, outf
     if rate == 0:
         argv += ["-rate", "0", "-max-workers", str(workers), "-workers", str(workers)]
     else:
-        argv += ["-rate", f"{rate}/s"]
+        argv += ["-rate", f"{rate}/s", "-max-workers", str(workers)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, _, ru = os.wait4(proc.pid, 0)
     err = proc.stderr.read().decode(errors="replace")
@@ -266,6 +266,8 @@ def run_row(server, vegeta, certs, rate, duration, keepalive, workers, gen_cpu, 
             "mode": "keep-alive" if keepalive else "new TLS connection per request",
             "keepalive": keepalive,
             "rate": rate,
+            "workers": workers,
+            "sustained": rate == 0 or stats["throughput"] >= 0.9 * rate,
             "duration_s": duration,
             "server_cpu_s": cpu1 - cpu0,
             "cpu_s_per_1k": (cpu1 - cpu0) / stats["requests"] * 1000 if stats["requests"] else float("nan"),
@@ -291,7 +293,8 @@ def print_table(rows):
     print(f"{'mode':<10} {'rate':>6} {'server':<12} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'p99.9 ms':>8} {'cpu s/1k':>8} {'RSS MB':>7} {'srv cpu':>7} {'gen cpu':>7} {'errors':>6}")
     for r in rows:
-        print(f"{'keepalive' if r['keepalive'] else 'new-conn':<10} {('sat' if r['rate'] == 0 else r['rate']):>6} "
+        rate = f"sat{r['workers']}" if r["rate"] == 0 else r["rate"]
+        print(f"{'keepalive' if r['keepalive'] else 'new-conn':<10} {rate:>6} "
               f"{r['server']:<12} {r['throughput']:>9,.0f} {fmt(r['p50_ms']):>7} {fmt(r['p99_ms']):>7} "
               f"{fmt(r['p999_ms']):>8} {fmt(r['cpu_s_per_1k'], 3):>8} {fmt(r['peak_rss_mb'], 1):>7} "
               f"{r['server_cpu_util']:>6.0%} {r['loadgen_cpu_util']:>6.0%} {sum(r['errors'].values()):>6}")
@@ -308,7 +311,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rates", default="500,2000,5000,0", help="0 = saturation")
     ap.add_argument("--modes", default="keepalive,newconn")
-    ap.add_argument("--sat-workers", type=int, default=16)
+    ap.add_argument("--sat-workers", default="16,128",
+                    help="saturation rows: vegeta -max-workers (= concurrent connections), one row each")
+    ap.add_argument("--rate-max-workers", type=int, default=64,
+                    help="cap on vegeta's workers (and so connections) at fixed rates")
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--loadgen-cpu", type=int, default=1)
     args = ap.parse_args()
@@ -348,15 +354,22 @@ def main():
     started = time.time()
     for mode in args.modes.split(","):
         keepalive = mode == "keepalive"
+        plan = []
         for rate in [int(r) for r in args.rates.split(",")]:
+            if rate == 0:
+                plan += [(0, int(w)) for w in args.sat_workers.split(",")]
+            else:
+                plan.append((rate, args.rate_max_workers))
+        for rate, workers in plan:
             for s in servers:
-                log(f"{mode} rate={'saturation' if rate == 0 else rate} {s.name} ...")
+                log(f"{mode} rate={'saturation' if rate == 0 else rate} workers={workers} {s.name} ...")
                 try:
-                    row = run_row(s, args.vegeta, certs, rate, args.duration, keepalive, args.sat_workers,
+                    row = run_row(s, args.vegeta, certs, rate, args.duration, keepalive, workers,
                                   args.loadgen_cpu, tmp, logdir, args.warmup)
                 except Exception as e:  # a failed row is recorded, never fatal
                     log(f"row failed: {e}")
-                    row = {"server": s.name, "keepalive": keepalive, "rate": rate, "failed": str(e)}
+                    row = {"server": s.name, "keepalive": keepalive, "rate": rate, "workers": workers,
+                           "failed": str(e)}
                 rows.append(row)
                 if "failed" not in row:
                     print_table([row])
@@ -366,6 +379,7 @@ def main():
         "equivalence": {"problems": problems, "answers": answers},
         "duration_s": args.duration,
         "sat_workers": args.sat_workers,
+        "rate_max_workers": args.rate_max_workers,
         "server_cpu": args.server_cpu,
         "loadgen_cpu": args.loadgen_cpu,
         "loadavg_end": loadavg(),

@@ -8,7 +8,7 @@
 #
 # Environment:
 #   BENCH_DURATION      seconds per admission row (default 15)
-#   BENCH_SAT_WORKERS   vegeta workers (= connections) at saturation (default 16)
+#   BENCH_SAT_WORKERS   saturation rows, vegeta workers (= connections) each (default 16,128)
 #   BENCH_SIZES         uninstall sizes, in Backups (default 1000,3000,10000)
 #   BENCH_FLOOR_CONC    floor concurrency candidates, tuned on the middle size (default 8,32,128)
 #   BENCH_MAX_LOAD      wait for the 1-minute load average to drop below this first (default 1.5)
@@ -99,7 +99,7 @@ if [ -z "$only" ] || [ "$only" = admission ]; then
   log "admission benchmark (${duration}s per row)"
   python3 "$here/admission.py" --backup-guard "$bg" --peer "$bindir/bench-peer" \
     --vegeta "$bindir/vegeta-$vegeta_version" --out "$out" --duration "$duration" \
-    --sat-workers "${BENCH_SAT_WORKERS:-16}"
+    --sat-workers "${BENCH_SAT_WORKERS:-16,128}"
 fi
 if [ -z "$only" ] || [ "$only" = uninstall ]; then
   log "uninstall at scale (sizes $sizes)"
