@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import shutil
+import random
 import socket
 import subprocess
 import time
@@ -62,9 +63,17 @@ def backup_guard_bin() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range (32768-60999), so that an outgoing
+    connection cannot take it between a server's stop and its restart on the same port."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import random
 import socket
 import subprocess
 import tempfile
@@ -38,9 +39,17 @@ PLURALS = {
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range (32768-60999), so that an outgoing
+    connection cannot take it between a server's stop and its restart on the same port."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2, message: str = "condition"):
