@@ -39,12 +39,20 @@ def log(*a):
     print("admission:", *a, file=sys.stderr, flush=True)
 
 
+_handed_out = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A free loopback port, never one handed out before in this run (two servers, each with a
+    TLS and a metrics port, must not be given the same one)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p not in _handed_out:
+            _handed_out.add(p)
+            return p
 
 
 def proc_cpu_seconds(pid):
@@ -202,12 +210,14 @@ def quantile(sorted_vals, q):
     return sorted_vals[i]
 
 
-def attack(vegeta, targets, certs, rate, duration, keepalive, workers, cpu, outfile):
+def attack(vegeta, targets, certs, rate, duration, keepalive, workers, cpu, outfile, headers=()):
     argv = ["taskset", "-c", str(cpu), vegeta, "attack",
             "-targets", targets, "-root-certs", os.path.join(certs, "ca.crt"),
             "-http2=false", f"-keepalive={'true' if keepalive else 'false'}",
             "-duration", f"{duration}s", "-timeout", "10s", "-max-body", "0",
             "-output", outfile]
+    for h in headers:
+        argv += ["-header", h]
     if rate == 0:
         argv += ["-rate", "0", "-max-workers", str(workers), "-workers", str(workers)]
     else:
@@ -249,21 +259,22 @@ def summarize(vegeta, outfile):
     }
 
 
-def run_row(server, vegeta, certs, rate, duration, keepalive, workers, gen_cpu, tmp, logdir, warmup):
+def run_row(server, vegeta, certs, rate, duration, keepalive, workers, gen_cpu, tmp, logdir, warmup,
+            headers=(), mode_label=None):
     server.start(logdir)
     try:
         targets = write_targets(server.port, tmp)
         scratch = os.path.join(tmp, "results.bin")
         if warmup > 0:
-            attack(vegeta, targets, certs, 500, warmup, keepalive, workers, gen_cpu, scratch)
+            attack(vegeta, targets, certs, 500, warmup, keepalive, workers, gen_cpu, scratch, headers)
         cpu0 = proc_cpu_seconds(server.pid)
         la = loadavg()
-        gen_cpu_s = attack(vegeta, targets, certs, rate, duration, keepalive, workers, gen_cpu, scratch)
+        gen_cpu_s = attack(vegeta, targets, certs, rate, duration, keepalive, workers, gen_cpu, scratch, headers)
         cpu1 = proc_cpu_seconds(server.pid)
         stats = summarize(vegeta, scratch)
         stats.update({
             "server": server.name,
-            "mode": "keep-alive" if keepalive else "new TLS connection per request",
+            "mode": mode_label or ("keep-alive" if keepalive else "new conn"),
             "keepalive": keepalive,
             "rate": rate,
             "workers": workers,
@@ -294,7 +305,7 @@ def print_table(rows):
           f"{'p99.9 ms':>8} {'cpu s/1k':>8} {'RSS MB':>7} {'srv cpu':>7} {'gen cpu':>7} {'errors':>6}")
     for r in rows:
         rate = f"sat{r['workers']}" if r["rate"] == 0 else r["rate"]
-        print(f"{'keepalive' if r['keepalive'] else 'new-conn':<10} {rate:>6} "
+        print(f"{r['mode']:<10.10} {rate:>6} "
               f"{r['server']:<12} {r['throughput']:>9,.0f} {fmt(r['p50_ms']):>7} {fmt(r['p99_ms']):>7} "
               f"{fmt(r['p999_ms']):>8} {fmt(r['cpu_s_per_1k'], 3):>8} {fmt(r['peak_rss_mb'], 1):>7} "
               f"{r['server_cpu_util']:>6.0%} {r['loadgen_cpu_util']:>6.0%} {sum(r['errors'].values()):>6}")
@@ -310,7 +321,9 @@ def main():
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rates", default="500,2000,5000,0", help="0 = saturation")
-    ap.add_argument("--modes", default="keepalive,newconn")
+    ap.add_argument("--modes", default="keepalive,newconn,identity",
+                    help="identity: keep-alive saturation (first --sat-workers) with 'Accept-Encoding: identity', "
+                         "to show what response compression costs")
     ap.add_argument("--sat-workers", default="16,128",
                     help="saturation rows: vegeta -max-workers (= concurrent connections), one row each")
     ap.add_argument("--rate-max-workers", type=int, default=64,
@@ -353,23 +366,28 @@ def main():
     rows = []
     started = time.time()
     for mode in args.modes.split(","):
-        keepalive = mode == "keepalive"
+        keepalive = mode in ("keepalive", "identity")
+        headers, label = (), None
         plan = []
-        for rate in [int(r) for r in args.rates.split(",")]:
-            if rate == 0:
-                plan += [(0, int(w)) for w in args.sat_workers.split(",")]
-            else:
-                plan.append((rate, args.rate_max_workers))
+        if mode == "identity":
+            headers, label = ("Accept-Encoding: identity",), "keep-alive, no gzip"
+            plan = [(0, int(args.sat_workers.split(",")[0]))]
+        else:
+            for rate in [int(r) for r in args.rates.split(",")]:
+                if rate == 0:
+                    plan += [(0, int(w)) for w in args.sat_workers.split(",")]
+                else:
+                    plan.append((rate, args.rate_max_workers))
         for rate, workers in plan:
             for s in servers:
                 log(f"{mode} rate={'saturation' if rate == 0 else rate} workers={workers} {s.name} ...")
                 try:
                     row = run_row(s, args.vegeta, certs, rate, args.duration, keepalive, workers,
-                                  args.loadgen_cpu, tmp, logdir, args.warmup)
+                                  args.loadgen_cpu, tmp, logdir, args.warmup, headers, label)
                 except Exception as e:  # a failed row is recorded, never fatal
                     log(f"row failed: {e}")
                     row = {"server": s.name, "keepalive": keepalive, "rate": rate, "workers": workers,
-                           "failed": str(e)}
+                           "mode": label or mode, "failed": str(e)}
                 rows.append(row)
                 if "failed" not in row:
                     print_table([row])

@@ -75,6 +75,8 @@ def admission_section(adm):
         "many requests, and keep-alive connections, in flight); a rate marked † was not sustained (under 90 % "
         "of it answered: beyond what this server, or vegeta's core, can do). Saturation: `-rate=0 "
         "-max-workers=N`, N concurrent connections sending back to back. "
+        "\"keep-alive, no gzip\": the same saturation row with `Accept-Encoding: identity` (Go's client, "
+        "like kube-apiserver's webhook client, otherwise asks for gzip). "
         "\"new conn\": `-keepalive=false`, a full TLS handshake per request (no resumption). "
         "Latency is over every 2xx answer; CPU is the server's utime+stime per 1,000 requests; RSS is the "
         "server's VmHWM. \"srv/gen CPU\" is the share of one core the server / vegeta used. "
@@ -86,12 +88,12 @@ def admission_section(adm):
     ]
     keys = []
     for r in rows:
-        k = (r["keepalive"], r["rate"], r.get("workers"))
+        k = (r.get("mode"), r["rate"], r.get("workers"))
         if k not in keys:
             keys.append(k)
     for k in keys:
-        pair = {r["server"]: r for r in rows if (r["keepalive"], r["rate"], r.get("workers")) == k}
-        mode = "keep-alive" if k[0] else "new conn"
+        pair = {r["server"]: r for r in rows if (r.get("mode"), r["rate"], r.get("workers")) == k}
+        mode = k[0]
         rate = f"saturation, {k[2]} conns" if k[1] == 0 else f"{k[1]:,}"
         for name in ("backup-guard", "peer"):
             r = pair.get(name)
@@ -118,8 +120,9 @@ def admission_section(adm):
     sat_workers = sorted({r.get("workers") or 0 for r in rows if r["rate"] == 0})
 
     def row(server, keepalive, rate, workers=None):
+        mode = "keep-alive" if keepalive else "new conn"
         for r in rows:
-            if r["server"] == server and r["keepalive"] == keepalive and r["rate"] == rate and (
+            if r["server"] == server and r.get("mode") == mode and r["rate"] == rate and (
                     workers is None or r.get("workers") == workers):
                 return r
         return None
@@ -141,7 +144,8 @@ def admission_section(adm):
     ratios = []
     for r in rows:
         if r["server"] == "backup-guard":
-            b = row("peer", r["keepalive"], r["rate"])
+            b = next((x for x in rows if x["server"] == "peer" and x.get("mode") == r.get("mode")
+                      and x["rate"] == r["rate"] and x.get("workers") == r.get("workers")), None)
             if b and b["peak_rss_mb"]:
                 ratios.append((r["peak_rss_mb"] / b["peak_rss_mb"], r, b))
     if ratios:
