@@ -243,7 +243,7 @@ def summarize(vegeta, outfile):
             ok += 1
             lat.append(latency_ns / 1e6)
         else:
-            key = f"{code} {row[5][:80]}"
+            key = f"{code} {row[5][:200]}"
             errors[key] = errors.get(key, 0) + 1
     lat.sort()
     span = (last - first) / 1e9 if first is not None else 0
