@@ -118,7 +118,10 @@ def run_uninstall(plane, args, size, logdir):
     def go():
         steps = []
         start = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env = dict(os.environ)
+        if args.preload:  # diagnostic A/B only (bench/diag/nodelay.c)
+            env["LD_PRELOAD"] = args.preload
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         killer = threading.Timer(args.timeout + 60, proc.kill)
         killer.start()
         with open(logfile, "w") as lf:
@@ -167,6 +170,7 @@ def main():
                     help="candidates, tuned on the middle size; one value skips tuning")
     ap.add_argument("--timeout", type=int, default=3600, help="uninstall --timeout, seconds")
     ap.add_argument("--state-dir", default="/tmp/bg-bench")
+    ap.add_argument("--preload", default="", help="diagnostic: LD_PRELOAD for the uninstall process")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     logdir = os.path.join(args.out, "logs")
