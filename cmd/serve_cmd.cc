@@ -231,9 +231,14 @@ int Serve(int argc, char** argv) {
 
   webhook::Registry mutation = mutators::BuildMutationRegistry(cluster);
   webhook::Registry validation = validators::BuildValidationRegistry(cluster);
-  webhook::Server server(
-      options, mutation, validation, metrics, certificates,
-      [&cluster, &certificates_ready] { return cluster.Ready() && certificates_ready(); });
+  webhook::Server server(options, mutation, validation, metrics, certificates,
+                         [&cluster, &certificates_ready] {
+                           if (!cluster.Ready())
+                             return Status::Unavailable("cluster lookups not ready");
+                           if (!certificates_ready())
+                             return Status::Unavailable("serving certificate not loaded yet");
+                           return Status::Ok();
+                         });
   if (Status s = server.Start(); !s.ok()) return Fail(s.message());
   log::Info("backup-guard serving", {{"version", kVersion},
                                      {"namespace", ns},

@@ -67,19 +67,19 @@ void WriteReview(httplib::Response& res, int http_status, const std::string& bod
 
 Server::Server(ServerOptions options, const Registry& mutation, const Registry& validation,
                Metrics& metrics, certs::CertificateStore& certificates,
-               std::function<bool()> lookups_ready)
+               std::function<Status()> dependencies_ready)
     : options_(std::move(options)),
       mutation_(mutation),
       validation_(validation),
       metrics_(metrics),
       certificates_(certificates),
-      lookups_ready_(std::move(lookups_ready)) {}
+      dependencies_ready_(std::move(dependencies_ready)) {}
 
 Server::~Server() { Shutdown(); }
 
 bool Server::Ready() const {
   return listener_answers_.load() && !shutting_down_.load() && !draining_.load() &&
-         lookups_ready_();
+         dependencies_ready_().ok();
 }
 
 void Server::InstallRoutes() {
@@ -146,14 +146,19 @@ void Server::InstallRoutes() {
     res.set_content("ok", "text/plain");
   });
   tls_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    if (Ready()) {
+    std::string why;
+    if (shutting_down_ || draining_) {
+      why = "shutting down";
+    } else if (!listener_answers_) {
+      why = "TLS listener not answering yet";
+    } else if (Status deps = dependencies_ready_(); !deps.ok()) {
+      why = deps.message();
+    }
+    if (why.empty()) {
       res.set_content("ok", "text/plain");
       return;
     }
     res.status = 503;
-    std::string why = shutting_down_ || draining_ ? "shutting down"
-                      : !listener_answers_        ? "TLS listener not answering yet"
-                                                  : "cluster lookups not ready";
     res.set_content(why, "text/plain");
   });
   // Requests the router does not know, and errors httplib raises itself (such as 413 for a

@@ -53,11 +53,12 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Everything passed by reference must outlive the server. `lookups_ready` reports whether
-  // the cluster lookups can answer (part of /readyz).
+  // Everything passed by reference must outlive the server. `dependencies_ready` reports whether
+  // what the handlers rely on (cluster lookups, certificates) can answer; a non-OK status makes
+  // /readyz answer 503 with its message.
   Server(ServerOptions options, const Registry& mutation, const Registry& validation,
          Metrics& metrics, certs::CertificateStore& certificates,
-         std::function<bool()> lookups_ready);
+         std::function<Status()> dependencies_ready);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -82,7 +83,7 @@ class Server {
   const Registry& validation_;
   Metrics& metrics_;
   certs::CertificateStore& certificates_;
-  std::function<bool()> lookups_ready_;
+  std::function<Status()> dependencies_ready_;
 
   std::unique_ptr<httplib::SSLServer> tls_;
   std::unique_ptr<httplib::Server> plain_;

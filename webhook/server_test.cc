@@ -65,8 +65,10 @@ class ServerTest : public ::testing::Test {
     options.read_timeout = std::chrono::seconds(1);
     options.keep_alive_timeout = std::chrono::seconds(1);
     options.shutdown_grace = std::chrono::seconds(5);
-    server_ = std::make_unique<Server>(options, mutation_, validation_, metrics_, store_,
-                                       [this] { return lookups_ready_.load(); });
+    server_ = std::make_unique<Server>(options, mutation_, validation_, metrics_, store_, [this] {
+      return lookups_ready_.load() ? Status::Ok()
+                                   : Status::Unavailable("cluster lookups not ready");
+    });
     ASSERT_TRUE(server_->Start().ok());
     for (int i = 0; i < 200 && !server_->Ready(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -381,7 +383,7 @@ class ClientCertTest : public ::testing::Test {
     options.keep_alive_timeout = std::chrono::seconds(1);
     options.client_ca_file = dir_ + "/client-ca.crt";
     server_ = std::make_unique<Server>(options, mutation_, validation_, metrics_, store_,
-                                       [] { return true; });
+                                       [] { return Status::Ok(); });
     ASSERT_TRUE(server_->Start().ok());
   }
   void TearDown() override {
@@ -466,7 +468,7 @@ TEST(ServerStartTest, APortInUseIsAnErrorNotACrash) {
   options.listen_port = 0;
   options.metrics_port = taken;
   {
-    Server server(options, mutation, validation, metrics, store, [] { return true; });
+    Server server(options, mutation, validation, metrics, store, [] { return Status::Ok(); });
     Status s = server.Start();
     EXPECT_FALSE(s.ok());
     EXPECT_NE(s.message().find(std::to_string(taken)), std::string::npos) << s.message();
