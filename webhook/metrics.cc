@@ -26,6 +26,19 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
                     .Help("AdmissionReview requests being answered now.")
                     .Register(*registry_)
                     .Add({});
+  connections_open_ = &prometheus::BuildGauge()
+                           .Name("backup_guard_webhook_connections_open")
+                           .Help("TLS connections open on the admission listener.")
+                           .Register(*registry_)
+                           .Add({});
+  connections_closed_ =
+      &prometheus::BuildCounter()
+           .Name("backup_guard_webhook_connections_closed_total")
+           .Help(
+               "TLS connections the admission listener closed, by reason (client, "
+               "handshake_failed, handshake_timeout, request_timeout, idle_timeout, "
+               "bad_request, connection_limit, max_requests, write_failed, shutdown).")
+           .Register(*registry_);
   prometheus::BuildGauge()
       .Name("backup_guard_build_info")
       .Help("Build information; the value is always 1.")
@@ -45,6 +58,11 @@ void Metrics::RecordAdmission(const std::string& webhook, const std::string& kin
              {"code", std::to_string(code)}})
       .Increment();
   duration_->Add({{"webhook", webhook}}, kDurationBuckets).Observe(seconds);
+}
+
+void Metrics::RecordConnectionClosed(const std::string& reason) {
+  connections_open_->Decrement();
+  connections_closed_->Add({{"reason", reason}}).Increment();
 }
 
 std::string Metrics::Serialize() const {

@@ -25,6 +25,9 @@ class Metrics {
   void RecordAdmission(const std::string& webhook, const std::string& kind,
                        const std::string& operation, bool allowed, int code, double seconds);
   prometheus::Gauge& in_flight() { return *in_flight_; }
+  // TLS connections of the admission listener: open now, and closed by reason.
+  prometheus::Gauge& connections_open() { return *connections_open_; }
+  void RecordConnectionClosed(const std::string& reason);
 
   // Shared with other layers (processor, certificates) so one /metrics serves them all.
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
@@ -37,6 +40,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Histogram>* duration_;
   prometheus::Gauge* in_flight_;
+  prometheus::Gauge* connections_open_;
+  prometheus::Family<prometheus::Counter>* connections_closed_;
 };
 
 }  // namespace bg::webhook

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <openssl/ssl.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstring>
@@ -14,9 +15,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// After the last request in flight has finished, how long shutdown waits for idle keep-alive
-// connections to close by themselves before leaving them to process exit.
-constexpr std::chrono::milliseconds kIdleConnectionWait{1500};
+// How long shutdown waits for the metrics listener's keep-alive connections (a scraper's) to end
+// by themselves before leaving them to process exit.
+constexpr std::chrono::milliseconds kMetricsIdleWait{1500};
 
 // TLS 1.2 suites: ECDHE with AEAD ciphers only. TLS 1.3 suites are all AEAD.
 constexpr char kTls12Ciphers[] =
@@ -58,12 +59,38 @@ bool ConfigureTls(SSL_CTX& ctx, certs::CertificateStore& certificates,
   return true;
 }
 
-void WriteReview(httplib::Response& res, int http_status, const std::string& body) {
-  res.status = http_status;
-  res.set_content(body, "application/json");
+void SetBody(http1::Response& response, int status, std::string body, const char* content_type) {
+  response.status = status;
+  response.body = std::move(body);
+  response.content_type = content_type;
+}
+
+// The soft limit on open descriptors is raised to the hard limit, as Go's runtime does: each
+// connection is a descriptor, and the default soft limit (often 1,024) would cap them long
+// before memory does.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
 }
 
 }  // namespace
+
+void Server::SslCtxFree::operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+
+class Server::ConnectionMetrics final : public ListenerObserver {
+ public:
+  explicit ConnectionMetrics(Metrics& metrics) : metrics_(metrics) {}
+  void ConnectionOpened() override { metrics_.connections_open().Increment(); }
+  void ConnectionClosed(CloseReason reason) override {
+    metrics_.RecordConnectionClosed(CloseReasonName(reason));
+  }
+
+ private:
+  Metrics& metrics_;
+};
 
 Server::Server(ServerOptions options, const Registry& mutation, const Registry& validation,
                Metrics& metrics, certs::CertificateStore& certificates,
@@ -82,113 +109,102 @@ bool Server::Ready() const {
          dependencies_ready_().ok();
 }
 
-void Server::InstallRoutes() {
-  auto admission = [this](const char* webhook, const Registry& registry) {
-    return [this, webhook, &registry](const httplib::Request& req, httplib::Response& res) {
-      const auto start = Clock::now();
-      in_flight_.fetch_add(1);
-      metrics_.in_flight().Increment();
-      std::string kind, operation, uid, api_version = "admission.k8s.io/v1";
-      int http_status = 200;
-      AdmissionResponse answer;
-      const std::string content_type = req.get_header_value("Content-Type");
-      if (!ClientAuthorized(req.ssl)) {
-        http_status = 401;
-        answer =
-            Errored(401, "a client certificate signed by the configured client CA is required");
-      } else if (!IsJsonContentType(content_type)) {
-        http_status = 415;
-        answer = Errored(
-            415, "unsupported Content-Type \"" + content_type + "\": expected application/json");
-      } else {
-        auto decoded = DecodeReview(req.body);
-        if (auto* err = std::get_if<DecodeError>(&decoded)) {
-          http_status = err->http_status;
-          uid = err->uid;
-          api_version = err->api_version;
-          answer = Errored(err->http_status, err->message);
-        } else {
-          auto& review = std::get<DecodedReview>(decoded);
-          api_version = review.api_version;
-          uid = review.request.uid;
-          kind = review.request.kind;
-          operation = OperationName(review.request.operation);
-          try {
-            answer = registry.Handle(review.request);
-          } catch (const std::exception& e) {
-            http_status = 500;
-            answer = Errored(500, std::string("internal error while answering: ") + e.what());
-          } catch (...) {
-            http_status = 500;
-            answer = Errored(500, "internal error while answering");
-          }
-        }
+void Server::Route(const http1::Request& request, const SSL* ssl, http1::Response& response) {
+  const bool admission_path = request.path == kMutationPath || request.path == kValidationPath;
+  const bool probe_path = request.path == "/healthz" || request.path == "/readyz";
+  if (!admission_path && !probe_path) {
+    return SetBody(response, 404, "no such path: " + request.path + "\n", "text/plain");
+  }
+  if ((admission_path && request.method != "POST") || (probe_path && request.method != "GET")) {
+    return SetBody(response, 405,
+                   "method not allowed: " + request.method + " " + request.path + "\n",
+                   "text/plain");
+  }
+  if (request.path == kMutationPath)
+    return Admission("mutation", mutation_, request, ssl, response);
+  if (request.path == kValidationPath) {
+    return Admission("validation", validation_, request, ssl, response);
+  }
+  if (request.path == "/healthz") return SetBody(response, 200, "ok", "text/plain");
+  Readyz(response);
+}
+
+void Server::Admission(const char* webhook, const Registry& registry, const http1::Request& request,
+                       const SSL* ssl, http1::Response& response) {
+  const auto start = Clock::now();
+  in_flight_.fetch_add(1);
+  metrics_.in_flight().Increment();
+  std::string kind, operation, uid, api_version = "admission.k8s.io/v1";
+  int http_status = 200;
+  AdmissionResponse answer;
+  const std::string content_type(request.Header("content-type"));
+  if (!ClientAuthorized(ssl)) {
+    http_status = 401;
+    answer = Errored(401, "a client certificate signed by the configured client CA is required");
+  } else if (!IsJsonContentType(content_type)) {
+    http_status = 415;
+    answer = Errored(
+        415, "unsupported Content-Type \"" + content_type + "\": expected application/json");
+  } else {
+    auto decoded = DecodeReview(request.body);
+    if (auto* err = std::get_if<DecodeError>(&decoded)) {
+      http_status = err->http_status;
+      uid = err->uid;
+      api_version = err->api_version;
+      answer = Errored(err->http_status, err->message);
+    } else {
+      auto& review = std::get<DecodedReview>(decoded);
+      api_version = review.api_version;
+      uid = review.request.uid;
+      kind = review.request.kind;
+      operation = OperationName(review.request.operation);
+      try {
+        answer = registry.Handle(review.request);
+      } catch (const std::exception& e) {
+        http_status = 500;
+        answer = Errored(500, std::string("internal error while answering: ") + e.what());
+      } catch (...) {
+        http_status = 500;
+        answer = Errored(500, "internal error while answering");
       }
-      if (http_status != 200) {
-        log::Warn("admission request rejected", {{"webhook", webhook},
-                                                 {"status", http_status},
-                                                 {"uid", uid},
-                                                 {"reason", answer.message}});
-      }
-      WriteReview(res, http_status, EncodeReview(api_version, uid, answer));
-      if (draining_.load()) res.set_header("Connection", "close");
-      const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-      const int code = http_status != 200 ? http_status : (answer.allowed ? 200 : answer.code);
-      metrics_.RecordAdmission(webhook, kind, operation, answer.allowed && http_status == 200, code,
-                               seconds);
-      metrics_.in_flight().Decrement();
-      in_flight_.fetch_sub(1);
-    };
-  };
-  tls_->Post(kMutationPath, admission("mutation", mutation_));
-  tls_->Post(kValidationPath, admission("validation", validation_));
-  tls_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok", "text/plain");
-  });
-  tls_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    std::string why;
-    if (shutting_down_ || draining_) {
-      why = "shutting down";
-    } else if (!listener_answers_) {
-      why = "TLS listener not answering yet";
-    } else if (Status deps = dependencies_ready_(); !deps.ok()) {
-      why = deps.message();
     }
-    if (why.empty()) {
-      res.set_content("ok", "text/plain");
-      return;
-    }
-    res.status = 503;
-    res.set_content(why, "text/plain");
-  });
-  // Requests the router does not know, and errors httplib raises itself (such as 413 for a
-  // body over the limit), still get a message that says what is wrong.
-  tls_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;  // our own answers already say what is wrong
-    std::string message;
-    switch (res.status) {
-      case 413:
-        message = "request body exceeds the limit of " + std::to_string(options_.max_body_bytes) +
-                  " bytes";
-        break;
-      case 404:
-        message = "no such path: " + req.path;
-        break;
-      case 405:
-        message = "method not allowed: " + req.method + " " + req.path;
-        break;
-      default:
-        message = "bad request";
-        break;
-    }
-    if (res.status == 413) metrics_.RecordAdmission("unknown", "", "", false, 413, 0);
-    res.set_content(message + "\n", "text/plain");
-  });
-  tls_->set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, const std::exception_ptr&) {
-        res.status = 500;
-        res.set_content("internal error\n", "text/plain");
-      });
+  }
+  if (http_status != 200) {
+    log::Warn(
+        "admission request rejected",
+        {{"webhook", webhook}, {"status", http_status}, {"uid", uid}, {"reason", answer.message}});
+  }
+  SetBody(response, http_status, EncodeReview(api_version, uid, answer), "application/json");
+  if (draining_.load()) response.close = true;
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const int code = http_status != 200 ? http_status : (answer.allowed ? 200 : answer.code);
+  metrics_.RecordAdmission(webhook, kind, operation, answer.allowed && http_status == 200, code,
+                           seconds);
+  metrics_.in_flight().Decrement();
+  in_flight_.fetch_sub(1);
+}
+
+void Server::Readyz(http1::Response& response) const {
+  std::string why;
+  if (shutting_down_ || draining_) {
+    why = "shutting down";
+  } else if (!listener_answers_) {
+    why = "TLS listener not answering yet";
+  } else if (Status deps = dependencies_ready_(); !deps.ok()) {
+    why = deps.message();
+  }
+  if (why.empty()) return SetBody(response, 200, "ok", "text/plain");
+  SetBody(response, 503, why, "text/plain");
+}
+
+// Requests the parser refused never reach a route; the answer still says what is wrong.
+void Server::RefusedRequest(int status, const std::string& message, http1::Response& response) {
+  if (status == 413) metrics_.RecordAdmission("unknown", "", "", false, 413, 0);
+  log::Warn("HTTP request refused", {{"status", status}, {"reason", message}});
+  SetBody(response, status, message + "\n", "text/plain");
+}
+
+void Server::InstallMetricsRoutes() {
   plain_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_.Serialize(), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -198,50 +214,62 @@ void Server::InstallRoutes() {
 }
 
 Status Server::Start() {
-  tls_ = std::make_unique<httplib::SSLServer>(
-      [this](SSL_CTX& ctx) { return ConfigureTls(ctx, certificates_, options_.client_ca_file); });
-  plain_ = std::make_unique<httplib::Server>();
-  if (!tls_->is_valid()) {
+  RaiseDescriptorLimit();
+  ctx_.reset(SSL_CTX_new(TLS_server_method()));
+  if (!ctx_ || !ConfigureTls(*ctx_, certificates_, options_.client_ca_file)) {
     return Status::InvalidArgument(
         "cannot create the TLS context" +
         (options_.client_ca_file.empty()
              ? std::string()
              : " (is --client-ca-file " + options_.client_ca_file + " a PEM CA?)"));
   }
+  TlsListenerOptions listener;
+  listener.host = options_.listen_host;
+  listener.port = options_.listen_port;
+  listener.limits.max_body_bytes = options_.max_body_bytes;
+  listener.handshake_timeout = options_.handshake_timeout;
+  listener.request_timeout = options_.request_timeout;
+  listener.idle_timeout = options_.keep_alive_timeout;
+  listener.write_timeout = options_.write_timeout;
+  listener.max_requests_per_connection = options_.keep_alive_max_requests;
+  listener.max_connections = options_.max_connections;
+  listener.workers = options_.worker_threads;
+  connection_metrics_ = std::make_unique<ConnectionMetrics>(metrics_);
+  tls_ = std::make_unique<TlsListener>(
+      listener, ctx_.get(),
+      [this](const http1::Request& request, const SSL* ssl, http1::Response& response) {
+        Route(request, ssl, response);
+      },
+      [this](int status, const std::string& message, http1::Response& response) {
+        RefusedRequest(status, message, response);
+      },
+      connection_metrics_.get());
+  if (Status s = tls_->Start(); !s.ok()) return s;
+  port_ = tls_->port();
 
-  const std::size_t workers = options_.worker_threads;
-  for (httplib::Server* s : {static_cast<httplib::Server*>(tls_.get()), plain_.get()}) {
-    s->new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
-    s->set_tcp_nodelay(true);
-    s->set_read_timeout(options_.read_timeout);
-    s->set_write_timeout(options_.write_timeout);
-    s->set_keep_alive_timeout(options_.keep_alive_timeout.count());
-    s->set_keep_alive_max_count(options_.keep_alive_max_requests);
-    s->set_payload_max_length(options_.max_body_bytes);
-  }
-  InstallRoutes();
-
-  auto bind = [](httplib::Server& s, const std::string& host, int port) {
-    return port == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, port) ? port : -1);
-  };
-  port_ = bind(*tls_, options_.listen_host, options_.listen_port);
-  if (port_ <= 0) {
-    return Status::Unavailable("cannot listen on " + options_.listen_host + ":" +
-                               std::to_string(options_.listen_port) + ": " + std::strerror(errno));
-  }
-  metrics_port_ = bind(*plain_, options_.metrics_host, options_.metrics_port);
+  // /metrics is scraped a few times a minute; a small pool of the plain HTTP server suffices.
+  constexpr std::size_t kMetricsWorkers = 4;
+  plain_ = std::make_unique<httplib::Server>();
+  plain_->new_task_queue = [] { return new httplib::ThreadPool(kMetricsWorkers); };
+  plain_->set_tcp_nodelay(true);
+  plain_->set_read_timeout(options_.request_timeout);
+  plain_->set_write_timeout(options_.write_timeout);
+  plain_->set_keep_alive_timeout(5);  // seconds; scrapers reconnect cheaply
+  plain_->set_payload_max_length(options_.max_body_bytes);
+  InstallMetricsRoutes();
+  metrics_port_ = options_.metrics_port == 0
+                      ? plain_->bind_to_any_port(options_.metrics_host)
+                      : (plain_->bind_to_port(options_.metrics_host, options_.metrics_port)
+                             ? options_.metrics_port
+                             : -1);
   if (metrics_port_ <= 0) {
     return Status::Unavailable("cannot listen on " + options_.metrics_host + ":" +
                                std::to_string(options_.metrics_port) + ": " + std::strerror(errno));
   }
-  listeners_running_ = 2;
-  tls_thread_ = std::thread([this] {
-    tls_->listen_after_bind();
-    listeners_running_.fetch_sub(1);
-  });
+  plain_running_ = true;
   plain_thread_ = std::thread([this] {
     plain_->listen_after_bind();
-    listeners_running_.fetch_sub(1);
+    plain_running_ = false;
   });
   probe_thread_ = std::thread([this] { ProbeOwnListener(); });
   log::Info("listening",
@@ -250,9 +278,8 @@ Status Server::Start() {
   return Status::Ok();
 }
 
-bool Server::ClientAuthorized(const void* ssl_ptr) const {
+bool Server::ClientAuthorized(const SSL* ssl) const {
   if (options_.client_ca_file.empty()) return true;
-  const SSL* ssl = static_cast<const SSL*>(ssl_ptr);
   if (ssl == nullptr) return false;
   X509* peer = SSL_get0_peer_certificate(ssl);
   return peer != nullptr && SSL_get_verify_result(ssl) == X509_V_OK;
@@ -285,35 +312,30 @@ void Server::BeginDrain() {
 }
 
 void Server::Shutdown() {
-  if (!tls_ || shutting_down_.exchange(true)) return;
-  log::Info("shutting down: no new connections, finishing requests in flight",
-            {{"in_flight", in_flight_.load()}});
-  tls_->stop();
-  plain_->stop();
-  const auto deadline = Clock::now() + options_.shutdown_grace;
-  while (in_flight_.load() > 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (in_flight_.load() > 0) {
-    log::Warn("shutdown grace elapsed with requests in flight", {{"in_flight", in_flight_.load()}});
-  }
-  if (probe_thread_.joinable()) probe_thread_.join();
-  // The listener threads end once their idle keep-alive connections time out. No request rides on
-  // those, so wait only briefly; past that, the exiting process closes them.
-  const auto idle_deadline = std::min(deadline, Clock::now() + kIdleConnectionWait);
-  while (listeners_running_.load() > 0 && Clock::now() < idle_deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (listeners_running_.load() == 0) {
-    if (tls_thread_.joinable()) tls_thread_.join();
-    if (plain_thread_.joinable()) plain_thread_.join();
+  if (shutting_down_.exchange(true)) return;
+  if (!tls_) {
+    if (probe_thread_.joinable()) probe_thread_.join();
     return;
   }
-  log::Warn("idle keep-alive connections still open at exit");
-  if (tls_thread_.joinable()) tls_thread_.detach();
-  if (plain_thread_.joinable()) plain_thread_.detach();
-  (void)tls_.release();  // still used by the detached threads until the process exits
-  (void)plain_.release();
+  log::Info("shutting down: no new connections, finishing requests in flight",
+            {{"in_flight", in_flight_.load()}});
+  tls_->StopAccepting();
+  if (plain_) plain_->stop();
+  // Answers being computed or written finish within the grace; then every connection, idle
+  // keep-alive ones included, is closed.
+  tls_->Stop(options_.shutdown_grace);
+  if (probe_thread_.joinable()) probe_thread_.join();
+  const auto idle_deadline = Clock::now() + kMetricsIdleWait;
+  while (plain_running_.load() && Clock::now() < idle_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!plain_thread_.joinable()) return;
+  if (!plain_running_.load()) {
+    plain_thread_.join();
+    return;
+  }
+  plain_thread_.detach();
+  (void)plain_.release();  // still used by the detached thread until the process exits
 }
 
 }  // namespace bg::webhook

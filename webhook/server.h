@@ -2,6 +2,9 @@
 // HTTP listener for /metrics. It alone decodes, enforces limits, echoes the uid and encodes;
 // handlers (the registries) never see HTTP.
 //
+// The TLS side is an event-driven listener (webhook/tls_listener.h): idle, handshaking and slow
+// connections cost no thread, and only complete requests reach a worker.
+//
 // Lifecycle: Start() binds both listeners and returns once they accept; Shutdown() stops accepting,
 // waits (bounded) for requests in flight and returns. Neither may be called concurrently with
 // itself. Handlers run on the listener's worker threads, many at once.
@@ -18,10 +21,10 @@
 #include "common/status.h"
 #include "webhook/metrics.h"
 #include "webhook/registry.h"
+#include "webhook/tls_listener.h"
 
 namespace httplib {
 class Server;
-class SSLServer;
 }  // namespace httplib
 
 namespace bg::webhook {
@@ -35,14 +38,19 @@ struct ServerOptions {
   std::string metrics_host = "0.0.0.0";
   int metrics_port = 8080;
   std::size_t max_body_bytes = 7 * 1024 * 1024;
-  // A client that sends nothing for this long is dropped, so a slow client cannot hold a worker.
-  std::chrono::seconds read_timeout{10};
+  // A TLS handshake, and a whole request once its first byte is in, must finish within these, so
+  // a slow client (slowloris) is dropped however it trickles.
+  std::chrono::seconds handshake_timeout{10};
+  std::chrono::seconds request_timeout{10};
   std::chrono::seconds write_timeout{10};
-  // Longer than kube-apiserver's own idle-connection reuse window would be pointless; shorter
-  // than it makes the API server reconnect often. 30 s keeps reuse high with few idle workers.
+  // Longer than kube-apiserver's own idle-connection reuse window (90 s) would be pointless;
+  // shorter than it makes the API server reconnect often. Idle connections cost no thread.
   std::chrono::seconds keep_alive_timeout{30};
   // kube-apiserver reuses a connection for many calls; closing after a handful costs a handshake.
   std::size_t keep_alive_max_requests = 10000;
+  // Open TLS connections at most; past it new ones are closed at once.
+  std::size_t max_connections = 10000;
+  // Threads running handlers (which may wait on the Kubernetes API); connections take none.
   std::size_t worker_threads = 64;
   // SIGTERM: how long requests in flight may take to finish before the process exits anyway.
   std::chrono::seconds shutdown_grace{20};
@@ -74,8 +82,15 @@ class Server {
   bool Ready() const;
 
  private:
-  void InstallRoutes();
-  bool ClientAuthorized(const void* ssl) const;
+  class ConnectionMetrics;
+
+  void InstallMetricsRoutes();
+  void Route(const http1::Request& request, const SSL* ssl, http1::Response& response);
+  void Admission(const char* webhook, const Registry& registry, const http1::Request& request,
+                 const SSL* ssl, http1::Response& response);
+  void Readyz(http1::Response& response) const;
+  void RefusedRequest(int status, const std::string& message, http1::Response& response);
+  bool ClientAuthorized(const SSL* ssl) const;
   void ProbeOwnListener();
 
   ServerOptions options_;
@@ -85,9 +100,13 @@ class Server {
   certs::CertificateStore& certificates_;
   std::function<Status()> dependencies_ready_;
 
-  std::unique_ptr<httplib::SSLServer> tls_;
+  struct SslCtxFree {
+    void operator()(SSL_CTX* ctx) const;
+  };
+  std::unique_ptr<SSL_CTX, SslCtxFree> ctx_;
+  std::unique_ptr<ConnectionMetrics> connection_metrics_;
+  std::unique_ptr<TlsListener> tls_;
   std::unique_ptr<httplib::Server> plain_;
-  std::thread tls_thread_;
   std::thread plain_thread_;
   std::thread probe_thread_;
   int port_ = 0;
@@ -96,7 +115,7 @@ class Server {
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
-  std::atomic<int> listeners_running_{0};
+  std::atomic<bool> plain_running_{false};
 };
 
 }  // namespace bg::webhook

@@ -62,7 +62,8 @@ class ServerTest : public ::testing::Test {
     options.listen_port = 0;
     options.metrics_host = "127.0.0.1";
     options.metrics_port = 0;
-    options.read_timeout = std::chrono::seconds(1);
+    options.handshake_timeout = std::chrono::seconds(1);
+    options.request_timeout = std::chrono::seconds(1);
     options.keep_alive_timeout = std::chrono::seconds(1);
     options.shutdown_grace = std::chrono::seconds(5);
     server_ = std::make_unique<Server>(options, mutation_, validation_, metrics_, store_, [this] {

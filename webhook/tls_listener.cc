@@ -1,0 +1,655 @@
+#include "webhook/tls_listener.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/log.h"
+
+namespace bg::webhook {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often deadlines are checked. A deadline may pass by up to this much before it is acted on.
+constexpr std::chrono::milliseconds kDeadlineScanInterval{250};
+// After "Connection: close" or an error answer, the write side is shut and what the client still
+// sends is read and dropped for this long, so the kernel does not answer its unread bytes with a
+// reset that could destroy our answer before the client reads it (a "lingering close").
+constexpr std::chrono::milliseconds kLingerTime{2000};
+constexpr std::size_t kMaxLingerBytes = 16 * 1024 * 1024;
+// When accept() runs out of descriptors, accepting pauses this long instead of spinning.
+constexpr std::chrono::milliseconds kAcceptPause{100};
+// One TLS record's worth of plaintext per read.
+constexpr std::size_t kReadChunk = 16 * 1024;
+// An idle connection's input buffer is given back when it grew past this.
+constexpr std::size_t kKeepBufferCapacity = 64 * 1024;
+
+constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+void CloseFd(int fd) {
+  if (fd >= 0) ::close(fd);
+}
+
+}  // namespace
+
+const char* CloseReasonName(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kClient:
+      return "client";
+    case CloseReason::kHandshakeFailed:
+      return "handshake_failed";
+    case CloseReason::kHandshakeTimeout:
+      return "handshake_timeout";
+    case CloseReason::kRequestTimeout:
+      return "request_timeout";
+    case CloseReason::kIdleTimeout:
+      return "idle_timeout";
+    case CloseReason::kBadRequest:
+      return "bad_request";
+    case CloseReason::kConnectionLimit:
+      return "connection_limit";
+    case CloseReason::kMaxRequests:
+      return "max_requests";
+    case CloseReason::kWriteFailed:
+      return "write_failed";
+    case CloseReason::kShutdown:
+      return "shutdown";
+  }
+  return "unknown";
+}
+
+struct TlsListener::Connection {
+  enum class Phase { kHandshake, kIdle, kReading, kDispatched, kLingering };
+
+  Connection(int fd_in, SSL* ssl_in, http1::Limits limits)
+      : fd(fd_in), ssl(ssl_in), parser(limits) {}
+  ~Connection() {
+    if (ssl != nullptr) SSL_free(ssl);
+    CloseFd(fd);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  int fd;
+  SSL* ssl;
+  Phase phase = Phase::kHandshake;
+  Clock::time_point deadline;
+  std::string in;
+  http1::RequestParser parser;
+  std::size_t served = 0;
+  std::size_t lingered = 0;
+  bool continue_sent = false;
+  bool tls_broken = false;  // a fatal TLS error: no close_notify may follow
+
+  // Handed to the worker with the connection.
+  http1::Request request;
+  int error_status = 0;
+  std::string error_message;
+  // Set by the worker.
+  bool close_after = false;
+  CloseReason close_reason = CloseReason::kClient;
+};
+
+class TlsListener::WorkerPool {
+ public:
+  explicit WorkerPool(std::size_t threads) {
+    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  ~WorkerPool() { Join(); }
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  void Submit(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+
+  void Join() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    threads_.clear();
+  }
+
+  // Leaves threads stuck in a handler to the exiting process.
+  void Detach() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.detach();
+    }
+    threads_.clear();
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// The event thread: owns every connection that is not with a worker.
+class TlsListener::Loop {
+ public:
+  explicit Loop(TlsListener& owner) : owner_(owner) {}
+  ~Loop() {
+    CloseFd(epoll_fd_);
+    CloseFd(wake_fd_);
+  }
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  Status Init() {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (epoll_fd_ < 0 || wake_fd_ < 0) {
+      return Status::Internal(std::string("cannot create the event loop: ") + std::strerror(errno));
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &wake_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+    ev.data.ptr = &owner_.listen_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, owner_.listen_fd_, &ev);
+    return Status::Ok();
+  }
+
+  void Start() {
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // From any thread.
+  void Finished(Connection* connection) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finished_.push_back(connection);
+    }
+    Wake();
+  }
+  void RequestStopAccepting() {
+    stop_accepting_ = true;
+    Wake();
+  }
+  void RequestExit() {
+    exit_ = true;
+    Wake();
+  }
+  // Whether the event thread still holds connections a worker is using (after exit).
+  bool left_dispatched() const { return left_dispatched_; }
+
+ private:
+  using Phase = Connection::Phase;
+
+  void Wake() {
+    const std::uint64_t one = 1;
+    ssize_t ignored = write(wake_fd_, &one, sizeof(one));
+    (void)ignored;
+  }
+
+  void Run() {
+    std::vector<epoll_event> events(256);
+    auto next_scan = Clock::now() + kDeadlineScanInterval;
+    while (!exit_.load()) {
+      const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                               static_cast<int>(kDeadlineScanInterval.count()));
+      for (int i = 0; i < n; ++i) {
+        void* tag = events[i].data.ptr;
+        if (tag == &wake_fd_) {
+          std::uint64_t count = 0;
+          ssize_t ignored = read(wake_fd_, &count, sizeof(count));
+          (void)ignored;
+          HandleFinished();
+        } else if (tag == &owner_.listen_fd_) {
+          Accept();
+        } else {
+          Drive(static_cast<Connection*>(tag));
+        }
+      }
+      if (stop_accepting_.load() && owner_.listen_fd_ >= 0) {
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, owner_.listen_fd_, nullptr);
+        CloseFd(owner_.listen_fd_);
+        owner_.listen_fd_ = -1;
+      }
+      const auto now = Clock::now();
+      if (now >= next_scan) {
+        ExpireDeadlines(now);
+        ResumeAccepting(now);
+        next_scan = now + kDeadlineScanInterval;
+      }
+    }
+    HandleFinished();
+    std::vector<Connection*> open;
+    for (auto& [fd, connection] : connections_) open.push_back(connection.get());
+    for (Connection* c : open) {
+      if (c->phase == Phase::kDispatched) {
+        left_dispatched_ = true;  // its worker still uses it; the exiting process closes it
+        continue;
+      }
+      Close(c, CloseReason::kShutdown);
+    }
+  }
+
+  void Arm(Connection* c, std::uint32_t events) {
+    epoll_event ev{};
+    ev.events = events | EPOLLONESHOT;
+    ev.data.ptr = c;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev);
+  }
+
+  void Accept() {
+    for (;;) {
+      if (owner_.listen_fd_ < 0) return;
+      const int fd = accept4(owner_.listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          log::Warn("cannot accept a connection; pausing accept",
+                    {{"error", std::strerror(errno)}, {"open", owner_.open_.load()}});
+          epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, owner_.listen_fd_, nullptr);
+          accept_paused_until_ = Clock::now() + kAcceptPause;
+        }
+        return;
+      }
+      if (owner_.observer_ != nullptr) owner_.observer_->ConnectionOpened();
+      if (owner_.open_.load() >= owner_.options_.max_connections) {
+        CloseFd(fd);
+        if (owner_.observer_ != nullptr) {
+          owner_.observer_->ConnectionClosed(CloseReason::kConnectionLimit);
+        }
+        continue;
+      }
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      SSL* ssl = SSL_new(owner_.ctx_);
+      if (ssl == nullptr) {
+        CloseFd(fd);
+        if (owner_.observer_ != nullptr) {
+          owner_.observer_->ConnectionClosed(CloseReason::kHandshakeFailed);
+        }
+        continue;
+      }
+      SSL_set_fd(ssl, fd);
+      SSL_set_accept_state(ssl);
+      // Idle connections keep no 16 KiB record buffers; retried writes may pass a moved buffer.
+      SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+      auto connection = std::make_unique<Connection>(fd, ssl, owner_.options_.limits);
+      connection->deadline = Clock::now() + owner_.options_.handshake_timeout;
+      Connection* c = connection.get();
+      connections_.emplace(fd, std::move(connection));
+      owner_.open_.fetch_add(1);
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLONESHOT;
+      ev.data.ptr = c;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    }
+  }
+
+  void ResumeAccepting(Clock::time_point now) {
+    if (!accept_paused_until_ || now < *accept_paused_until_ || owner_.listen_fd_ < 0) return;
+    accept_paused_until_.reset();
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &owner_.listen_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, owner_.listen_fd_, &ev);
+  }
+
+  void Drive(Connection* c) {
+    if (c->phase == Phase::kHandshake) {
+      ERR_clear_error();
+      const int r = SSL_do_handshake(c->ssl);
+      if (r != 1) {
+        const int err = SSL_get_error(c->ssl, r);
+        if (err == SSL_ERROR_WANT_READ) return Arm(c, EPOLLIN);
+        if (err == SSL_ERROR_WANT_WRITE) return Arm(c, EPOLLOUT);
+        c->tls_broken = true;
+        return Close(c, CloseReason::kHandshakeFailed);
+      }
+      c->phase = Phase::kIdle;
+      c->deadline = Clock::now() + owner_.options_.idle_timeout;
+    }
+    if (c->phase == Phase::kLingering) return Linger(c);
+    ReadRequest(c);
+  }
+
+  // Parses what has arrived and reads more until a request is complete or the socket is empty.
+  void ReadRequest(Connection* c) {
+    char buffer[kReadChunk];
+    for (;;) {
+      if (!c->in.empty() || c->parser.Started()) {
+        const auto progress = c->parser.Consume(c->in);
+        if (c->phase == Phase::kIdle && c->parser.Started()) {
+          c->phase = Phase::kReading;
+          c->deadline = Clock::now() + owner_.options_.request_timeout;
+        }
+        if (progress == http1::RequestParser::Progress::kComplete) {
+          c->request = c->parser.Take();
+          return Dispatch(c);
+        }
+        if (progress == http1::RequestParser::Progress::kError) {
+          c->error_status = c->parser.error_status();
+          c->error_message = c->parser.error_message();
+          return Dispatch(c);
+        }
+        if (c->parser.ExpectsContinue() && !c->continue_sent) {
+          c->continue_sent = true;
+          ERR_clear_error();
+          if (SSL_write(c->ssl, kContinue, sizeof(kContinue) - 1) <= 0) {
+            c->tls_broken = true;
+            return Close(c, CloseReason::kWriteFailed);
+          }
+        }
+      }
+      ERR_clear_error();
+      const int n = SSL_read(c->ssl, buffer, sizeof(buffer));
+      if (n > 0) {
+        c->in.append(buffer, static_cast<std::size_t>(n));
+        continue;
+      }
+      const int err = SSL_get_error(c->ssl, n);
+      if (err == SSL_ERROR_WANT_READ) return Arm(c, EPOLLIN);
+      if (err == SSL_ERROR_WANT_WRITE) return Arm(c, EPOLLOUT);
+      if (err != SSL_ERROR_ZERO_RETURN) c->tls_broken = true;
+      return Close(c, CloseReason::kClient);
+    }
+  }
+
+  void Dispatch(Connection* c) {
+    c->phase = Phase::kDispatched;
+    c->continue_sent = false;
+    owner_.dispatched_.fetch_add(1);
+    owner_.workers_->Submit([this, c] {
+      owner_.Serve(c);
+      Finished(c);
+    });
+  }
+
+  void HandleFinished() {
+    std::vector<Connection*> finished;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finished.swap(finished_);
+    }
+    for (Connection* c : finished) {
+      owner_.dispatched_.fetch_sub(1);
+      c->error_status = 0;
+      c->error_message.clear();
+      if (c->close_after) {
+        if (c->close_reason == CloseReason::kWriteFailed || c->tls_broken) {
+          Close(c, c->close_reason);
+        } else {
+          StartLingering(c);
+        }
+        continue;
+      }
+      if (c->in.capacity() > kKeepBufferCapacity && c->in.size() < kKeepBufferCapacity) {
+        c->in.shrink_to_fit();
+      }
+      c->phase = Phase::kIdle;
+      c->deadline = Clock::now() + owner_.options_.idle_timeout;
+      if (exit_.load()) continue;
+      ReadRequest(c);  // a pipelined request, or bytes OpenSSL already holds
+    }
+  }
+
+  void StartLingering(Connection* c) {
+    ERR_clear_error();
+    SSL_shutdown(c->ssl);  // our close_notify
+    ::shutdown(c->fd, SHUT_WR);
+    c->phase = Phase::kLingering;
+    c->deadline = Clock::now() + kLingerTime;
+    c->in.clear();
+    Linger(c);
+  }
+
+  void Linger(Connection* c) {
+    char buffer[kReadChunk];
+    for (;;) {
+      ERR_clear_error();
+      const int n = SSL_read(c->ssl, buffer, sizeof(buffer));
+      if (n > 0) {
+        c->lingered += static_cast<std::size_t>(n);
+        if (c->lingered > kMaxLingerBytes) return Close(c, c->close_reason);
+        continue;
+      }
+      const int err = SSL_get_error(c->ssl, n);
+      if (err == SSL_ERROR_WANT_READ) return Arm(c, EPOLLIN);
+      c->tls_broken = err != SSL_ERROR_ZERO_RETURN;
+      return Close(c, c->close_reason);
+    }
+  }
+
+  void ExpireDeadlines(Clock::time_point now) {
+    std::vector<std::pair<Connection*, CloseReason>> expired;
+    for (auto& [fd, connection] : connections_) {
+      Connection* c = connection.get();
+      if (c->phase == Phase::kDispatched || now < c->deadline) continue;
+      CloseReason reason = CloseReason::kIdleTimeout;
+      if (c->phase == Phase::kHandshake) reason = CloseReason::kHandshakeTimeout;
+      if (c->phase == Phase::kReading) reason = CloseReason::kRequestTimeout;
+      if (c->phase == Phase::kLingering) reason = c->close_reason;
+      expired.emplace_back(c, reason);
+    }
+    for (auto& [c, reason] : expired) {
+      c->tls_broken = true;  // a peer that does not read may not take a close_notify either
+      Close(c, reason);
+    }
+  }
+
+  void Close(Connection* c, CloseReason reason) {
+    if (!c->tls_broken && c->phase != Phase::kHandshake && c->phase != Phase::kLingering) {
+      ERR_clear_error();
+      SSL_shutdown(c->ssl);
+    }
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+    connections_.erase(c->fd);  // frees the TLS state and closes the descriptor
+    owner_.open_.fetch_sub(1);
+    if (owner_.observer_ != nullptr) owner_.observer_->ConnectionClosed(reason);
+  }
+
+  TlsListener& owner_;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::thread thread_;
+  std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+  std::optional<Clock::time_point> accept_paused_until_;
+  std::mutex mu_;
+  std::vector<Connection*> finished_;
+  std::atomic<bool> stop_accepting_{false};
+  std::atomic<bool> exit_{false};
+  bool left_dispatched_ = false;
+};
+
+TlsListener::TlsListener(TlsListenerOptions options, SSL_CTX* ctx, Handler handler,
+                         ErrorHandler on_error, ListenerObserver* observer)
+    : options_(std::move(options)),
+      ctx_(ctx),
+      handler_(std::move(handler)),
+      on_error_(std::move(on_error)),
+      observer_(observer) {}
+
+TlsListener::~TlsListener() { Stop(std::chrono::milliseconds(0)); }
+
+Status TlsListener::Start() {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(options_.port);
+  const std::string where = options_.host + ":" + port;
+  if (int rc = getaddrinfo(options_.host.empty() ? nullptr : options_.host.c_str(), port.c_str(),
+                           &hints, &found);
+      rc != 0) {
+    return Status::InvalidArgument("cannot listen on " + where + ": " + gai_strerror(rc));
+  }
+  std::string error = "no address";
+  for (addrinfo* ai = found; ai != nullptr && listen_fd_ < 0; ai = ai->ai_next) {
+    const int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      error = std::strerror(errno);
+      continue;
+    }
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    // The kernel's accept queue, not the 5 of a default listen(): a burst of new connections
+    // (an API server scaling out its connection pool) waits in it instead of being dropped.
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+      error = std::strerror(errno);
+      CloseFd(fd);
+      continue;
+    }
+    listen_fd_ = fd;
+  }
+  freeaddrinfo(found);
+  if (listen_fd_ < 0) return Status::Unavailable("cannot listen on " + where + ": " + error);
+
+  sockaddr_storage bound{};
+  socklen_t length = sizeof(bound);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length);
+  port_ = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                                      : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+
+  workers_ = std::make_unique<WorkerPool>(std::max<std::size_t>(1, options_.workers));
+  loop_ = std::make_unique<Loop>(*this);
+  if (Status s = loop_->Init(); !s.ok()) return s;
+  loop_->Start();
+  return Status::Ok();
+}
+
+void TlsListener::StopAccepting() {
+  if (loop_) loop_->RequestStopAccepting();
+}
+
+void TlsListener::Stop(std::chrono::milliseconds grace) {
+  if (!loop_) {
+    CloseFd(listen_fd_);
+    listen_fd_ = -1;
+    return;
+  }
+  loop_->RequestStopAccepting();
+  const auto deadline = Clock::now() + grace;
+  while (dispatched_.load() > 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  loop_->RequestExit();
+  loop_->Join();
+  CloseFd(listen_fd_);  // when the exit came before the loop saw the stop-accepting request
+  listen_fd_ = -1;
+  if (loop_->left_dispatched() || dispatched_.load() > 0) {
+    log::Warn("answers still in progress at exit", {{"requests", dispatched_.load()}});
+    workers_->Detach();
+    // Workers still use the loop and their connections; both are left to the exiting process.
+    (void)loop_.release();
+    (void)workers_.release();
+    return;
+  }
+  workers_->Join();
+  loop_.reset();
+  workers_.reset();
+}
+
+void TlsListener::Serve(Connection* c) {
+  http1::Response response;
+  if (c->error_status != 0) {
+    response.status = c->error_status;
+    on_error_(c->error_status, c->error_message, response);
+    response.close = true;
+    c->close_reason = CloseReason::kBadRequest;
+  } else {
+    try {
+      handler_(c->request, c->ssl, response);
+    } catch (...) {
+      response = http1::Response();
+      response.status = 500;
+      response.body = "internal error\n";
+    }
+    c->served += 1;
+    c->close_reason = CloseReason::kShutdown;  // the handler chose to close (draining)
+    if (!c->request.keep_alive) {
+      response.close = true;
+      c->close_reason = CloseReason::kClient;
+    } else if (c->served >= options_.max_requests_per_connection) {
+      response.close = true;
+      c->close_reason = CloseReason::kMaxRequests;
+    }
+  }
+  c->request = http1::Request();
+  c->close_after = response.close;
+  const std::string bytes = http1::Serialize(response);
+  std::size_t written = 0;
+  const auto deadline = Clock::now() + options_.write_timeout;
+  while (written < bytes.size()) {
+    ERR_clear_error();
+    const int n =
+        SSL_write(c->ssl, bytes.data() + written,
+                  static_cast<int>(std::min<std::size_t>(bytes.size() - written, 1 << 30)));
+    if (n > 0) {
+      written += static_cast<std::size_t>(n);
+      continue;
+    }
+    const int err = SSL_get_error(c->ssl, n);
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if ((err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) && left > 0) {
+      pollfd p{c->fd, static_cast<short>(err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
+      poll(&p, 1, static_cast<int>(left));
+      continue;
+    }
+    c->tls_broken = true;
+    c->close_after = true;
+    c->close_reason = CloseReason::kWriteFailed;
+    break;
+  }
+}
+
+}  // namespace bg::webhook

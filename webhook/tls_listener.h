@@ -1,0 +1,121 @@
+// An event-driven HTTPS/1.1 listener. One event thread accepts connections, runs the TLS
+// handshakes and reads requests, all non-blocking, so a connection costs a descriptor and a few
+// kilobytes while it is idle, handshaking or trickling in, never a thread. Only a complete request
+// goes to a worker, which runs the handler and writes the answer. Thousands of idle or slow
+// (slowloris) connections therefore cannot keep new callers waiting, and every phase of a
+// connection has its own deadline:
+//   handshake       accept → TLS handshake done
+//   request         first byte of a request → whole request read (headers and body)
+//   idle            between requests on a kept-alive connection
+//   write           each answer (in the worker)
+//
+// Lifecycle: Start() binds and returns once the socket listens; StopAccepting() closes the
+// listening socket; Stop() waits (bounded) for answers in progress, closes every connection and
+// joins the threads. None of them may be called concurrently with itself.
+// Thread-safety: the handler runs on many worker threads at once; counters are atomics.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "webhook/http1.h"
+
+namespace bg::webhook {
+
+// Why the listener closed a connection; a metrics label.
+enum class CloseReason {
+  kClient,            // the client closed it, or asked for "Connection: close"
+  kHandshakeFailed,   // TLS refused: protocol version, cipher, client certificate
+  kHandshakeTimeout,  // no finished handshake within the handshake timeout
+  kRequestTimeout,    // a request started but was not complete within the request timeout
+  kIdleTimeout,       // no new request within the idle timeout
+  kBadRequest,        // answered a 4xx/5xx for a request the parser refused
+  kConnectionLimit,   // accepted while max_connections were open
+  kMaxRequests,       // served max_requests_per_connection requests
+  kWriteFailed,       // the answer could not be written within the write timeout
+  kShutdown,          // the listener stopped
+};
+const char* CloseReasonName(CloseReason reason);
+
+struct TlsListenerOptions {
+  std::string host = "0.0.0.0";
+  int port = 0;  // 0 picks a free port
+  http1::Limits limits;
+  std::chrono::milliseconds handshake_timeout{10000};
+  // kube-apiserver sends a request at once; 10 s is generous for a 7 MiB body on a slow link.
+  std::chrono::milliseconds request_timeout{10000};
+  std::chrono::milliseconds idle_timeout{30000};
+  std::chrono::milliseconds write_timeout{10000};
+  std::size_t max_requests_per_connection = 10000;
+  // Open connections at most. Past it a new connection is closed at once, so the answer to
+  // too many connections is a fast refusal, not a growing queue.
+  std::size_t max_connections = 10000;
+  // Threads that run handlers. Handlers may wait on the Kubernetes API, so there are more than
+  // cores; a worker is taken only by a complete request.
+  std::size_t workers = 64;
+};
+
+// Observes connections for metrics. Called from the listener's threads.
+class ListenerObserver {
+ public:
+  virtual ~ListenerObserver() = default;
+  virtual void ConnectionOpened() = 0;
+  virtual void ConnectionClosed(CloseReason reason) = 0;
+};
+
+class TlsListener {
+ public:
+  // Runs on a worker for each complete request; `ssl` is the connection's TLS state (for the
+  // client certificate), valid during the call.
+  using Handler =
+      std::function<void(const http1::Request& request, const SSL* ssl, http1::Response& response)>;
+  // Builds the answer for a request the parser refused (status and message from the parser).
+  using ErrorHandler =
+      std::function<void(int status, const std::string& message, http1::Response& response)>;
+
+  // `ctx` is shared with the caller, who may keep configuring callbacks on it; it must outlive
+  // the listener. `observer` may be null.
+  TlsListener(TlsListenerOptions options, SSL_CTX* ctx, Handler handler, ErrorHandler on_error,
+              ListenerObserver* observer);
+  ~TlsListener();
+  TlsListener(const TlsListener&) = delete;
+  TlsListener& operator=(const TlsListener&) = delete;
+
+  Status Start();
+  int port() const { return port_; }
+  void StopAccepting();
+  // Waits up to `grace` for answers being computed or written, then closes everything.
+  void Stop(std::chrono::milliseconds grace);
+
+  std::size_t open_connections() const { return open_.load(); }
+  std::size_t requests_in_progress() const { return dispatched_.load(); }
+
+ private:
+  struct Connection;
+  class Loop;
+  class WorkerPool;
+
+  // On a worker: runs the handler (or the error handler) and writes the answer.
+  void Serve(Connection* connection);
+
+  TlsListenerOptions options_;
+  SSL_CTX* ctx_;
+  Handler handler_;
+  ErrorHandler on_error_;
+  ListenerObserver* observer_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<std::size_t> open_{0};
+  std::atomic<std::size_t> dispatched_{0};
+  std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace bg::webhook
