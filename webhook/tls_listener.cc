@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -519,6 +520,9 @@ TlsListener::TlsListener(TlsListenerOptions options, SSL_CTX* ctx, Handler handl
 TlsListener::~TlsListener() { Stop(std::chrono::milliseconds(0)); }
 
 Status TlsListener::Start() {
+  // OpenSSL writes to the socket with write(), which raises SIGPIPE when the peer has gone; a
+  // server must see that as a failed write (EPIPE), not die. Go's runtime does the same.
+  signal(SIGPIPE, SIG_IGN);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -1,0 +1,339 @@
+// The event-driven listener over real TLS on loopback, with a trivial handler: connection
+// handling only (routing and admission are tested in server_test.cc).
+#include "webhook/tls_listener.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "certs/generate.h"
+#include "certs/identity.h"
+
+namespace bg::webhook {
+namespace {
+
+class RecordingObserver final : public ListenerObserver {
+ public:
+  void ConnectionOpened() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++opened_;
+  }
+  void ConnectionClosed(CloseReason reason) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++closed_[reason];
+  }
+  int closed(CloseReason reason) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return closed_[reason];
+  }
+  // Waits (bounded) until `reason` was counted `n` times.
+  bool WaitClosed(CloseReason reason, int n) {
+    for (int i = 0; i < 1000; ++i) {
+      if (closed(reason) >= n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+ private:
+  std::mutex mu_;
+  int opened_ = 0;
+  std::map<CloseReason, int> closed_;
+};
+
+int ConnectTcp(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{10, 0};  // a test never waits longer than this for the server
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// A blocking TLS client connection (no certificate checks: the listener is under test here).
+class TlsClient {
+ public:
+  explicit TlsClient(int port) : ctx_(SSL_CTX_new(TLS_client_method())) {
+    fd_ = ConnectTcp(port);
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, fd_);
+    connected_ = fd_ >= 0 && SSL_connect(ssl_) == 1;
+  }
+  ~TlsClient() {
+    SSL_free(ssl_);
+    SSL_CTX_free(ctx_);
+    if (fd_ >= 0) close(fd_);
+  }
+  TlsClient(const TlsClient&) = delete;
+  TlsClient& operator=(const TlsClient&) = delete;
+
+  bool connected() const { return connected_; }
+  bool Send(const std::string& bytes) {
+    return SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size())) ==
+           static_cast<int>(bytes.size());
+  }
+  // Reads one response (headers and a Content-Length body); empty when the connection ends first.
+  std::string ReadResponse() {
+    for (;;) {
+      const std::size_t head_end = pending_.find("\r\n\r\n");
+      if (head_end != std::string::npos) {
+        std::size_t length = 0;
+        const std::size_t cl = pending_.find("Content-Length: ");
+        if (cl != std::string::npos && cl < head_end) {
+          length = std::stoul(pending_.substr(cl + 16, pending_.find("\r\n", cl) - cl - 16));
+        }
+        if (pending_.size() >= head_end + 4 + length) {
+          std::string response = pending_.substr(0, head_end + 4 + length);
+          pending_.erase(0, response.size());
+          return response;
+        }
+      }
+      char buffer[4096];
+      const int n = SSL_read(ssl_, buffer, sizeof(buffer));
+      if (n <= 0) return {};
+      pending_.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
+  // True when the server closed the connection (EOF or reset) before sending anything else.
+  bool ClosedByServer() {
+    char c;
+    return SSL_read(ssl_, &c, 1) <= 0;
+  }
+
+ private:
+  SSL_CTX* ctx_;
+  SSL* ssl_ = nullptr;
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string pending_;
+};
+
+class TlsListenerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ca = certs::GenerateCa("test-ca", std::chrono::hours(1));
+    ASSERT_TRUE(ca.ok());
+    auto leaf =
+        certs::GenerateServingCert(*ca, {"localhost"}, {"127.0.0.1"}, std::chrono::hours(1));
+    ASSERT_TRUE(leaf.ok());
+    auto id = certs::TlsIdentity::FromPem(leaf->cert_pem, leaf->key_pem);
+    ASSERT_TRUE(id.ok());
+    store_.Set(*id);
+    ctx_ = SSL_CTX_new(TLS_server_method());
+    store_.InstallOn(ctx_);
+    options_.host = "127.0.0.1";
+    options_.handshake_timeout = std::chrono::milliseconds(1000);
+    options_.request_timeout = std::chrono::milliseconds(1000);
+    options_.idle_timeout = std::chrono::milliseconds(3000);
+    options_.workers = 4;
+  }
+  void TearDown() override {
+    if (listener_) listener_->Stop(std::chrono::seconds(5));
+    listener_.reset();
+    SSL_CTX_free(ctx_);
+  }
+
+  void StartListener() {
+    listener_ = std::make_unique<TlsListener>(
+        options_, ctx_,
+        [this](const http1::Request& request, const SSL*, http1::Response& response) {
+          requests_.fetch_add(1);
+          response.body = request.method + " " + request.path + " " + request.body;
+        },
+        [](int status, const std::string& message, http1::Response& response) {
+          response.status = status;
+          response.body = message;
+        },
+        &observer_);
+    ASSERT_TRUE(listener_->Start().ok());
+  }
+
+  certs::CertificateStore store_;
+  SSL_CTX* ctx_ = nullptr;
+  TlsListenerOptions options_;
+  RecordingObserver observer_;
+  std::atomic<int> requests_{0};
+  std::unique_ptr<TlsListener> listener_;
+};
+
+TEST_F(TlsListenerTest, ThousandIdleConnectionsDoNotKeepANewCallerWaiting) {
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  if (limit.rlim_cur < 2100 && limit.rlim_max >= 2100) {
+    limit.rlim_cur = limit.rlim_max;
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+  }
+  ASSERT_GE(limit.rlim_cur, 2100u) << "both ends of 1,000 connections live in this process";
+  options_.handshake_timeout = std::chrono::seconds(30);  // they all stay for the whole test
+  StartListener();
+  std::vector<int> idle;
+  for (int i = 0; i < 1000; ++i) {
+    const int fd = ConnectTcp(listener_->port());
+    ASSERT_GE(fd, 0) << "connection " << i;
+    idle.push_back(fd);
+  }
+  for (int round = 0; round < 5; ++round) {
+    TlsClient client(listener_->port());
+    ASSERT_TRUE(client.connected()) << "round " << round;
+    ASSERT_TRUE(client.Send("GET /healthz HTTP/1.1\r\n\r\n"));
+    EXPECT_NE(client.ReadResponse().find("200 OK"), std::string::npos) << "round " << round;
+  }
+  EXPECT_GE(listener_->open_connections(), 1000u);
+  for (int fd : idle) close(fd);
+}
+
+TEST_F(TlsListenerTest, SlowlorisIsClosedAtTheRequestDeadlineWhileOthersAreServed) {
+  StartListener();
+  TlsClient slow(listener_->port());
+  ASSERT_TRUE(slow.connected());
+  const std::string head = "POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
+  bool closed = false;
+  // One byte every 100 ms: each read comes well inside any per-read timeout, the whole request
+  // never does within the 1 s request deadline.
+  for (std::size_t i = 0; i < head.size() && !closed; ++i) {
+    closed = !slow.Send(head.substr(i, 1));
+    TlsClient other(listener_->port());
+    ASSERT_TRUE(other.Send("GET /healthz HTTP/1.1\r\n\r\n"));
+    EXPECT_NE(other.ReadResponse().find("200 OK"), std::string::npos);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(observer_.WaitClosed(CloseReason::kRequestTimeout, 1));
+  EXPECT_TRUE(slow.ClosedByServer());
+}
+
+TEST_F(TlsListenerTest, ConnectionThatNeverHandshakesIsClosedAtTheHandshakeDeadline) {
+  StartListener();
+  const int fd = ConnectTcp(listener_->port());
+  ASSERT_GE(fd, 0);
+  char c;
+  EXPECT_EQ(recv(fd, &c, 1, 0), 0);
+  close(fd);
+  EXPECT_TRUE(observer_.WaitClosed(CloseReason::kHandshakeTimeout, 1));
+}
+
+TEST_F(TlsListenerTest, KeptAliveConnectionIsClosedAfterTheIdleTimeout) {
+  options_.idle_timeout = std::chrono::milliseconds(500);
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(client.Send("GET /healthz HTTP/1.1\r\n\r\n"));
+  ASSERT_FALSE(client.ReadResponse().empty());
+  EXPECT_TRUE(client.ClosedByServer());
+  EXPECT_TRUE(observer_.WaitClosed(CloseReason::kIdleTimeout, 1));
+}
+
+TEST_F(TlsListenerTest, ConnectionsPastTheLimitAreClosedAtOnce) {
+  options_.max_connections = 2;
+  StartListener();
+  TlsClient a(listener_->port());
+  TlsClient b(listener_->port());
+  ASSERT_TRUE(a.connected() && b.connected());
+  TlsClient c(listener_->port());
+  EXPECT_FALSE(c.connected());
+  EXPECT_TRUE(observer_.WaitClosed(CloseReason::kConnectionLimit, 1));
+  ASSERT_TRUE(a.Send("GET /healthz HTTP/1.1\r\n\r\n"));
+  EXPECT_NE(a.ReadResponse().find("200 OK"), std::string::npos);
+}
+
+TEST_F(TlsListenerTest, PipelinedRequestsAreAnsweredInOrder) {
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(
+      client.Send("POST /one HTTP/1.1\r\nContent-Length: 1\r\n\r\nAGET /two HTTP/1.1\r\n\r\n"
+                  "POST /three HTTP/1.1\r\nContent-Length: 1\r\n\r\nC"));
+  EXPECT_NE(client.ReadResponse().find("POST /one A"), std::string::npos);
+  EXPECT_NE(client.ReadResponse().find("GET /two "), std::string::npos);
+  EXPECT_NE(client.ReadResponse().find("POST /three C"), std::string::npos);
+}
+
+TEST_F(TlsListenerTest, ChunkedBodyReachesTheHandlerDecoded) {
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(client.Send("POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n"));
+  ASSERT_TRUE(client.Send("3\r\ncde\r\n0\r\n\r\n"));
+  EXPECT_NE(client.ReadResponse().find("POST /c abcde"), std::string::npos);
+}
+
+TEST_F(TlsListenerTest, ExpectContinueGetsA100ThenTheAnswer) {
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(client.Send("POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"));
+  EXPECT_NE(client.ReadResponse().find("100 Continue"), std::string::npos);
+  ASSERT_TRUE(client.Send("hi"));
+  EXPECT_NE(client.ReadResponse().find("POST /e hi"), std::string::npos);
+}
+
+TEST_F(TlsListenerTest, OversizedBodyIsAnswered413AndTheClientCanFinishSendingIt) {
+  options_.limits.max_body_bytes = 1024;
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(client.Send("POST /big HTTP/1.1\r\nContent-Length: 200000\r\n\r\n"));
+  // The client keeps sending the body it announced; the lingering close reads and drops it, so the
+  // answer is not destroyed by a reset.
+  const std::string chunk(20000, 'x');
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(client.Send(chunk)) << "chunk " << i;
+  const std::string response = client.ReadResponse();
+  EXPECT_NE(response.find("413 Content Too Large"), std::string::npos) << response;
+  EXPECT_NE(response.find("Connection: close"), std::string::npos);
+  EXPECT_TRUE(client.ClosedByServer());
+  EXPECT_EQ(requests_.load(), 0);
+}
+
+TEST_F(TlsListenerTest, Http10RequestIsAnsweredAndClosed) {
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(client.Send("GET /old HTTP/1.0\r\n\r\n"));
+  EXPECT_NE(client.ReadResponse().find("Connection: close"), std::string::npos);
+  EXPECT_TRUE(client.ClosedByServer());
+}
+
+TEST_F(TlsListenerTest, AnswersAreNeverCompressed) {
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(
+      client.Send("POST /z HTTP/1.1\r\nAccept-Encoding: gzip, br\r\nContent-Length: 1\r\n\r\nz"));
+  const std::string response = client.ReadResponse();
+  EXPECT_NE(response.find("POST /z z"), std::string::npos);
+  EXPECT_EQ(response.find("Content-Encoding"), std::string::npos);
+}
+
+TEST_F(TlsListenerTest, StopClosesIdleKeepAliveConnectionsAndRefusesNewOnes) {
+  StartListener();
+  const int port = listener_->port();
+  TlsClient client(port);
+  ASSERT_TRUE(client.Send("GET /healthz HTTP/1.1\r\n\r\n"));
+  ASSERT_FALSE(client.ReadResponse().empty());
+  listener_->Stop(std::chrono::seconds(1));
+  EXPECT_TRUE(client.ClosedByServer());
+  EXPECT_EQ(ConnectTcp(port), -1);
+  EXPECT_EQ(observer_.closed(CloseReason::kShutdown), 1);
+}
+
+TEST_F(TlsListenerTest, ABusyPortIsAnErrorNamingIt) {
+  StartListener();
+  TlsListenerOptions same = options_;
+  same.port = listener_->port();
+  TlsListener second(
+      same, ctx_, [](const http1::Request&, const SSL*, http1::Response&) {},
+      [](int, const std::string&, http1::Response&) {}, nullptr);
+  Status s = second.Start();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(std::to_string(same.port)), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace bg::webhook
