@@ -5,7 +5,7 @@
 #   fuzz/run-fuzz.sh --seconds N     each target N s
 #   fuzz/run-fuzz.sh --smoke         each target runs its seeds plus 10 s, from a throwaway corpus
 #   fuzz/run-fuzz.sh ... TARGET...   only these targets (fuzz_admission fuzz_kubeconfig
-#                                    fuzz_watch_lines fuzz_patch)
+#                                    fuzz_watch_lines fuzz_patch fuzz_http1)
 #   fuzz/run-fuzz.sh --merge         minimise what earlier runs found (build-fuzz/corpus/) into the
 #                                    committed seeds (fuzz/corpus/), for review and commit
 #
@@ -19,7 +19,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build-fuzz
-all_targets=(fuzz_admission fuzz_kubeconfig fuzz_watch_lines fuzz_patch)
+all_targets=(fuzz_admission fuzz_kubeconfig fuzz_watch_lines fuzz_patch fuzz_http1)
 seconds=60
 smoke=0
 merge=0
@@ -44,7 +44,7 @@ done
 # fast. The smoke keeps libFuzzer's default of 4 KiB, so that it checks the common paths and does
 # not wander into deep-nesting inputs (those are the longer runs' job).
 declare -A max_len=([fuzz_admission]=65536 [fuzz_kubeconfig]=16384 [fuzz_watch_lines]=8192
-                    [fuzz_patch]=8192)
+                    [fuzz_patch]=8192 [fuzz_http1]=16384)
 if ((smoke)); then
   for t in "${!max_len[@]}"; do max_len[$t]=4096; done
 fi

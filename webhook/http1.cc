@@ -10,7 +10,7 @@ namespace {
 // The longest chunk-size line we read: 16 hex digits plus room for chunk extensions.
 constexpr std::size_t kMaxChunkLine = 1024;
 // Trailer fields after the last chunk; nobody sends them to a webhook, so a small cap suffices.
-constexpr std::size_t kMaxTrailerBytes = 8 * 1024;
+constexpr std::size_t kMaxTrailerBytes = std::size_t{8} * 1024;
 
 bool IsTokenChar(char c) {
   if (std::isalnum(static_cast<unsigned char>(c))) return true;
@@ -94,6 +94,7 @@ RequestParser::Progress RequestParser::Consume(std::string& buffer) {
       while (skip + 1 < buffer.size() && buffer[skip] == '\r' && buffer[skip + 1] == '\n')
         skip += 2;
       buffer.erase(0, skip);
+      if (buffer == "\r") return Progress::kNeedMore;  // a blank line cut after its CR
       if (!buffer.empty()) started_ = true;
     }
     const std::size_t from = scanned_ >= 3 ? scanned_ - 3 : 0;

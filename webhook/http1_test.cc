@@ -207,6 +207,18 @@ TEST(RequestParserTest, BlankLinesBeforeARequestAreSkipped) {
   EXPECT_EQ(parser.Take().path, "/healthz");
 }
 
+TEST(RequestParserTest, BlankLineCutAfterItsCarriageReturnIsStillSkipped) {
+  // Found by fuzz_http1: a lone CR used to start the request, so the rest of the blank line
+  // became an empty request line.
+  RequestParser parser(SmallLimits());
+  std::string buffer = "\r";
+  ASSERT_EQ(parser.Consume(buffer), Progress::kNeedMore);
+  EXPECT_FALSE(parser.Started());
+  buffer += "\nGET /healthz HTTP/1.1\r\n\r\n";
+  ASSERT_EQ(parser.Consume(buffer), Progress::kComplete);
+  EXPECT_EQ(parser.Take().path, "/healthz");
+}
+
 TEST(SerializeTest, AnswerCarriesLengthTypeAndCloseWhenAsked) {
   Response response;
   response.status = 413;

@@ -35,13 +35,13 @@ constexpr std::chrono::milliseconds kDeadlineScanInterval{250};
 // sends is read and dropped for this long, so the kernel does not answer its unread bytes with a
 // reset that could destroy our answer before the client reads it (a "lingering close").
 constexpr std::chrono::milliseconds kLingerTime{2000};
-constexpr std::size_t kMaxLingerBytes = 16 * 1024 * 1024;
+constexpr std::size_t kMaxLingerBytes = std::size_t{16} * 1024 * 1024;
 // When accept() runs out of descriptors, accepting pauses this long instead of spinning.
 constexpr std::chrono::milliseconds kAcceptPause{100};
 // One TLS record's worth of plaintext per read.
-constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{16} * 1024;
 // An idle connection's input buffer is given back when it grew past this.
-constexpr std::size_t kKeepBufferCapacity = 64 * 1024;
+constexpr std::size_t kKeepBufferCapacity = std::size_t{64} * 1024;
 
 constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
