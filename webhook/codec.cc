@@ -116,7 +116,7 @@ std::variant<DecodedReview, DecodeError> DecodeReview(std::string_view body) {
     return Fail(400, "missing request: the AdmissionReview carries no request", "", api_version);
   }
   if (!request_it->is_object()) return Fail(400, "request must be an object", "", api_version);
-  const json& req = *request_it;
+  json& req = *request_it;  // the object is moved out below, not copied
 
   DecodedReview out;
   out.api_version = api_version;
@@ -166,7 +166,7 @@ std::variant<DecodedReview, DecodeError> DecodeReview(std::string_view body) {
     if (meta != it->end() && !meta->is_object()) {
       return shape(std::string("request.") + key + ".metadata must be an object");
     }
-    *target = *it;
+    *target = std::move(*it);
   }
   if (r.operation != Operation::kDelete && r.object.is_null()) {
     return shape(std::string("request.object is required for ") + OperationName(r.operation));
