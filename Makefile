@@ -44,9 +44,9 @@ chart: build
 ops: build
 	@./tests/ops/run-ops-tests.sh
 
-test: lint unit e2e chart ops
+test: lint unit fuzz-smoke e2e chart ops faults
 
-# Not part of `make test` (long, or still failing on known limits; see docs/RELIABILITY.md).
+# `make fuzz` (60 s a target), the sanitizer runs and the benchmarks are not part of `make test`.
 fuzz: deps
 	@./fuzz/run-fuzz.sh --seconds 60
 
