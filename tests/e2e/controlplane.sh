@@ -90,13 +90,20 @@ die() { # message [component-whose-log-to-show]
   exit 1
 }
 
+# Ports below the ephemeral range (32768-60999): a fault test restarts kube-apiserver on the same
+# port, and a port from the ephemeral range can meanwhile be taken by an outgoing connection (even
+# a client's connect() to the dead port itself, which Linux may complete as a self-connection).
 free_ports() { # n
   python3 - "$1" <<'EOF'
-import socket, sys
+import random, socket, sys
 socks = []
-for _ in range(int(sys.argv[1])):
+while len(socks) < int(sys.argv[1]):
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    try:
+        s.bind(("127.0.0.1", random.randint(20000, 32000)))
+    except OSError:
+        s.close()
+        continue
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF

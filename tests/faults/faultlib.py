@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -35,11 +36,17 @@ def log(msg: str):
 
 
 def free_ports(n: int) -> list[int]:
+    """Free ports below the ephemeral range, so that one reused across a restart is not taken by
+    an outgoing connection in between."""
     socks = []
     try:
-        for _ in range(n):
+        while len(socks) < n:
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", random.randint(20000, 32000)))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
