@@ -3,6 +3,12 @@
 # kube-controller-manager (garbage collector, namespace and service-account controllers), all on
 # 127.0.0.1 with free ports, no kubelet, no containers.
 #
+# kube-apiserver presents a client certificate to admission webhooks (its admission-control
+# kubeconfig, user "*"): pki/webhook-client.crt, issued by pki/webhook-client-ca.crt, a CA of its
+# own that signs nothing else. A webhook server started with --client-ca-file
+# pki/webhook-client-ca.crt therefore accepts the API server and no other client; servers that do
+# not ask for a client certificate never see it.
+#
 # Usage: controlplane.sh up [--crds FILE]... | down | env | status
 #   up      start everything (a fresh etcd every time), wait until /readyz is ok and the controller
 #           manager works; the last line on stdout is KUBECONFIG=<admin kubeconfig>.
@@ -153,6 +159,9 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth'
     leaf admin "/O=system:masters/CN=admin" client-ca "$client"
     leaf kube-controller-manager /CN=system:kube-controller-manager client-ca "$client"
+    # What kube-apiserver presents to admission webhooks.
+    ca webhook-client-ca backup-guard-e2e-webhook-client-ca
+    leaf webhook-client /CN=kube-apiserver-webhook-client webhook-client-ca "$client"
     # Service-account token signing key pair.
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
     openssl pkey -in sa.key -pubout -out sa.pub
@@ -184,6 +193,38 @@ current-context: $2@backup-guard-e2e
 EOF
 }
 
+# The API server's admission-control configuration: both webhook admission plugins read the
+# credentials for webhook calls from one kubeconfig. Users are looked up by the webhook's
+# host:port (service webhooks: <svc>.<ns>.svc:<port>), then "*.<domain>" patterns, then "*"; the
+# e2e webhooks get free ports, so "*" it is.
+write_admission_config() {
+  local p=$state/pki
+  cat >"$state/webhook-client.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: $p/webhook-client.crt
+    client-key: $p/webhook-client.key
+EOF
+  cat >"$state/admission-config.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $state/webhook-client.kubeconfig
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $state/webhook-client.kubeconfig
+EOF
+}
+
 up() {
   command -v openssl >/dev/null || die "openssl is not installed"
   command -v python3 >/dev/null || die "python3 is not installed (used to pick free ports)"
@@ -203,7 +244,8 @@ up() {
     log "stopping the previous control plane in $state"
     down
   fi
-  rm -rf "$state/etcd" "$state/pki" "$state/logs" "$state/pids" "$state"/*.kubeconfig "$state/env"
+  rm -rf "$state/etcd" "$state/pki" "$state/logs" "$state/pids" "$state"/*.kubeconfig "$state/env" \
+    "$state/admission-config.yaml"
   mkdir -p "$state/logs" "$state/pids" "$state/etcd"
   chmod 700 "$state/etcd"
 
@@ -218,6 +260,7 @@ up() {
   gen_pki
   write_kubeconfig "$state/admin.kubeconfig" admin
   write_kubeconfig "$state/kube-controller-manager.kubeconfig" kube-controller-manager
+  write_admission_config
   local kc=$state/admin.kubeconfig
 
   local started=$SECONDS
@@ -244,6 +287,7 @@ up() {
     --tls-private-key-file="$p/apiserver.key" \
     --cert-dir="$p" \
     --client-ca-file="$p/client-ca.crt" \
+    --admission-control-config-file="$state/admission-config.yaml" \
     --authorization-mode=RBAC \
     --service-account-issuer="https://127.0.0.1:$apiserver_port" \
     --service-account-key-file="$p/sa.pub" \
@@ -287,6 +331,7 @@ up() {
 KUBECONFIG=$kc
 APISERVER=https://127.0.0.1:$apiserver_port
 ETCD=http://127.0.0.1:$etcd_port
+WEBHOOK_CLIENT_CA=$p/webhook-client-ca.crt
 EOF
   trap - EXIT INT TERM
   log "control plane is ready in $((SECONDS - started))s (apiserver https://127.0.0.1:$apiserver_port, state $state)"
