@@ -96,14 +96,31 @@ die() { # message [component-whose-log-to-show]
   exit 1
 }
 
+# Free loopback ports below the kernel's ephemeral range. A port from that range (what binding
+# port 0 gives) can be taken by a client's outgoing connection while its server is down: the fault
+# tests restart kube-apiserver on the same port while clients keep reconnecting to it, and once
+# the restarted server failed with "bind: address already in use".
 free_ports() { # n
   python3 - "$1" <<'EOF'
-import socket, sys
+import random, socket, sys
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+low = min(low, 32768)
 socks = []
 for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
+    for _ in range(500):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", random.randint(min(20000, low - 1000), low - 1)))
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+        break
+    else:
+        sys.exit("no free port below the ephemeral range")
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
