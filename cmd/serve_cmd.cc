@@ -19,6 +19,9 @@
 #include "cmd/commands.h"
 #include "cmd/flags.h"
 #include "common/log.h"
+#include "kube/api_health.h"
+#include "kube/api_health_metrics.h"
+#include "kube/kube_lookup.h"
 #include "kube/leader_election.h"
 #include "kube/rest_api.h"
 #include "mutators/mutators.h"
@@ -67,7 +70,9 @@ struct Background {
 
 const std::vector<std::string> kValueFlags = {
     "listen", "metrics-listen", "tls-cert-file", "tls-key-file", "client-ca-file", "kubeconfig",
-    "namespace", "log-level", "lookup-cache-ttl", "shutdown-grace",
+    "namespace", "log-level", "lookup-cache-ttl", "shutdown-grace", "shutdown-delay",
+    // readiness: the Kubernetes API's health
+    "api-unready-after", "api-probe-interval",
     // leader election
     "leader-election-id", "leader-election-lease-duration", "leader-election-renew-deadline",
     "leader-election-retry-period",
@@ -110,7 +115,9 @@ int Serve(int argc, char** argv) {
                                              {"release-grace", 90},
                                              {"cert-lifetime", 30 * 24 * 3600},
                                              {"ca-lifetime", 10.0 * 365 * 24 * 3600},
-                                             {"cert-sync-interval", 10}};
+                                             {"cert-sync-interval", 10},
+                                             {"api-unready-after", 20},
+                                             {"api-probe-interval", 5}};
   for (auto& [name, value] : durations) {
     if (!flags.Has(name)) continue;
     if (Status s = ParseDurationSeconds(flags.Get(name), &value); !s.ok()) {
@@ -126,9 +133,32 @@ int Serve(int argc, char** argv) {
   const int workers = std::atoi(flags.Get("processor-workers", "4").c_str());
   if (workers < 1 || workers > 64) return Fail("--processor-workers must be 1..64");
 
+  if (durations["api-probe-interval"] <= 0) return Fail("--api-probe-interval must be positive");
+
+  // Declared before the cluster connection, which reports to the API-health metrics until it goes.
+  webhook::Metrics metrics(kVersion);
+  std::unique_ptr<kube::ApiHealthMetrics> api_health_metrics;
   auto connection = ConnectCluster(flags.Get("kubeconfig"), Millis(durations["lookup-cache-ttl"]),
                                    /*require=*/false);
   if (!connection.ok()) return Fail(connection.status().message());
+
+  // The API's health, for /readyz and metrics: every API user (lookups, processor, leader
+  // election, certificates) goes through one recording transport, and a background probe covers
+  // quiet periods. The lookup is rebuilt on the recording transport.
+  std::shared_ptr<kube::ApiTransport> raw_transport = connection->transport;
+  std::shared_ptr<kube::ApiHealth> api_health;
+  if (raw_transport) {
+    api_health_metrics = std::make_unique<kube::ApiHealthMetrics>(*metrics.registry());
+    kube::ApiHealthOptions ho;
+    ho.unready_after = Millis(durations["api-unready-after"]);
+    ho.probe_interval = Millis(durations["api-probe-interval"]);
+    api_health = std::make_shared<kube::ApiHealth>(ho, api_health_metrics.get());
+    connection->transport =
+        std::make_shared<kube::HealthRecordingTransport>(raw_transport, api_health);
+    kube::KubeLookupOptions lo;
+    lo.cache_ttl = Millis(durations["lookup-cache-ttl"]);
+    connection->lookup = std::make_unique<kube::KubeLookup>(connection->transport, lo);
+  }
   kube::ResourceLookup& cluster = *connection->lookup;
   std::unique_ptr<kube::RestKubeApi> api;
   if (connection->transport) api = std::make_unique<kube::RestKubeApi>(connection->transport);
@@ -141,10 +171,14 @@ int Serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up mid-write is not a crash
 
-  webhook::Metrics metrics(kVersion);
   certs::CertificateMetrics cert_metrics(*metrics.registry());
   processor::ProcessorMetrics processor_metrics(*metrics.registry());
   Background bg;
+  if (api_health) {
+    // The probe goes to the API directly; it records its own outcome, with the failed checks.
+    bg.threads.emplace_back(
+        [h = api_health.get(), t = raw_transport.get(), b = &bg] { h->Run(*t, b->stop); });
+  }
 
   // Leader election: the Lease holder is the only writer (processor, certificate Secret).
   const bool leader_elect = flags.Get("leader-elect", "true") == "true";
@@ -232,9 +266,14 @@ int Serve(int argc, char** argv) {
   webhook::Registry mutation = mutators::BuildMutationRegistry(cluster);
   webhook::Registry validation = validators::BuildValidationRegistry(cluster);
   webhook::Server server(options, mutation, validation, metrics, certificates,
-                         [&cluster, &certificates_ready] {
-                           if (!cluster.Ready())
+                         [&cluster, &certificates_ready, health = api_health.get()] {
+                           // With a cluster, its API's health; without one, lookups are
+                           // always ready (they find nothing).
+                           if (health != nullptr) {
+                             if (Status s = health->Check(); !s.ok()) return s;
+                           } else if (!cluster.Ready()) {
                              return Status::Unavailable("cluster lookups not ready");
+                           }
                            if (!certificates_ready())
                              return Status::Unavailable("serving certificate not loaded yet");
                            return Status::Ok();

@@ -70,6 +70,8 @@ class KubeLookup final : public ResourceLookup {
 
   // True once a GET /version has succeeded; until then each call probes again, at most once per
   // ready_retry_interval (calls in between, and calls while another probe runs, answer false).
+  // It latches: it says the cluster was reached once, not that it still is. `serve` decides
+  // readiness with ApiHealth (kube/api_health.h) instead, which follows the API's current state.
   bool Ready() override;
 
  private:

@@ -184,6 +184,47 @@ class Longhorn:
             wait_until(lambda k=kind: not self.list(k, ns), timeout=timeout,
                        message=f"no {kind} left in {ns}")
 
+def control_plane_pki() -> Path:
+    """The running control plane's pki directory ($BG_STATE_DIR/pki, controlplane.sh's default
+    state dir otherwise)."""
+    state = Path(os.environ.get("BG_STATE_DIR") or "/tmp/backup-guard-cp")
+    pki = state / "pki"
+    if not pki.is_dir():
+        pytest.fail(f"no control-plane pki in {pki} (is BG_STATE_DIR the running plane's?)")
+    return pki
+
+
+def webhook_client_credentials() -> tuple[Path, Path, Path]:
+    """(CA, certificate, key) of the client certificate kube-apiserver presents to webhooks
+    (its admission-control kubeconfig, written by controlplane.sh)."""
+    pki = control_plane_pki()
+    files = (pki / "webhook-client-ca.crt", pki / "webhook-client.crt", pki / "webhook-client.key")
+    for f in files:
+        if not f.is_file():
+            pytest.fail(f"{f} is missing: the control plane was started without the webhook "
+                        "client certificate (an older controlplane.sh?)")
+    return files
+
+
+def issue_client_cert(out_dir: Path, common_name: str) -> tuple[Path, Path, Path]:
+    """A new self-signed CA and a clientAuth certificate it issues, made with openssl in out_dir:
+    (CA, certificate, key)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = out_dir / "ca.key", out_dir / "ca.crt"
+    key, csr, crt = out_dir / "client.key", out_dir / "client.csr", out_dir / "client.crt"
+    ext = out_dir / "client.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=clientAuth\n")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", ca_key, "-out", ca_crt, "-days", "2",
+         "-subj", f"/CN={common_name}-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign"])
+    run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", key, "-out", csr, "-subj", f"/CN={common_name}"])
+    run(["openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
+         "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext])
+    return ca_crt, crt, key
+
 
 class BackupGuardServer:
     """A `backup-guard serve` process against the e2e control plane."""

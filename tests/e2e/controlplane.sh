@@ -3,6 +3,12 @@
 # kube-controller-manager (garbage collector, namespace and service-account controllers), all on
 # 127.0.0.1 with free ports, no kubelet, no containers.
 #
+# kube-apiserver presents a client certificate to admission webhooks (its admission-control
+# kubeconfig, user "*"): pki/webhook-client.crt, issued by pki/webhook-client-ca.crt, a CA of its
+# own that signs nothing else. A webhook server started with --client-ca-file
+# pki/webhook-client-ca.crt therefore accepts the API server and no other client; servers that do
+# not ask for a client certificate never see it.
+#
 # Usage: controlplane.sh up [--crds FILE]... | down | env | status
 #   up      start everything (a fresh etcd every time), wait until /readyz is ok and the controller
 #           manager works; the last line on stdout is KUBECONFIG=<admin kubeconfig>.
@@ -90,21 +96,31 @@ die() { # message [component-whose-log-to-show]
   exit 1
 }
 
-# Ports below the ephemeral range (32768-60999): a fault test restarts kube-apiserver on the same
-# port, and a port from the ephemeral range can meanwhile be taken by an outgoing connection (even
-# a client's connect() to the dead port itself, which Linux may complete as a self-connection).
+# Free loopback ports below the kernel's ephemeral range. A port from that range (what binding
+# port 0 gives) can be taken by a client's outgoing connection while its server is down: the fault
+# tests restart kube-apiserver on the same port while clients keep reconnecting to it, and once
+# the restarted server failed with "bind: address already in use".
 free_ports() { # n
   python3 - "$1" <<'EOF'
 import random, socket, sys
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+low = min(low, 32768)
 socks = []
-while len(socks) < int(sys.argv[1]):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", random.randint(20000, 32000)))
-    except OSError:
-        s.close()
-        continue
-    socks.append(s)
+for _ in range(int(sys.argv[1])):
+    for _ in range(500):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", random.randint(min(20000, low - 1000), low - 1)))
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+        break
+    else:
+        sys.exit("no free port below the ephemeral range")
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
@@ -160,6 +176,9 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth'
     leaf admin "/O=system:masters/CN=admin" client-ca "$client"
     leaf kube-controller-manager /CN=system:kube-controller-manager client-ca "$client"
+    # What kube-apiserver presents to admission webhooks.
+    ca webhook-client-ca backup-guard-e2e-webhook-client-ca
+    leaf webhook-client /CN=kube-apiserver-webhook-client webhook-client-ca "$client"
     # Service-account token signing key pair.
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
     openssl pkey -in sa.key -pubout -out sa.pub
@@ -191,6 +210,38 @@ current-context: $2@backup-guard-e2e
 EOF
 }
 
+# The API server's admission-control configuration: both webhook admission plugins read the
+# credentials for webhook calls from one kubeconfig. Users are looked up by the webhook's
+# host:port (service webhooks: <svc>.<ns>.svc:<port>), then "*.<domain>" patterns, then "*"; the
+# e2e webhooks get free ports, so "*" it is.
+write_admission_config() {
+  local p=$state/pki
+  cat >"$state/webhook-client.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: $p/webhook-client.crt
+    client-key: $p/webhook-client.key
+EOF
+  cat >"$state/admission-config.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $state/webhook-client.kubeconfig
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $state/webhook-client.kubeconfig
+EOF
+}
+
 up() {
   command -v openssl >/dev/null || die "openssl is not installed"
   command -v python3 >/dev/null || die "python3 is not installed (used to pick free ports)"
@@ -210,7 +261,8 @@ up() {
     log "stopping the previous control plane in $state"
     down
   fi
-  rm -rf "$state/etcd" "$state/pki" "$state/logs" "$state/pids" "$state"/*.kubeconfig "$state/env"
+  rm -rf "$state/etcd" "$state/pki" "$state/logs" "$state/pids" "$state"/*.kubeconfig "$state/env" \
+    "$state/admission-config.yaml"
   mkdir -p "$state/logs" "$state/pids" "$state/etcd"
   chmod 700 "$state/etcd"
 
@@ -225,6 +277,7 @@ up() {
   gen_pki
   write_kubeconfig "$state/admin.kubeconfig" admin
   write_kubeconfig "$state/kube-controller-manager.kubeconfig" kube-controller-manager
+  write_admission_config
   local kc=$state/admin.kubeconfig
 
   local started=$SECONDS
@@ -251,6 +304,7 @@ up() {
     --tls-private-key-file="$p/apiserver.key" \
     --cert-dir="$p" \
     --client-ca-file="$p/client-ca.crt" \
+    --admission-control-config-file="$state/admission-config.yaml" \
     --authorization-mode=RBAC \
     --service-account-issuer="https://127.0.0.1:$apiserver_port" \
     --service-account-key-file="$p/sa.pub" \
@@ -294,6 +348,7 @@ up() {
 KUBECONFIG=$kc
 APISERVER=https://127.0.0.1:$apiserver_port
 ETCD=http://127.0.0.1:$etcd_port
+WEBHOOK_CLIENT_CA=$p/webhook-client-ca.crt
 EOF
   trap - EXIT INT TERM
   log "control plane is ready in $((SECONDS - started))s (apiserver https://127.0.0.1:$apiserver_port, state $state)"

@@ -375,9 +375,14 @@ class BackupGuard:
         return self
 
     def readyz(self, timeout: float = 2.0) -> int:
+        return self.readyz_answer(timeout)[0]
+
+    def readyz_answer(self, timeout: float = 2.0) -> tuple[int, str]:
+        """/readyz's status code and body (the reason, when not ready)."""
         s = requests.Session()
         s.trust_env = False
-        return s.get(self.url + "/readyz", verify=self.ca_file, timeout=timeout).status_code
+        r = s.get(self.url + "/readyz", verify=self.ca_file, timeout=timeout)
+        return r.status_code, r.text
 
     def wait_ready(self, timeout: float = 30):
         def ready():

@@ -17,6 +17,15 @@ Checked for each: the processor backs off and retries (reconcile errors / workqu
 /readyz and the metrics are sampled every 0.25 s and what they show is recorded; no Completed
 Backup loses its finalizer at any time (a watch that resumes through the outage, plus a final
 read); every failed Backup is gone after recovery; the server never exits.
+
+What /readyz and the metrics must show (the server runs with --api-unready-after 20s):
+  - every fault: backup_guard_kube_api_failures_total grows and backup_guard_kube_api_reachable
+    reads 0 at some point during the fault;
+  - the short faults (a restart of a few seconds, a 10 s etcd pause): /readyz stays 200 throughout,
+    because readiness that followed every blip would take all replicas out of the Service at once;
+  - the API unreachable for 30 s: /readyz turns 503 no earlier than the threshold after the fault
+    began, saying "kubernetes API unreachable" and how long ago the last contact was, and answers
+    200 again after SIGCONT.
 """
 from __future__ import annotations
 
@@ -34,6 +43,8 @@ FAILED = 200
 COMPLETED = 50
 RELEASED_BEFORE_FAULT = 10  # inject once this many failed Backups were released
 RECOVERY_TIMEOUT = 120  # after the fault ends, every failed Backup must be gone within this
+UNREADY_AFTER = 20  # --api-unready-after, in seconds
+READY_AGAIN_TIMEOUT = 30  # after the 30 s fault ends, /readyz must be 200 again within this
 
 
 def populate(kube: Kube, ns: str):
@@ -99,7 +110,9 @@ class Sampler:
         while not self.stop_event.is_set():
             s = {"t": time.monotonic()}
             try:
-                s["readyz"] = self.server.readyz(timeout=1.0)
+                s["readyz"], body = self.server.readyz_answer(timeout=1.0)
+                if s["readyz"] != 200:
+                    s["readyz_body"] = body[:300]
             except requests.RequestException as e:
                 s["readyz"] = f"error {type(e).__name__}"
             try:
@@ -111,6 +124,11 @@ class Sampler:
                 s["depth"] = m.sum("backup_guard_workqueue_depth")
                 s["deleting"] = m.sum("backup_guard_objects_deleting", kind="Backup")
                 s["leader"] = m.sum("backup_guard_leader")
+                s["api_reachable"] = m.sum("backup_guard_kube_api_reachable")
+                s["api_failures"] = m.sum("backup_guard_kube_api_failures_total")
+                s["api_last_contact"] = m.sum(
+                    "backup_guard_kube_api_last_contact_timestamp_seconds")
+                s["wall"] = time.time()
             except Exception as e:  # noqa: BLE001
                 s["metrics_error"] = type(e).__name__
             self.samples.append(s)
@@ -130,7 +148,7 @@ def summarize(samples: list[dict], base: dict | None = None) -> dict:
     for s in samples:
         readyz[str(s.get("readyz"))] = readyz.get(str(s.get("readyz")), 0) + 1
     out = {"samples": len(samples), "readyz": readyz}
-    for k in ("released", "errors", "retries"):
+    for k in ("released", "errors", "retries", "api_failures"):
         v = vals(k)
         if v:
             out[f"{k}_delta"] = v[-1] - v[0]
@@ -141,6 +159,32 @@ def summarize(samples: list[dict], base: dict | None = None) -> dict:
     v = vals("leader")
     if v:
         out["leader_min"] = min(v)
+    v = [s["api_reachable"] for s in samples if "api_reachable" in s]
+    if v:
+        out["api_reachable_min"] = min(v)
+    # The longest time without contact that the metrics showed (scrape time - last contact).
+    gaps = [s["wall"] - s["api_last_contact"] for s in samples
+            if s.get("api_last_contact") and "wall" in s]
+    if gaps:
+        out["api_no_contact_max_s"] = round(max(gaps), 1)
+    reasons = sorted({s["readyz_body"].split(";")[0] for s in samples if "readyz_body" in s})
+    if reasons:
+        out["readyz_reasons"] = reasons[:3]
+    return out
+
+
+def readiness_timeline(samples: list[dict], t_fault: float, t_end: float) -> dict:
+    """When /readyz first answered 503 after the fault began, and when it answered 200 again
+    after that (relative to the fault's end), from the samples."""
+    out = {}
+    first_503 = next((s for s in samples if s["t"] >= t_fault and s.get("readyz") == 503), None)
+    if first_503 is None:
+        return out
+    out["first_503_after_fault_start_s"] = round(first_503["t"] - t_fault, 1)
+    out["first_503_reason"] = first_503.get("readyz_body", "")
+    back = next((s for s in samples if s["t"] > first_503["t"] and s.get("readyz") == 200), None)
+    if back is not None:
+        out["ready_again_after_fault_end_s"] = round(back["t"] - t_end, 1)
     return out
 
 
@@ -173,7 +217,8 @@ def test_processor_survives_api_fault(fault, kube, control_plane, servers, names
 
     watch = WatchRecorder(kube, ns, "backups", check).start()
     server = servers("processor", kubeconfig=kube.kubeconfig, namespace=ns,
-                     extra=FAST_LEASE + ["--leader-election-id", f"faults-{fault}"])
+                     extra=FAST_LEASE + ["--leader-election-id", f"faults-{fault}",
+                                         "--api-unready-after", f"{UNREADY_AFTER}s"])
     sampler = None
     apiserver_cmd = control_plane.cmdline("kube-apiserver")
     try:
@@ -188,7 +233,8 @@ def test_processor_survives_api_fault(fault, kube, control_plane, servers, names
         before = server.metrics()
         base = {"released": before.sum("backup_guard_finalizer_releases_total", kind="Backup"),
                 "errors": before.sum("backup_guard_reconcile_total", result="error"),
-                "retries": before.sum("backup_guard_workqueue_retries_total")}
+                "retries": before.sum("backup_guard_workqueue_retries_total"),
+                "api_failures": before.sum("backup_guard_kube_api_failures_total")}
         released_at_fault = before.sum("backup_guard_finalizer_releases_total", kind="Backup")
         log(f"{fault}: injecting with {released_at_fault:.0f} of {FAILED} released")
 
@@ -234,10 +280,20 @@ def test_processor_survives_api_fault(fault, kube, control_plane, servers, names
                 break
             time.sleep(0.5)
         t_done = time.monotonic()
+        if fault == "apiserver-unreachable":
+            # Readiness returns at the first answer from the API; give the sampler time to see it.
+            def ready_again():
+                back = readiness_timeline(sampler.samples, t_fault, t_end)
+                return "ready_again_after_fault_end_s" in back or \
+                    "first_503_after_fault_start_s" not in back
+            deadline = t_end + READY_AGAIN_TIMEOUT
+            while time.monotonic() < deadline and not ready_again():
+                time.sleep(0.25)
         after = server.metrics()
         sampler.stop()
         watch.stop()
         overall = summarize(sampler.window(t_fault, t_done), base)
+        timeline = readiness_timeline(sampler.samples, t_fault, t_end)
 
         # Final read: every Completed Backup still there, deleting, with its finalizer.
         final = {it["metadata"]["name"]: it for it in kube.list_items(ns, "backups")}
@@ -270,6 +326,7 @@ def test_processor_survives_api_fault(fault, kube, control_plane, servers, names
                 "backup_guard_finalizer_releases_total", kind="Backup")},
             "during_fault": during, "fault_to_done": overall, **trouble,
             "readyz_changed_during_fault": readyz_changed,
+            "readiness": timeline,
             "log": log_counts,
             "watch": {"events": watch.events, "reconnects": watch.reconnects,
                       "relists": watch.relists, "problems": watch.problems[:5]},
@@ -289,9 +346,27 @@ def test_processor_survives_api_fault(fault, kube, control_plane, servers, names
         assert trouble["reconcile_errors"] > 0 or trouble["workqueue_retries"] > 0 or \
             log_counts["watch failed"] + log_counts["list failed"] > 0, (
             f"no sign of backing off and retrying: {trouble}, log {log_counts}")
-        shown = readyz_changed or trouble["reconcile_errors"] > 0 or overall.get("leader_min") == 0
-        assert shown, (
-            f"neither /readyz nor the metrics showed the trouble: {during}")
+        # The API-health metrics show every fault, however short.
+        assert during.get("api_failures_delta", 0) > 0, (
+            f"backup_guard_kube_api_failures_total did not grow during the fault: {during}")
+        assert during.get("api_reachable_min") == 0, (
+            f"backup_guard_kube_api_reachable never read 0 during the fault: {during}")
+        if fault == "apiserver-unreachable":
+            assert "first_503_after_fault_start_s" in timeline, (
+                f"/readyz never answered 503 during {t_end - t_fault:.0f}s without the API: "
+                f"{during['readyz']}")
+            assert timeline["first_503_after_fault_start_s"] >= UNREADY_AFTER - 1, (
+                f"/readyz turned 503 before --api-unready-after {UNREADY_AFTER}s: {timeline}")
+            assert "kubernetes API unreachable" in timeline["first_503_reason"] and \
+                "last contact" in timeline["first_503_reason"], timeline
+            assert "ready_again_after_fault_end_s" in timeline, (
+                f"/readyz did not answer 200 again within {READY_AGAIN_TIMEOUT}s of SIGCONT: "
+                f"{timeline}, {overall['readyz']}")
+        else:
+            # A blip shorter than the threshold must not pull the replica out of the Service.
+            assert set(overall["readyz"]) == {"200"}, (
+                f"/readyz left 200 during a {t_end - t_fault:.0f}s fault: {overall['readyz']}, "
+                f"{overall.get('readyz_reasons')}")
     finally:
         if sampler:
             sampler.stop()
