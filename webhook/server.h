@@ -43,9 +43,11 @@ struct ServerOptions {
   std::chrono::seconds handshake_timeout{10};
   std::chrono::seconds request_timeout{10};
   std::chrono::seconds write_timeout{10};
-  // Longer than kube-apiserver's own idle-connection reuse window (90 s) would be pointless;
-  // shorter than it makes the API server reconnect often. Idle connections cost no thread.
-  std::chrono::seconds keep_alive_timeout{30};
+  // Longer than the idle timeout of kube-apiserver's webhook client (Go's default transport, 90 s),
+  // so that the client, not the server, closes an idle connection: a server-side close can race
+  // with a request the client is sending, and the API server does not retry a POST. Idle
+  // connections cost no thread.
+  std::chrono::seconds keep_alive_timeout{120};
   // kube-apiserver reuses a connection for many calls; closing after a handful costs a handshake.
   std::size_t keep_alive_max_requests = 10000;
   // Open TLS connections at most; past it new ones are closed at once.

@@ -51,7 +51,7 @@ struct TlsListenerOptions {
   std::chrono::milliseconds handshake_timeout{10000};
   // kube-apiserver sends a request at once; 10 s is generous for a 7 MiB body on a slow link.
   std::chrono::milliseconds request_timeout{10000};
-  std::chrono::milliseconds idle_timeout{30000};
+  std::chrono::milliseconds idle_timeout{120000};  // see ServerOptions::keep_alive_timeout
   std::chrono::milliseconds write_timeout{10000};
   std::size_t max_requests_per_connection = 10000;
   // Open connections at most. Past it a new connection is closed at once, so the answer to
