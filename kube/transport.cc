@@ -288,6 +288,9 @@ std::unique_ptr<httplib::SSLClient> HttpsTransport::NewClient() const {
   client->set_read_timeout(options_.read_timeout);
   client->set_write_timeout(options_.write_timeout);
   client->set_keep_alive(true);
+  // Without it, a request whose headers and body go out as two TLS records waits for the server's
+  // delayed ACK of the first (Nagle): about 40 ms per PATCH, DELETE or POST on Linux.
+  client->set_tcp_nodelay(true);
   client->set_follow_location(false);
   return client;
 }
