@@ -257,6 +257,18 @@ TEST_F(HttpsTransportTest, ConfiguredCaIsTheOnlyTrustAnchor) {
   EXPECT_THAT(refused.status().message(), HasSubstr("SSLServerVerification"));
 }
 
+// httplib would add the system trust store (~140 certificates, about 0.9 MB per connection) to a
+// connection's store on its first handshake; with a configured CA only that CA is loaded.
+TEST_F(HttpsTransportTest, AConfiguredCaKeepsTheSystemTrustStoreOutOfEveryConnection) {
+  EchoServer server(server_cert_);
+  auto transport = MustCreate(ConfigFor(server));
+  ASSERT_NE(transport, nullptr);
+  Echo(*transport);
+  const std::vector<size_t> sizes = transport->IdleTrustStoreSizesForTesting();
+  ASSERT_EQ(sizes.size(), 1u);
+  EXPECT_EQ(sizes[0], 1u) << "the configured CA only";
+}
+
 TEST_F(HttpsTransportTest, CaBundleWithSeveralCertificates) {
   EchoServer server(server_cert_);
   ClusterConfig config = ConfigFor(server);

@@ -375,7 +375,9 @@ class Uninstaller {
     auto released = executor_.Release(resource, fresh, [&](const json& again) {
       return PlanFor(resource, again, snap, Context());
     });
-    return released.ok() ? Status::Ok() : released.status();
+    if (!released.ok()) return released.status();
+    if (*released == Executor::Outcome::kReleased) ++releases_;
+    return Status::Ok();
   }
 
   static std::string Key(const std::string& resource, const json& obj) {
@@ -447,7 +449,9 @@ class Uninstaller {
         auto released = executor_.Release(resource, *todo[i]->obj, [&](const json& fresh) {
           return PlanFor(resource, fresh, snap, Context());
         });
-        return released.ok() ? Status::Ok() : released.status();
+        if (!released.ok()) return released.status();
+        if (*released == Executor::Outcome::kReleased) ++releases_;
+        return Status::Ok();
       });
       if (!s.ok()) return s;
     }
@@ -510,6 +514,7 @@ class Uninstaller {
       for (const json& obj : items) {
         if (!longhorn::IsBeingDeleted(obj)) to_delete.push_back(&obj);
       }
+      const size_t releases_before = releases_.load();
       std::set<std::string> written;
       Status deleting = ParallelFor(to_delete.size(), options_.workers, [&](size_t i) {
         auto deleted = executor_.CascadeChild(Child{resource, *to_delete[i]}, /*label=*/false);
@@ -531,6 +536,10 @@ class Uninstaller {
         last_reported = items.size();
       }
       snap = Status::Internal("released");  // the snapshot goes before the wait
+      // A pass that released finalizers may have emptied what held others (a BackupVolume's
+      // Backups, a target's children): look again at once. Releases are bounded (no finalizer can
+      // be added to an object being deleted), so this never spins; anything else waits.
+      if (releases_.load() != releases_before && Clock::now() < deadline_) continue;
       if (!WaitOrTimeOut()) return false;
     }
   }
@@ -614,6 +623,7 @@ class Uninstaller {
   std::ostream& out_;
   std::ostream& err_;
   std::mutex err_mu_;
+  std::atomic<size_t> releases_{0};  // finalizers this run removed
   Executor executor_;
   std::vector<std::string> order_;
   std::map<std::string, std::string> kinds_;

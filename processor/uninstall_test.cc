@@ -522,5 +522,21 @@ TEST_F(UninstallTest, OneWorkerWritesOneAtATime) {
   EXPECT_EQ(recorder_.max_in_flight.load(), 1);
 }
 
+TEST_F(UninstallTest, APassThatReleasedLooksAgainWithoutWaitingForThePollInterval) {
+  SeedScenario(true);
+  SetFlag("true");
+  UninstallOptions o;
+  o.ns = kNs;
+  o.force = true;
+  o.poll_interval = std::chrono::seconds(5);
+  o.timeout = std::chrono::seconds(60);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(RunUninstall(api_, o, out_, err_), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4))
+      << "every pass released something, so none waited; output:\n"
+      << out_.str();
+}
+
 }  // namespace
 }  // namespace bg::processor
