@@ -367,11 +367,14 @@ class Uninstaller {
     return ctx;
   }
 
-  // Releases `fresh` (the copy a write just answered) at once when the rules allow it on `snap`.
-  // Anything they do not allow yet is left to a later pass.
+  // Releases `fresh` (the copy a write just answered) at once when the rules allow it on `snap`
+  // and its plan has no cascade left to run first (a BackupVolume past the grace still has its
+  // Backups to label and delete before it may go). Anything else is left to a later pass, which
+  // runs cascades before releases.
   Status ReleaseIfAllowed(const std::string& resource, const json& fresh, Snapshot& snap) {
     if (!NeedsRelease(fresh)) return Status::Ok();
-    if (!PlanFor(resource, fresh, snap, Context()).release) return Status::Ok();
+    const Plan plan = PlanFor(resource, fresh, snap, Context());
+    if (!plan.release || !plan.cascade.empty()) return Status::Ok();
     auto released = executor_.Release(resource, fresh, [&](const json& again) {
       return PlanFor(resource, again, snap, Context());
     });

@@ -538,5 +538,25 @@ TEST_F(UninstallTest, APassThatReleasedLooksAgainWithoutWaitingForThePollInterva
       << out_.str();
 }
 
+// A BackupVolume without a target is in no target's cascade: its own plan labels and deletes its
+// Backups. Even with --force (grace 0) it is released only after that cascade, never right after
+// its own DELETE.
+TEST_F(UninstallTest, AnObjectWithACascadeLeftIsNotReleasedRightAfterItsDelete) {
+  api_.Seed(R("backupvolumes"), {{"metadata", Meta("vol-x-bv", {{"backup-volume", "vol-x"}})},
+                                 {"spec", {{"volumeName", "vol-x"}}}});
+  api_.Seed(R("backups"), {{"metadata", Meta("orphan", {{"backup-volume", "vol-x"}})},
+                           {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}});
+  SetFlag("true");
+  UninstallOptions o;
+  o.force = true;
+  ASSERT_EQ(RunRecorded(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  const int label = recorder_.IndexOf("label", "backups", "orphan");
+  ASSERT_GE(label, 0) << "the BackupVolume's cascade labels its Backup";
+  EXPECT_LT(label, recorder_.IndexOf("delete", "backups", "orphan"));
+  EXPECT_LT(label, recorder_.IndexOf("release", "backupvolumes", "vol-x-bv"))
+      << "the BackupVolume went before its Backup was marked delete-custom-resource-only";
+}
+
 }  // namespace
 }  // namespace bg::processor
