@@ -92,7 +92,8 @@ def measure(plane, args, fn):
     calls = diff_calls(m0, m1)
     # The two metrics reads themselves are not longhorn.io calls; nothing to subtract.
     result.update({"apiserver_cpu_s": c1 - c0, "etcd_cpu_s": e1 - e0, "calls": calls,
-                   "calls_by_verb": summarize_calls(calls), "loadavg_before": la})
+                   "calls_by_verb": summarize_calls(calls), "loadavg_before": la,
+                   "loadavg_after": loadavg()})
     return result
 
 
@@ -114,6 +115,7 @@ def run_uninstall(plane, args, size, logdir):
     logfile = os.path.join(logdir, f"uninstall-{size}.log")
     argv = ["/usr/bin/time", "-v", "-o", timefile, args.backup_guard, "uninstall", "--kubeconfig",
             plane.kubeconfig, "--namespace", "longhorn-system", "--force", "--timeout", f"{args.timeout}s"]
+    argv += args.uninstall_args.split()
 
     def go():
         steps = []
@@ -171,6 +173,8 @@ def main():
     ap.add_argument("--timeout", type=int, default=3600, help="uninstall --timeout, seconds")
     ap.add_argument("--state-dir", default="/tmp/bg-bench")
     ap.add_argument("--preload", default="", help="diagnostic: LD_PRELOAD for the uninstall process")
+    ap.add_argument("--uninstall-args", default="",
+                    help="extra arguments for `backup-guard uninstall`, e.g. '--workers 16 --qps 0'")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     logdir = os.path.join(args.out, "logs")
@@ -179,7 +183,8 @@ def main():
     candidates = [int(c) for c in args.floor_concurrency.split(",")]
 
     plane = Plane(args.state_dir)
-    result = {"sizes": sizes, "runs": [], "tuning": [], "loadavg_start": loadavg()}
+    result = {"sizes": sizes, "runs": [], "tuning": [], "loadavg_start": loadavg(),
+              "uninstall_args": args.uninstall_args}
     started = time.time()
     try:
         log("starting the control plane ...")
@@ -224,12 +229,13 @@ def main():
     with open(os.path.join(args.out, "uninstall.json"), "w") as fh:
         json.dump(result, fh, indent=1)
     print(f"{'objects':>8} {'uninstall s':>11} {'floor s':>8} {'ratio':>6} {'RSS MB':>7} "
-          f"{'apiserver cpu s':>15} {'(floor)':>8} {'calls':>7} {'(floor)':>8}")
+          f"{'apiserver cpu s':>15} {'(floor)':>8} {'calls':>7} {'(floor)':>8} {'load 1m':>8}")
     for r in result["runs"]:
         u, f = r["uninstall"], r["floor"]
         print(f"{r['objects']:>8,} {u['seconds']:>11.1f} {f['seconds']:>8.2f} {u['seconds'] / f['seconds']:>6.1f} "
               f"{u['peak_rss_mb']:>7.1f} {u['apiserver_cpu_s']:>15.1f} {f['apiserver_cpu_s']:>8.1f} "
-              f"{sum(u['calls'].values()):>7,} {sum(f['calls'].values()):>8,}")
+              f"{sum(u['calls'].values()):>7,} {sum(f['calls'].values()):>8,} "
+              f"{u['loadavg_before'][0]:>4.1f}/{f['loadavg_before'][0]:.1f}")
 
 
 if __name__ == "__main__":

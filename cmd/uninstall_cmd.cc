@@ -1,19 +1,42 @@
 // `backup-guard uninstall`: see processor/uninstall.h.
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <memory>
 
-#include "cmd/cluster.h"
 #include "cmd/commands.h"
 #include "cmd/flags.h"
 #include "common/log.h"
+#include "kube/kubeconfig.h"
 #include "kube/rest_api.h"
+#include "kube/transport.h"
 #include "processor/uninstall.h"
 
 namespace bg::cmd {
 
+namespace {
+
+// A number flag: `*out` keeps its default when the flag is absent; false when it does not parse or
+// lies outside [min, max].
+bool NumberFlag(const Flags& flags, const std::string& name, double min, double max, double* out) {
+  if (!flags.Has(name)) return true;
+  const std::string text = flags.Get(name);
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end == nullptr || *end != '\0' || !(v >= min && v <= max)) {
+    std::fprintf(stderr, "uninstall: --%s must be a number from %g to %g\n", name.c_str(), min,
+                 max);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
 int Uninstall(int argc, char** argv) {
   Flags flags({"kubeconfig", "namespace", "timeout", "release-grace", "log-level",
-               "remove-webhook-configurations"},
+               "remove-webhook-configurations", "workers", "qps", "burst"},
               {"dry-run", "force", "skip-unless-confirmed"});
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "uninstall: %s\n", s.message().c_str());
@@ -38,14 +61,45 @@ int Uninstall(int argc, char** argv) {
   }
   options.timeout = std::chrono::seconds(static_cast<long long>(timeout));
   options.release_grace = std::chrono::seconds(static_cast<long long>(grace));
+  // Writes in flight and the client-side limit. The defaults let one uninstall go as fast as an
+  // API server answers 32 writers (hundreds of calls a second) while never having more than 32
+  // requests open at once; the API server's priority and fairness still applies. --qps 0 turns
+  // the client-side limit off.
+  double workers = 32, qps = 1000, burst = 200;
+  if (!NumberFlag(flags, "workers", 1, 256, &workers) || !NumberFlag(flags, "qps", 0, 1e6, &qps) ||
+      !NumberFlag(flags, "burst", 1, 1e6, &burst)) {
+    return 2;
+  }
+  options.workers = static_cast<int>(workers);
 
-  auto connection = ConnectCluster(flags.Get("kubeconfig"), std::chrono::milliseconds(0),
-                                   /*require=*/true);
-  if (!connection.ok()) {
-    std::fprintf(stderr, "uninstall: %s\n", connection.status().message().c_str());
+  const std::string kubeconfig = flags.Get("kubeconfig");
+  Result<kube::ClusterConfig> config =
+      kubeconfig.empty() ? kube::InClusterConfig() : kube::LoadKubeconfig(kubeconfig);
+  if (!config.ok()) {
+    std::fprintf(
+        stderr, "uninstall: %s%s\n",
+        kubeconfig.empty() ? "in-cluster config: " : ("--kubeconfig " + kubeconfig + ": ").c_str(),
+        config.status().message().c_str());
     return 1;
   }
-  kube::RestKubeApi api(connection->transport);
+  kube::TransportOptions transport_options;
+  // One kept-alive connection per worker (plus the lists), so no write pays a TLS handshake.
+  transport_options.max_idle_connections = static_cast<size_t>(options.workers) + 2;
+  // Not inside an admission request: an API server busy with thousands of deletions may take
+  // longer than the lookups' 5 s to answer a list page or a write.
+  transport_options.read_timeout = std::chrono::seconds(30);
+  transport_options.write_timeout = std::chrono::seconds(30);
+  auto transport = kube::HttpsTransport::Create(*config, transport_options);
+  if (!transport.ok()) {
+    std::fprintf(stderr, "uninstall: cluster connection: %s\n",
+                 transport.status().message().c_str());
+    return 1;
+  }
+  kube::RestKubeApiOptions api_options;
+  api_options.qps = qps;
+  api_options.burst = static_cast<int>(burst);
+  kube::RestKubeApi api(std::shared_ptr<kube::ApiTransport>(std::move(transport).value()),
+                        api_options);
   int status = 0;
   if (flags.Bool("skip-unless-confirmed") && !processor::UninstallConfirmed(api, options.ns)) {
     std::cout << "uninstall: deleting-confirmation-flag is not \"true\": the storage engine stays; "

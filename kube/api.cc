@@ -21,4 +21,24 @@ ResourceRef LonghornResource(std::string_view plural) {
                      std::string(plural), kind};
 }
 
+Result<nlohmann::json> KubeApi::DeleteReturningObject(const ResourceRef& r, const std::string& ns,
+                                                      const std::string& name,
+                                                      const std::string& uid) {
+  if (Status s = Delete(r, ns, name, uid); !s.ok()) return s;
+  return nlohmann::json::object();
+}
+
+Status KubeApi::ListPages(const ResourceRef& r, const std::string& ns,
+                          const std::string& label_selector, const PageFn& on_page) {
+  Result<nlohmann::json> list = List(r, ns, label_selector);
+  if (!list.ok()) return list.status();
+  std::vector<nlohmann::json> items;
+  if (auto it = list->find("items"); it != list->end() && it->is_array()) {
+    items.reserve(it->size());
+    for (nlohmann::json& item : *it) items.push_back(std::move(item));
+  }
+  on_page(items);
+  return Status::Ok();
+}
+
 }  // namespace bg::kube

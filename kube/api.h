@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -56,6 +57,20 @@ class KubeApi {
   // DELETE with background propagation; with `uid`, a precondition on it.
   virtual Status Delete(const ResourceRef& r, const std::string& ns, const std::string& name,
                         const std::string& uid = "") = 0;
+  // Delete, answering the object as the API server returned it: for an object held by finalizers,
+  // the copy now being deleted (deletionTimestamp and a new resourceVersion), so the caller can
+  // apply its release rules without reading it again. An empty JSON object when the answer
+  // carried none (a Status, or an implementation that does not return objects: the default).
+  virtual Result<nlohmann::json> DeleteReturningObject(const ResourceRef& r, const std::string& ns,
+                                                       const std::string& name,
+                                                       const std::string& uid = "");
+  // List, handing each page's items to `on_page` as soon as it is read, so that a caller keeping
+  // only part of each object never holds the whole list. Items carry kind and apiVersion as in
+  // List. A continue token that expires mid-way is Gone here (pages already handed over no longer
+  // form one snapshot: the caller starts again). The default lists at once and hands one page.
+  using PageFn = std::function<void(std::vector<nlohmann::json>& items)>;
+  virtual Status ListPages(const ResourceRef& r, const std::string& ns,
+                           const std::string& label_selector, const PageFn& on_page);
   // Streams events from `resource_version` (allowWatchBookmarks=true) until the server ends the
   // stream (Ok), `on_event` returns false (Ok), `stop` becomes true (Ok), or an error. A 410
   // answer, or an ERROR event with code 410, returns Gone.

@@ -241,6 +241,63 @@ Result<json> RestKubeApi::List(const ResourceRef& r, const std::string& ns,
   return Status::Internal(what + ": unreachable");  // the unpaginated pass always returns
 }
 
+Status RestKubeApi::ListPages(const ResourceRef& r, const std::string& ns,
+                              const std::string& label_selector, const PageFn& on_page) {
+  const std::string what = "list " + Describe(r, ns, "");
+  std::string base = ResourcePath(r, ns) + "?";
+  if (!label_selector.empty()) base += "labelSelector=" + UrlEncode(label_selector) + "&";
+  std::string token;
+  do {
+    std::string path = base;
+    if (options_.list_page_size > 0) {
+      path += "limit=" + std::to_string(options_.list_page_size) + "&";
+    }
+    if (!token.empty()) path += "continue=" + UrlEncode(token) + "&";
+    path.pop_back();  // the trailing '&' or '?'
+    Result<json> page = Call("GET", path, "", "", what);
+    if (!page.ok()) return page.status();  // an expired token is Gone: the caller starts again
+    json& body = page.value();
+    std::string kind = r.kind;
+    if (auto k = body.find("kind"); k != body.end() && k->is_string()) {
+      const std::string list_kind = k->get<std::string>();
+      if (list_kind.size() > 4 && list_kind.ends_with("List")) {
+        kind = list_kind.substr(0, list_kind.size() - 4);
+      }
+    }
+    std::string api_version = ApiVersionOf(r);
+    if (auto v = body.find("apiVersion"); v != body.end() && v->is_string()) {
+      api_version = v->get<std::string>();
+    }
+    std::vector<json> items;
+    if (auto page_items = body.find("items"); page_items != body.end() && !page_items->is_null()) {
+      if (!page_items->is_array()) {
+        return Status::Unavailable(what + ": malformed response: items is not an array");
+      }
+      items.reserve(page_items->size());
+      for (json& item : *page_items) {
+        if (item.is_object()) {
+          if (!kind.empty() && !item.contains("kind")) item["kind"] = kind;
+          if (!item.contains("apiVersion")) item["apiVersion"] = api_version;
+        }
+        items.push_back(std::move(item));
+      }
+    }
+    std::string next;
+    if (auto meta = body.find("metadata"); meta != body.end() && meta->is_object()) {
+      if (auto c = meta->find("continue"); c != meta->end() && c->is_string()) {
+        next = c->get<std::string>();
+      }
+    }
+    if (!next.empty() && next == token) {
+      return Status::Unavailable(what + ": the server repeated a continue token");
+    }
+    body = json();  // the page's text and DOM go before the caller keeps what it needs
+    on_page(items);
+    token = std::move(next);
+  } while (options_.list_page_size > 0 && !token.empty());
+  return Status::Ok();
+}
+
 Result<json> RestKubeApi::Create(const ResourceRef& r, const std::string& ns, const json& obj) {
   const std::string what = "create " + Describe(r, ns, ObjectName(obj));
   Result<std::string> body = WriteBody(r, obj);
@@ -268,6 +325,12 @@ Result<json> RestKubeApi::MergePatch(const ResourceRef& r, const std::string& ns
 
 Status RestKubeApi::Delete(const ResourceRef& r, const std::string& ns, const std::string& name,
                            const std::string& uid) {
+  Result<json> deleted = DeleteReturningObject(r, ns, name, uid);
+  return deleted.ok() ? Status::Ok() : deleted.status();
+}
+
+Result<json> RestKubeApi::DeleteReturningObject(const ResourceRef& r, const std::string& ns,
+                                                const std::string& name, const std::string& uid) {
   const std::string what = "delete " + Describe(r, ns, name);
   // Without a name the request would delete the whole collection.
   if (!IsAddressableName(name)) return Status::InvalidArgument(what + ": no object name");
@@ -282,7 +345,12 @@ Status RestKubeApi::Delete(const ResourceRef& r, const std::string& ns, const st
   if (response->status < 200 || response->status >= 300) {
     return StatusFromHttp(response->status, response->body, what);
   }
-  return Status::Ok();
+  json object = ParseOrDiscard(response->body);
+  if (!object.is_object() || !object.contains("metadata") || !object["metadata"].is_object() ||
+      object.value("kind", "") == "Status") {
+    return json::object();
+  }
+  return object;
 }
 
 std::chrono::seconds RestKubeApi::WatchTimeout() {

@@ -81,6 +81,13 @@ class RestKubeApi final : public KubeApi {
                                     const std::string& name, const nlohmann::json& patch) override;
   Status Delete(const ResourceRef& r, const std::string& ns, const std::string& name,
                 const std::string& uid = "") override;
+  // The object of a 200 answer (not a Status), else an empty object.
+  Result<nlohmann::json> DeleteReturningObject(const ResourceRef& r, const std::string& ns,
+                                               const std::string& name,
+                                               const std::string& uid = "") override;
+  // Pages of list_page_size items (one request when it is 0), each handed over as it arrives.
+  Status ListPages(const ResourceRef& r, const std::string& ns, const std::string& label_selector,
+                   const PageFn& on_page) override;
 
   // GET ...?watch=true&allowWatchBookmarks=true&resourceVersion=RV&timeoutSeconds=N, streamed.
   // Each complete line is one event, handed to `on_event` at once (BOOKMARK events included).

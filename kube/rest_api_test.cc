@@ -341,6 +341,38 @@ TEST_F(RestKubeApiTest, ListWithAnExpiredContinueTokenListsAgainInOneRequest) {
   EXPECT_EQ(lines[3], std::string("GET ") + kBackupsPath);
 }
 
+TEST_F(RestKubeApiTest, ListPagesHandsOverEachPageAsItArrives) {
+  transport_->SetHandler(PagedBackups(1200));
+  std::vector<std::size_t> sizes;
+  std::size_t requests_at_first_page = 0;
+  Status s = api().ListPages(kBackups, kNs, "", [&](std::vector<json>& items) {
+    if (sizes.empty()) requests_at_first_page = transport_->requests().size();
+    sizes.push_back(items.size());
+    EXPECT_EQ(items.front()["kind"], "Backup");
+    EXPECT_EQ(items.front()["apiVersion"], "longhorn.io/v1beta2");
+  });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_THAT(sizes, ElementsAre(500u, 500u, 200u));
+  EXPECT_EQ(requests_at_first_page, 1u) << "the first page is handed over before the second read";
+  EXPECT_EQ(transport_->requests().back().path,
+            std::string(kBackupsPath) + "?limit=500&continue=tok-1000");
+}
+
+TEST_F(RestKubeApiTest, ListPagesWithAnExpiredContinueTokenIsGone) {
+  auto paged = PagedBackups(1200);
+  transport_->SetHandler([paged](const Recorded& r) -> Result<HttpResponse> {
+    if (r.path.find("continue=tok-1000") != std::string::npos) {
+      return HttpResponse{410, R"({"kind":"Status","code":410,"message":"too old"})"};
+    }
+    return paged(r);
+  });
+  std::size_t seen = 0;
+  Status s =
+      api().ListPages(kBackups, kNs, "", [&](std::vector<json>& items) { seen += items.size(); });
+  EXPECT_EQ(s.code(), Status::Code::kGone);
+  EXPECT_EQ(seen, 1000u);
+}
+
 TEST_F(RestKubeApiTest, ListOfAMissingKindIsNotFound) {
   transport_->AnswerAll(
       404,
@@ -501,6 +533,22 @@ TEST_F(RestKubeApiTest, DeleteWithUidSendsBackgroundPropagationAndAPrecondition)
                                        {"apiVersion", "v1"},
                                        {"propagationPolicy", "Background"},
                                        {"preconditions", {{"uid", "uid-123"}}}}));
+}
+
+TEST_F(RestKubeApiTest, DeleteReturningObjectAnswersTheObjectBeingDeleted) {
+  transport_->AnswerAll(200, R"({"kind":"Backup","metadata":{"name":"b-1","resourceVersion":"7",
+                                 "deletionTimestamp":"2026-01-01T00:00:00Z"}})");
+  Result<json> obj = api().DeleteReturningObject(kBackups, kNs, "b-1", "uid-123");
+  ASSERT_TRUE(obj.ok()) << obj.status().message();
+  EXPECT_EQ((*obj)["metadata"]["resourceVersion"], "7");
+  EXPECT_EQ(json::parse(transport_->requests().at(0).body)["preconditions"]["uid"], "uid-123");
+}
+
+TEST_F(RestKubeApiTest, DeleteReturningObjectAnswersAnEmptyObjectForAStatus) {
+  transport_->AnswerAll(202, R"({"kind":"Status","status":"Success","metadata":{}})");
+  Result<json> obj = api().DeleteReturningObject(kBackups, kNs, "b-1");
+  ASSERT_TRUE(obj.ok());
+  EXPECT_EQ(*obj, json::object());
 }
 
 TEST_F(RestKubeApiTest, DeleteWithoutUidHasNoPrecondition) {

@@ -114,6 +114,9 @@ class HttpsTransport final : public ApiTransport {
   // "https://host:port" plus the base path, for logs.
   const std::string& server() const { return server_; }
 
+  // For tests: how many certificates and CRLs the trust store of each idle pooled connection holds.
+  std::vector<size_t> IdleTrustStoreSizesForTesting();
+
  private:
   struct TlsMaterial;  // parsed OpenSSL objects, immutable after Create
 

@@ -66,6 +66,36 @@ Status Executor::Cascade(const Plan& plan) {
   return Status::Ok();
 }
 
+Result<json> Executor::CascadeChild(const Child& child, bool label) {
+  const kube::ResourceRef ref = kube::LonghornResource(child.resource);
+  const std::string name = Name(child.object);
+  json last = json::object();
+  if (label && !longhorn::IsDeleteCustomResourceOnly(child.object)) {
+    if (Status s = CheckMayWrite(); !s.ok()) return s;
+    const json patch = {
+        {"metadata",
+         {{"labels", {{std::string(longhorn::kDeleteCustomResourceOnlyLabel), "true"}}}}}};
+    auto r = api_.MergePatch(ref, ns_, name, patch);
+    if (!r.ok()) {
+      if (r.status().IsNotFound()) return json::object();
+      return r.status();
+    }
+    last = std::move(r).value();
+  }
+  if (!longhorn::IsBeingDeleted(child.object)) {
+    if (Status s = CheckMayWrite(); !s.ok()) return s;
+    auto r = api_.DeleteReturningObject(ref, ns_, name,
+                                        longhorn::StringAt(child.object, {"metadata", "uid"}));
+    if (!r.ok()) {
+      // NotFound: already gone. Conflict on the uid precondition: a new object took the name.
+      if (r.status().IsNotFound() || r.status().IsConflict()) return json::object();
+      return r.status();
+    }
+    last = std::move(r).value();
+  }
+  return last;
+}
+
 Result<Executor::Outcome> Executor::Release(const std::string& resource, const json& obj,
                                             const Replan& replan) {
   const kube::ResourceRef ref = kube::LonghornResource(resource);

@@ -26,6 +26,12 @@ class Executor {
   Executor(kube::KubeApi& api, std::string ns, std::function<bool()> may_write);
 
   Status Cascade(const Plan& plan);
+  // One child of a cascade, for callers that run children in parallel: labels it
+  // delete-custom-resource-only (when `label` and it is not yet), then deletes it (when it is not
+  // being deleted yet). Answers the object as the API server last returned it (after the DELETE:
+  // the copy being deleted, with its new resourceVersion), or an empty object when no write was
+  // needed, the object is gone (404), or another object took its name (uid precondition failed).
+  Result<nlohmann::json> CascadeChild(const Child& child, bool label);
   enum class Outcome {
     kReleased,     // this call removed the finalizer
     kAlreadyGone,  // the object or the finalizer was gone already (someone else, or a 404)

@@ -33,11 +33,12 @@ Plan ApplyUninstallGrace(Plan plan, const json& obj, const RuleContext& ctx) {
 std::string Name(const json& obj) { return longhorn::StringAt(obj, {"metadata", "name"}); }
 
 // Adds `items` to the plan's cascade (not yet deleting or not yet labelled) and counts them.
-void Cascade(Plan& plan, const std::string& resource, const std::vector<json>& items) {
-  for (const json& item : items) {
+// The items are moved: a target's cascade can hold every Backup of the cluster.
+void Cascade(Plan& plan, const std::string& resource, std::vector<json> items) {
+  for (json& item : items) {
     ++plan.children_remaining;
     if (!longhorn::IsDeleteCustomResourceOnly(item) || !longhorn::IsBeingDeleted(item)) {
-      plan.cascade.push_back(Child{resource, item});
+      plan.cascade.push_back(Child{resource, std::move(item)});
     }
   }
 }
@@ -61,6 +62,13 @@ bool OwnedByTarget(const json& obj, const json& target) {
 }
 
 }  // namespace
+
+bool LabelProtectsData(const Child& child) {
+  if (child.resource == res::kBackups) {
+    return !longhorn::StringAt(child.object, {"status", "backupTargetName"}).empty();
+  }
+  return true;
+}
 
 bool NeedsRelease(const json& obj) {
   return longhorn::IsBeingDeleted(obj) && longhorn::HasFinalizer(obj, longhorn::kFinalizer);
@@ -140,7 +148,7 @@ Plan PlanBackupTarget(const json& target, kube::ResourceLookup& view, const Rule
         system_backups.push_back(std::move(sb));
       }
     }
-    Cascade(plan, std::string(res::kSystemBackups), system_backups);
+    Cascade(plan, std::string(res::kSystemBackups), std::move(system_backups));
   }
   if (!longhorn::IsBeingDeleted(target)) return plan;  // URL emptied: cascade only
   if (plan.children_remaining == 0) {

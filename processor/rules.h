@@ -46,6 +46,16 @@ struct RuleContext {
   std::chrono::seconds release_grace{90};
 };
 
+// Whether labelling `child` delete-custom-resource-only before deleting it can keep anything in the
+// backup store. The label is what stops the storage engine from deleting a child's data when the
+// child is deleted, so it must land first; it protects nothing only for a Backup without
+// status.backupTargetName: that name is set only when a backup completes (SPEC.md), so the store
+// holds no backup of it, and PlanBackup releases it at once with or without the label. Every other
+// child (BackupVolumes, BackupBackingImages, SystemBackups, completed Backups) answers true.
+// `backup-guard uninstall` skips the label where this is false (one write less per failed Backup);
+// the processor labels every child.
+bool LabelProtectsData(const Child& child);
+
 // True when `obj` is being deleted and still carries the longhorn.io finalizer.
 bool NeedsRelease(const nlohmann::json& obj);
 

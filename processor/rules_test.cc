@@ -251,5 +251,17 @@ TEST_F(RulesTest, NeedsReleaseOnlyWhenDeletingWithOurFinalizer) {
   EXPECT_FALSE(NeedsRelease(other));
 }
 
+TEST_F(RulesTest, LabelProtectsDataOfEveryChildButABackupThatNeverCompleted) {
+  EXPECT_TRUE(LabelProtectsData(Child{"backups", CompletedBackup("b")}));
+  json failed = CompletedBackup("f");
+  failed["status"] = {{"state", "Error"}, {"backupTargetName", ""}};
+  EXPECT_FALSE(LabelProtectsData(Child{"backups", failed}));
+  failed["status"].erase("backupTargetName");
+  EXPECT_FALSE(LabelProtectsData(Child{"backups", failed}));
+  EXPECT_TRUE(LabelProtectsData(Child{"backupvolumes", BackupVolume("vol-1")}));
+  EXPECT_TRUE(LabelProtectsData(Child{"systembackups", SystemBackup("s", "Error", true)}));
+  EXPECT_TRUE(LabelProtectsData(Child{"backupbackingimages", json::object()}));
+}
+
 }  // namespace
 }  // namespace bg::processor

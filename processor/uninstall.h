@@ -6,6 +6,15 @@
 //
 // Settings are left alone: the confirmation flag lives there, and a restarted uninstall needs it.
 // Everything is derived from the cluster on every pass, so a killed uninstall simply runs again.
+//
+// At scale (tens of thousands of objects):
+//  - each pass lists every kind page by page and keeps only the fields the rules read (a compact
+//    copy, indexed by name and by label), never the full objects;
+//  - writes run on `workers` threads: each child of a cascade is labelled (only where the label
+//    protects data, see LabelProtectsData), deleted, and, when the rules allow it for the copy the
+//    DELETE answered, released at once, without waiting for the next pass; every other release is
+//    decided on the pass's snapshot after all of that pass's cascades have finished, children
+//    before BackupVolumes before BackupTargets.
 #pragma once
 
 #include <chrono>
@@ -23,12 +32,23 @@ struct UninstallOptions {
   std::chrono::seconds timeout{600};
   std::chrono::seconds release_grace{90};
   std::chrono::milliseconds poll_interval{1000};
+  // Writes in flight at once (at least 1). The API client's rate limit applies on top.
+  int workers = 32;
 };
 
 // Exit status: 0 when nothing is left (or the dry run found the plan), 1 at the timeout or on an
 // API failure, 2 when deleting-confirmation-flag is not "true".
 int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostream& out,
                  std::ostream& err);
+
+// The part of a listed object that the release rules, the Executor and the blocker report read:
+// metadata (name, namespace, uid, resourceVersion, deletionTimestamp, labels, finalizers,
+// ownerReferences, and only the delete-backup-target annotation), spec.backupTargetURL,
+// spec.backupTargetName, spec.volumeName, status.backupTargetName and status.state. Everything
+// else (managedFields above all) is dropped as soon as a page is read. A rule that starts reading
+// another field must add it here; uninstall_test checks that plans on compact copies are the plans
+// on full objects.
+nlohmann::json CompactForRules(nlohmann::json obj);
 
 // True when the Setting deleting-confirmation-flag in `ns` reads "true".
 bool UninstallConfirmed(kube::KubeApi& api, const std::string& ns);

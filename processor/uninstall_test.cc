@@ -2,8 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
 #include <sstream>
+#include <thread>
+#include <vector>
 
+#include "common/longhorn.h"
+#include "processor/rules.h"
 #include "tests/testing/fake_kube_api.h"
 
 namespace bg::processor {
@@ -25,6 +33,113 @@ json Meta(const std::string& name, json labels = json::object(),
           {"labels", std::move(labels)},
           {"finalizers", std::move(finalizers)}};
 }
+
+// Delegates to a FakeKubeApi and records every write in order, how many were in flight at once,
+// and optionally makes each write take `write_delay`.
+class RecordingApi final : public kube::KubeApi {
+ public:
+  struct Write {
+    std::string verb;  // "label", "release", "patch", "delete"
+    std::string resource;
+    std::string name;
+  };
+
+  explicit RecordingApi(FakeKubeApi& api) : api_(api) {}
+
+  Result<json> Get(const kube::ResourceRef& r, const std::string& ns,
+                   const std::string& name) override {
+    ++gets_;
+    return api_.Get(r, ns, name);
+  }
+  Result<json> List(const kube::ResourceRef& r, const std::string& ns,
+                    const std::string& selector) override {
+    ++lists_;
+    return api_.List(r, ns, selector);
+  }
+  Result<json> Create(const kube::ResourceRef& r, const std::string& ns, const json& obj) override {
+    return api_.Create(r, ns, obj);
+  }
+  Result<json> Update(const kube::ResourceRef& r, const std::string& ns, const json& obj) override {
+    return api_.Update(r, ns, obj);
+  }
+  Result<json> MergePatch(const kube::ResourceRef& r, const std::string& ns,
+                          const std::string& name, const json& patch) override {
+    std::string verb = "patch";
+    if (patch.contains("metadata") && patch["metadata"].contains("finalizers")) verb = "release";
+    if (patch.contains("metadata") && patch["metadata"].contains("labels")) verb = "label";
+    InFlight guard(*this);
+    auto result = api_.MergePatch(r, ns, name, patch);
+    Record(verb, r.resource, name);
+    return result;
+  }
+  Status Delete(const kube::ResourceRef& r, const std::string& ns, const std::string& name,
+                const std::string& uid) override {
+    auto deleted = DeleteReturningObject(r, ns, name, uid);
+    return deleted.ok() ? Status::Ok() : deleted.status();
+  }
+  Result<json> DeleteReturningObject(const kube::ResourceRef& r, const std::string& ns,
+                                     const std::string& name, const std::string& uid) override {
+    InFlight guard(*this);
+    auto result = api_.DeleteReturningObject(r, ns, name, uid);
+    Record("delete", r.resource, name);
+    return result;
+  }
+  Status Watch(const kube::ResourceRef& r, const std::string& ns, const std::string& rv,
+               const std::function<bool(const kube::WatchEvent&)>& on_event,
+               const std::atomic<bool>& stop) override {
+    return api_.Watch(r, ns, rv, on_event, stop);
+  }
+
+  std::vector<Write> writes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return writes_;
+  }
+  int count(const std::string& verb, const std::string& resource = "") {
+    int n = 0;
+    for (const Write& w : writes()) {
+      if (w.verb == verb && (resource.empty() || w.resource == resource)) ++n;
+    }
+    return n;
+  }
+  // Index of the first `verb` write to resource/name, or -1.
+  int IndexOf(const std::string& verb, const std::string& resource, const std::string& name) {
+    const std::vector<Write> all = writes();
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (all[i].verb == verb && all[i].resource == resource && all[i].name == name) {
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+
+  std::chrono::milliseconds write_delay{0};
+  std::atomic<int> max_in_flight{0};
+  std::atomic<int> gets_{0};
+  std::atomic<int> lists_{0};
+
+ private:
+  struct InFlight {
+    explicit InFlight(RecordingApi& api) : api(api) {
+      const int now = ++api.in_flight_;
+      int seen = api.max_in_flight.load();
+      while (now > seen && !api.max_in_flight.compare_exchange_weak(seen, now)) {
+      }
+      if (api.write_delay.count() > 0) std::this_thread::sleep_for(api.write_delay);
+    }
+    ~InFlight() { --api.in_flight_; }
+    RecordingApi& api;
+  };
+
+  void Record(const std::string& verb, const std::string& resource, const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    writes_.push_back(Write{verb, resource, name});
+  }
+
+  FakeKubeApi& api_;
+  std::atomic<int> in_flight_{0};
+  std::mutex mu_;
+  std::vector<Write> writes_;
+};
 
 class UninstallTest : public ::testing::Test {
  protected:
@@ -91,6 +206,15 @@ class UninstallTest : public ::testing::Test {
     return RunUninstall(api_, o, out_, err_);
   }
 
+  // Through the recording wrapper. The fake stamps every deletion 2026-01-01, long past any
+  // ordinary grace, so tests of the rules' order use a grace the stamp cannot reach.
+  int RunRecorded(UninstallOptions o = {}) {
+    o.ns = kNs;
+    o.poll_interval = std::chrono::milliseconds(5);
+    if (o.timeout == std::chrono::seconds(600)) o.timeout = std::chrono::seconds(10);
+    return RunUninstall(recorder_, o, out_, err_);
+  }
+
   std::size_t Remaining() {
     std::size_t n = 0;
     for (const char* plural : {"backuptargets", "backupvolumes", "backups", "systembackups",
@@ -101,6 +225,7 @@ class UninstallTest : public ::testing::Test {
   }
 
   FakeKubeApi api_;
+  RecordingApi recorder_{api_};
   std::ostringstream out_, err_;
 };
 
@@ -179,6 +304,258 @@ TEST_F(UninstallTest, ARestartedUninstallFinishesTheJob) {
   api_.FailNext("delete", 0, Status::Ok());
   EXPECT_EQ(Run(), 0) << err_.str();
   EXPECT_EQ(Remaining(), 0u);
+}
+
+// A lookup over plain vectors, to compare plans on full objects with plans on compact copies.
+class VectorLookup final : public kube::ResourceLookup {
+ public:
+  std::optional<json> Get(std::string_view resource, std::string_view,
+                          std::string_view name) override {
+    for (const json& o : items[std::string(resource)]) {
+      if (o["metadata"]["name"] == name) return o;
+    }
+    return std::nullopt;
+  }
+  std::vector<json> List(std::string_view resource, std::string_view,
+                         std::string_view selector) override {
+    std::vector<json> out;
+    for (const json& o : items[std::string(resource)]) {
+      if (kube::MatchesSelector(o, std::string(selector))) out.push_back(o);
+    }
+    return out;
+  }
+  bool Ready() override { return true; }
+  std::map<std::string, std::vector<json>> items;
+};
+
+TEST_F(UninstallTest, CompactForRulesKeepsWhatTheRulesReadAndDropsTheRest) {
+  const json full = {
+      {"apiVersion", "longhorn.io/v1beta2"},
+      {"kind", "Backup"},
+      {"metadata",
+       {{"name", "b"},
+        {"namespace", kNs},
+        {"uid", "u"},
+        {"resourceVersion", "7"},
+        {"deletionTimestamp", "2026-01-01T00:00:00Z"},
+        {"labels", {{"backup-volume", "v"}}},
+        {"finalizers", {"longhorn.io"}},
+        {"ownerReferences", {{{"kind", "BackupTarget"}, {"name", "default"}, {"uid", "t"}}}},
+        {"annotations",
+         {{"kubectl.kubernetes.io/last-applied-configuration", std::string(5000, 'x')},
+          {"longhorn.io/delete-backup-target-from-longhorn", ""}}},
+        {"managedFields", {{{"manager", "kubectl"}, {"fieldsV1", {{"f:spec", json::object()}}}}}}}},
+      {"spec",
+       {{"snapshotName", "s"},
+        {"labels", {{"a", "b"}}},
+        {"backupTargetName", "default"},
+        {"volumeName", "v"},
+        {"backupTargetURL", "s3://x"}}},
+      {"status",
+       {{"state", "Completed"},
+        {"backupTargetName", "default"},
+        {"url", "s3://x?backup=b"},
+        {"error", "e"}}}};
+  const json compact = CompactForRules(full);
+  EXPECT_EQ(
+      compact,
+      json({{"metadata",
+             {{"name", "b"},
+              {"namespace", kNs},
+              {"uid", "u"},
+              {"resourceVersion", "7"},
+              {"deletionTimestamp", "2026-01-01T00:00:00Z"},
+              {"labels", {{"backup-volume", "v"}}},
+              {"finalizers", {"longhorn.io"}},
+              {"ownerReferences", {{{"kind", "BackupTarget"}, {"name", "default"}, {"uid", "t"}}}},
+              {"annotations", {{"longhorn.io/delete-backup-target-from-longhorn", ""}}}}},
+            {"spec",
+             {{"backupTargetName", "default"}, {"volumeName", "v"}, {"backupTargetURL", "s3://x"}}},
+            {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}}))
+      << compact.dump(1);
+  EXPECT_LT(compact.dump().size(), full.dump().size() / 10);
+}
+
+TEST_F(UninstallTest, PlansOnCompactCopiesAreThePlansOnFullObjects) {
+  SeedScenario(false);
+  // Extra fields the rules never read, as a real API server adds them.
+  const char* kinds[] = {"backuptargets", "backupvolumes",       "backups",
+                         "systembackups", "backupbackingimages", "volumes"};
+  VectorLookup full, compact;
+  for (const char* plural : kinds) {
+    const json list = *api_.List(R(plural), kNs, "");
+    for (json obj : list["items"]) {
+      obj["metadata"]["managedFields"] = {{{"manager", "longhorn-manager"}}};
+      obj["metadata"]["deletionTimestamp"] = "2026-11-25T00:00:00Z";
+      compact.items[plural].push_back(CompactForRules(obj));
+      full.items[plural].push_back(std::move(obj));
+    }
+  }
+  // The target with its URL and a SystemBackup owned by another target, to cover those paths.
+  full.items["systembackups"][0]["metadata"]["ownerReferences"] = {
+      {{"apiVersion", "longhorn.io/v1beta2"},
+       {"kind", "BackupTarget"},
+       {"name", "default"},
+       {"uid", full.items["backuptargets"][0]["metadata"]["uid"]}}};
+  compact.items["systembackups"][0] = CompactForRules(full.items["systembackups"][0]);
+  RuleContext ctx;
+  ctx.ns = kNs;
+  ctx.uninstall_confirmed = true;
+  ctx.now = std::chrono::system_clock::now();
+  ctx.release_grace = std::chrono::seconds(3600);
+  int compared = 0;
+  for (const char* plural : kinds) {
+    for (size_t i = 0; i < full.items[plural].size(); ++i) {
+      const Plan a = PlanFor(plural, full.items[plural][i], full, ctx);
+      const Plan b = PlanFor(plural, compact.items[plural][i], compact, ctx);
+      const std::string what = std::string(plural) + " " + full.items[plural][i].dump();
+      EXPECT_EQ(a.release, b.release) << what;
+      EXPECT_EQ(a.reason, b.reason) << what;
+      EXPECT_EQ(a.held_because, b.held_because) << what;
+      EXPECT_EQ(a.children_remaining, b.children_remaining) << what;
+      ASSERT_EQ(a.cascade.size(), b.cascade.size()) << what;
+      for (size_t c = 0; c < a.cascade.size(); ++c) {
+        EXPECT_EQ(a.cascade[c].object["metadata"]["name"], b.cascade[c].object["metadata"]["name"]);
+        EXPECT_EQ(LabelProtectsData(a.cascade[c]), LabelProtectsData(b.cascade[c]));
+      }
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 30);
+}
+
+TEST_F(UninstallTest, FailedBackupsAreDeletedWithoutTheLabelEveryOtherChildIsLabelledFirst) {
+  SeedScenario(true);
+  SetFlag("true");
+  ASSERT_EQ(RunRecorded(), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  for (int b = 0; b < 20; ++b) {
+    const std::string name = "backup-" + std::to_string(b);
+    const int label = recorder_.IndexOf("label", "backups", name);
+    const int del = recorder_.IndexOf("delete", "backups", name);
+    ASSERT_GE(del, 0) << name;
+    if (b % 2 == 1) {
+      EXPECT_EQ(label, -1) << name << " failed: the label protects nothing";
+    } else {
+      ASSERT_GE(label, 0) << name;
+      EXPECT_LT(label, del) << name << ": labelled before its DELETE";
+    }
+  }
+  for (const auto& [plural, name] :
+       std::vector<std::pair<std::string, std::string>>{{"backupvolumes", "vol-0-bv"},
+                                                        {"systembackups", "system-backup-1"},
+                                                        {"backupbackingimages", "bbi-0"}}) {
+    const int label = recorder_.IndexOf("label", plural, name);
+    ASSERT_GE(label, 0) << plural << " " << name;
+    EXPECT_LT(label, recorder_.IndexOf("delete", plural, name)) << plural << " " << name;
+  }
+}
+
+TEST_F(UninstallTest, EveryObjectCostsOneDeleteAndOneReleaseWithoutReReads) {
+  SeedScenario(true);
+  SetFlag("true");
+  UninstallOptions o;
+  o.force = true;
+  ASSERT_EQ(RunRecorded(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  // 3 volumes, 1 target, 3 backup volumes, 20 backups, 3 system backups, 2 backing images.
+  EXPECT_EQ(recorder_.count("delete"), 32);
+  EXPECT_EQ(recorder_.count("release"), 32);
+  // Labels: 10 completed Backups, 3 BackupVolumes, 3 SystemBackups, 2 BackupBackingImages.
+  EXPECT_EQ(recorder_.count("label"), 18);
+  EXPECT_EQ(recorder_.count("patch"), 1) << "annotate and empty the target's URL";
+  EXPECT_EQ(recorder_.gets_.load(), 1) << "the confirmation flag only: no conflict re-reads";
+}
+
+TEST_F(UninstallTest, NothingIsReleasedBeforeItsChildrenAreGone) {
+  SeedScenario(true);
+  SetFlag("true");
+  UninstallOptions o;
+  o.release_grace = std::chrono::hours(24 * 365 * 10);  // the rules alone, no grace
+  o.timeout = std::chrono::seconds(20);
+  for (int v = 0; v < 3; ++v) {  // the engine's Volumes would be held without a grace
+    const std::string vol = "vol-" + std::to_string(v);
+    ASSERT_TRUE(
+        api_.MergePatch(R("volumes"), kNs, vol, {{"metadata", {{"finalizers", nullptr}}}}).ok());
+    ASSERT_TRUE(api_.Delete(R("volumes"), kNs, vol, "").ok());
+  }
+  ASSERT_EQ(RunRecorded(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  const int target = recorder_.IndexOf("release", "backuptargets", "default");
+  ASSERT_GE(target, 0);
+  for (const RecordingApi::Write& w : recorder_.writes()) {
+    if (w.verb != "release" || w.resource == "backuptargets") continue;
+    EXPECT_LT(recorder_.IndexOf("release", w.resource, w.name), target)
+        << w.resource << " " << w.name << " released after its BackupTarget";
+  }
+  for (int b = 0; b < 20; b += 2) {  // completed Backups, with a backup-volume label
+    const std::string bv = "vol-" + std::to_string(b % 3) + "-bv";
+    const int backup = recorder_.IndexOf("release", "backups", "backup-" + std::to_string(b));
+    ASSERT_GE(backup, 0);
+    EXPECT_LT(backup, recorder_.IndexOf("release", "backupvolumes", bv))
+        << "BackupVolume " << bv << " released before its Backup backup-" << b;
+  }
+}
+
+TEST_F(UninstallTest, WritesRunOnUpToWorkersThreadsAtOnce) {
+  SeedScenario(true);
+  SetFlag("true");
+  recorder_.write_delay = std::chrono::milliseconds(5);
+  UninstallOptions o;
+  o.force = true;
+  o.workers = 4;
+  ASSERT_EQ(RunRecorded(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  EXPECT_GT(recorder_.max_in_flight.load(), 1);
+  EXPECT_LE(recorder_.max_in_flight.load(), 4);
+}
+
+TEST_F(UninstallTest, OneWorkerWritesOneAtATime) {
+  SeedScenario(true);
+  SetFlag("true");
+  recorder_.write_delay = std::chrono::milliseconds(1);
+  UninstallOptions o;
+  o.force = true;
+  o.workers = 1;
+  ASSERT_EQ(RunRecorded(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  EXPECT_EQ(recorder_.max_in_flight.load(), 1);
+}
+
+TEST_F(UninstallTest, APassThatReleasedLooksAgainWithoutWaitingForThePollInterval) {
+  SeedScenario(true);
+  SetFlag("true");
+  UninstallOptions o;
+  o.ns = kNs;
+  o.force = true;
+  o.poll_interval = std::chrono::seconds(5);
+  o.timeout = std::chrono::seconds(60);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(RunUninstall(api_, o, out_, err_), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4))
+      << "every pass released something, so none waited; output:\n"
+      << out_.str();
+}
+
+// A BackupVolume without a target is in no target's cascade: its own plan labels and deletes its
+// Backups. Even with --force (grace 0) it is released only after that cascade, never right after
+// its own DELETE.
+TEST_F(UninstallTest, AnObjectWithACascadeLeftIsNotReleasedRightAfterItsDelete) {
+  api_.Seed(R("backupvolumes"), {{"metadata", Meta("vol-x-bv", {{"backup-volume", "vol-x"}})},
+                                 {"spec", {{"volumeName", "vol-x"}}}});
+  api_.Seed(R("backups"), {{"metadata", Meta("orphan", {{"backup-volume", "vol-x"}})},
+                           {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}});
+  SetFlag("true");
+  UninstallOptions o;
+  o.force = true;
+  ASSERT_EQ(RunRecorded(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  const int label = recorder_.IndexOf("label", "backups", "orphan");
+  ASSERT_GE(label, 0) << "the BackupVolume's cascade labels its Backup";
+  EXPECT_LT(label, recorder_.IndexOf("delete", "backups", "orphan"));
+  EXPECT_LT(label, recorder_.IndexOf("release", "backupvolumes", "vol-x-bv"))
+      << "the BackupVolume went before its Backup was marked delete-custom-resource-only";
 }
 
 }  // namespace

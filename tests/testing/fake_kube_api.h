@@ -145,6 +145,13 @@ class FakeKubeApi final : public kube::KubeApi {
 
   Status Delete(const kube::ResourceRef& r, const std::string& ns, const std::string& name,
                 const std::string& uid) override {
+    Result<json> deleted = DeleteReturningObject(r, ns, name, uid);
+    return deleted.ok() ? Status::Ok() : deleted.status();
+  }
+
+  // As the API server: the object as it is after the DELETE (being deleted, or as it was last).
+  Result<json> DeleteReturningObject(const kube::ResourceRef& r, const std::string& ns,
+                                     const std::string& name, const std::string& uid) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto f = Fault("delete")) return *f;
     auto it = objects_.find({r.resource, ns, name});
@@ -159,14 +166,14 @@ class FakeKubeApi final : public kube::KubeApi {
       objects_.erase(it);
       gone["metadata"]["resourceVersion"] = std::to_string(++rv_);
       Emit(r.resource, "DELETED", gone);
-      return Status::Ok();
+      return gone;
     }
     if (!obj["metadata"].contains("deletionTimestamp")) {
       obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z";
       obj["metadata"]["resourceVersion"] = std::to_string(++rv_);
       Emit(r.resource, "MODIFIED", obj);
     }
-    return Status::Ok();
+    return obj;
   }
 
   Status Watch(const kube::ResourceRef& r, const std::string& ns, const std::string& from,
