@@ -103,6 +103,19 @@ def proc_status(pid: int) -> dict:
     return out
 
 
+def port_bindable(port: int) -> bool:
+    """Whether a listener could bind 127.0.0.1:port now (SO_REUSEADDR, as Go's listeners)."""
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def pid_runs(pid: int, program: str) -> bool:
     """The pid exists, is not a zombie and still runs `program` (guards against pid reuse)."""
     try:
@@ -466,6 +479,12 @@ class ControlPlane:
         pid = self.pid("kube-apiserver")
         os.kill(pid, signal.SIGKILL)
         wait_until("kube-apiserver to exit", lambda: not pid_runs(pid, "kube-apiserver"), 10, 0.05)
+        # The kernel releases the address space (cmdline reads empty) before the descriptors, so
+        # the listening socket can outlive the check above for a moment; wait until the port can
+        # be bound again, or the restart fails with "address already in use".
+        port = next(int(a.split("=", 1)[1]) for a in cmd if a.startswith("--secure-port="))
+        wait_until(f"kube-apiserver's port {port} to be released", lambda: port_bindable(port),
+                   10, 0.05)
         return cmd
 
     def start_apiserver(self, cmd: list[str]) -> int:
