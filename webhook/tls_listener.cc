@@ -126,32 +126,29 @@ class TlsListener::WorkerPool {
     cv_.notify_one();
   }
 
-  void Join() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) {
-      if (t.joinable()) t.join();
-    }
-    threads_.clear();
-  }
-
+  void Join() { Stop(/*wait=*/true); }
   // Leaves threads stuck in a handler to the exiting process.
-  void Detach() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) {
-      if (t.joinable()) t.detach();
-    }
-    threads_.clear();
-  }
+  void Detach() { Stop(/*wait=*/false); }
 
  private:
+  // Workers finish the tasks queued so far, then exit.
+  void Stop(bool wait) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) {
+      if (!t.joinable()) continue;
+      if (wait) {
+        t.join();
+      } else {
+        t.detach();
+      }
+    }
+    threads_.clear();
+  }
+
   void Run() {
     for (;;) {
       std::function<void()> task;
