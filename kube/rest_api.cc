@@ -92,6 +92,51 @@ json ParseOrDiscard(std::string_view text) {
   }
 }
 
+// List items carry no kind or apiVersion; the list names them ("BackupList" and its apiVersion).
+struct ItemType {
+  std::string kind;
+  std::string api_version;
+};
+
+ItemType ItemTypeOf(const json& list, const ResourceRef& r) {
+  ItemType type{r.kind, ApiVersionOf(r)};
+  if (auto k = list.find("kind"); k != list.end() && k->is_string()) {
+    const std::string list_kind = k->get<std::string>();
+    if (list_kind.size() > 4 && list_kind.ends_with("List")) {
+      type.kind = list_kind.substr(0, list_kind.size() - 4);
+    }
+  }
+  if (auto v = list.find("apiVersion"); v != list.end() && v->is_string()) {
+    type.api_version = v->get<std::string>();
+  }
+  return type;
+}
+
+void StampItemType(json& item, const ItemType& type) {
+  if (!item.is_object()) return;
+  if (!type.kind.empty() && !item.contains("kind")) item["kind"] = type.kind;
+  if (!item.contains("apiVersion")) item["apiVersion"] = type.api_version;
+}
+
+// A page's path: `base` ends in '?' or '&'; a limit of 0 asks for everything at once.
+std::string PagePath(const std::string& base, int64_t limit, const std::string& token) {
+  std::string path = base;
+  if (limit > 0) path += "limit=" + std::to_string(limit) + "&";
+  if (!token.empty()) path += "continue=" + UrlEncode(token) + "&";
+  path.pop_back();  // the trailing '&' or '?'
+  return path;
+}
+
+// The continue token of a list page; empty on the last page.
+std::string ContinueToken(const json& page) {
+  if (auto meta = page.find("metadata"); meta != page.end() && meta->is_object()) {
+    if (auto c = meta->find("continue"); c != meta->end() && c->is_string()) {
+      return c->get<std::string>();
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string ResourcePath(const ResourceRef& r, const std::string& ns, const std::string& name) {
@@ -174,10 +219,7 @@ Result<json> RestKubeApi::List(const ResourceRef& r, const std::string& ns,
     std::string token;
     bool expired = false;
     do {
-      std::string path = base;
-      if (paginate) path += "limit=" + std::to_string(options_.list_page_size) + "&";
-      if (!token.empty()) path += "continue=" + UrlEncode(token) + "&";
-      path.pop_back();  // the trailing '&' or '?'
+      const std::string path = PagePath(base, paginate ? options_.list_page_size : 0, token);
       Result<json> page = Call("GET", path, "", "", what);
       if (!page.ok()) {
         if (!token.empty() && page.status().code() == Status::Code::kGone) {
@@ -196,12 +238,7 @@ Result<json> RestKubeApi::List(const ResourceRef& r, const std::string& ns,
         }
         for (json& item : *page_items) items.push_back(std::move(item));
       }
-      std::string next;
-      if (auto meta = body.find("metadata"); meta != body.end() && meta->is_object()) {
-        if (auto c = meta->find("continue"); c != meta->end() && c->is_string()) {
-          next = c->get<std::string>();
-        }
-      }
+      std::string next = ContinueToken(body);
       if (!next.empty() && next == token) {
         return Status::Unavailable(what + ": the server repeated a continue token");
       }
@@ -218,23 +255,8 @@ Result<json> RestKubeApi::List(const ResourceRef& r, const std::string& ns,
       list["metadata"].erase("continue");
       list["metadata"].erase("remainingItemCount");
     }
-    // List items carry no kind or apiVersion; restore them from the list's ("BackupList").
-    std::string kind = r.kind;
-    if (auto k = list.find("kind"); k != list.end() && k->is_string()) {
-      const std::string list_kind = k->get<std::string>();
-      if (list_kind.size() > 4 && list_kind.ends_with("List")) {
-        kind = list_kind.substr(0, list_kind.size() - 4);
-      }
-    }
-    std::string api_version = ApiVersionOf(r);
-    if (auto v = list.find("apiVersion"); v != list.end() && v->is_string()) {
-      api_version = v->get<std::string>();
-    }
-    for (json& item : items) {
-      if (!item.is_object()) continue;
-      if (!kind.empty() && !item.contains("kind")) item["kind"] = kind;
-      if (!item.contains("apiVersion")) item["apiVersion"] = api_version;
-    }
+    const ItemType type = ItemTypeOf(list, r);
+    for (json& item : items) StampItemType(item, type);
     list["items"] = std::move(items);
     return list;
   }
@@ -248,26 +270,10 @@ Status RestKubeApi::ListPages(const ResourceRef& r, const std::string& ns,
   if (!label_selector.empty()) base += "labelSelector=" + UrlEncode(label_selector) + "&";
   std::string token;
   do {
-    std::string path = base;
-    if (options_.list_page_size > 0) {
-      path += "limit=" + std::to_string(options_.list_page_size) + "&";
-    }
-    if (!token.empty()) path += "continue=" + UrlEncode(token) + "&";
-    path.pop_back();  // the trailing '&' or '?'
-    Result<json> page = Call("GET", path, "", "", what);
+    Result<json> page = Call("GET", PagePath(base, options_.list_page_size, token), "", "", what);
     if (!page.ok()) return page.status();  // an expired token is Gone: the caller starts again
     json& body = page.value();
-    std::string kind = r.kind;
-    if (auto k = body.find("kind"); k != body.end() && k->is_string()) {
-      const std::string list_kind = k->get<std::string>();
-      if (list_kind.size() > 4 && list_kind.ends_with("List")) {
-        kind = list_kind.substr(0, list_kind.size() - 4);
-      }
-    }
-    std::string api_version = ApiVersionOf(r);
-    if (auto v = body.find("apiVersion"); v != body.end() && v->is_string()) {
-      api_version = v->get<std::string>();
-    }
+    const ItemType type = ItemTypeOf(body, r);
     std::vector<json> items;
     if (auto page_items = body.find("items"); page_items != body.end() && !page_items->is_null()) {
       if (!page_items->is_array()) {
@@ -275,19 +281,11 @@ Status RestKubeApi::ListPages(const ResourceRef& r, const std::string& ns,
       }
       items.reserve(page_items->size());
       for (json& item : *page_items) {
-        if (item.is_object()) {
-          if (!kind.empty() && !item.contains("kind")) item["kind"] = kind;
-          if (!item.contains("apiVersion")) item["apiVersion"] = api_version;
-        }
+        StampItemType(item, type);
         items.push_back(std::move(item));
       }
     }
-    std::string next;
-    if (auto meta = body.find("metadata"); meta != body.end() && meta->is_object()) {
-      if (auto c = meta->find("continue"); c != meta->end() && c->is_string()) {
-        next = c->get<std::string>();
-      }
-    }
+    std::string next = ContinueToken(body);
     if (!next.empty() && next == token) {
       return Status::Unavailable(what + ": the server repeated a continue token");
     }
