@@ -163,6 +163,18 @@ void Controller::OnChange(const std::string& resource, const std::string& name) 
       }
     }
   }
+  if (resource == res::kBackupTargets) {
+    // A target's availability decides whether the engine or backup-guard deletes its children:
+    // every child waiting for release is looked at again.
+    for (std::string_view child :
+         {res::kBackups, res::kBackupVolumes, res::kBackupBackingImages, res::kSystemBackups}) {
+      for (const json& obj : InformerFor(std::string(child))->List()) {
+        if (NeedsRelease(obj)) {
+          queue_.Add(Key(std::string(child), longhorn::StringAt(obj, {"metadata", "name"})));
+        }
+      }
+    }
+  }
   if (resource == res::kBackupTargets && name == longhorn::kDefaultBackupTarget) {
     // The upgrade rule: SystemBackups without an owner reference wait for the default target.
     for (const json& sb : InformerFor(std::string(res::kSystemBackups))->List()) {
@@ -202,7 +214,7 @@ RuleContext Controller::Context() {
   ctx.now = std::chrono::system_clock::now();
   ctx.release_grace = options_.release_grace;
   auto flag = view_->Get(res::kSettings, options_.ns, longhorn::kDeletingConfirmationFlag);
-  ctx.uninstall_confirmed = flag && longhorn::StringAt(*flag, {"value"}) == "true";
+  ctx.uninstall_confirmed = flag && longhorn::ConfirmationFlagTrue(*flag);
   return ctx;
 }
 
@@ -242,8 +254,11 @@ Status Controller::Reconcile(const std::string& key) {
     return Status::Ok();
   }
   // A release that rests on an absent parent or child is confirmed against the API itself.
-  const bool rests_on_absence =
-      plan.reason == reason::kParentGone || plan.reason == reason::kChildrenGone;
+  // So does one that rests on a target not being available: a cache that lags the target's
+  // status must never take the engine's job away.
+  const bool rests_on_absence = plan.reason == reason::kParentGone ||
+                                plan.reason == reason::kChildrenGone ||
+                                plan.reason == reason::kTargetUnavailable;
   if (rests_on_absence) {
     LiveLookup live(api_);
     const Plan confirmed = PlanFor(resource, *obj, live, ctx);

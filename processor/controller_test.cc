@@ -35,8 +35,9 @@ kube::ResourceRef R(const char* plural) { return kube::LonghornResource(plural);
 class ControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    target_ = api_.Seed(R("backuptargets"),
-                        {{"metadata", Meta("default")}, {"spec", {{"backupTargetURL", "s3://b"}}}});
+    target_ = api_.Seed(R("backuptargets"), {{"metadata", Meta("default")},
+                                             {"spec", {{"backupTargetURL", "s3://b"}}},
+                                             {"status", {{"available", true}}}});
     api_.Seed(
         R("backupvolumes"),
         {{"metadata", Meta("vol-1-bv", {{"backup-volume", "vol-1"}, {"backup-target", "default"}})},
@@ -162,7 +163,7 @@ TEST_F(ControllerTest, DeadApiServerIsRetriedWithBackoffUntilItAnswers) {
 }
 
 TEST_F(ControllerTest, UninstallGraceReleasesWhatTheEngineWouldOwn) {
-  api_.Seed(R("volumes"), {{"metadata", Meta("vol-1")}, {"spec", {{"standby", true}}}});
+  api_.Seed(R("volumes"), {{"metadata", Meta("vol-1")}, {"spec", {{"Standby", true}}}});
   api_.Seed(R("settings"),
             {{"metadata", {{"name", "deleting-confirmation-flag"}, {"namespace", kNs}}},
              {"value", "true"}});

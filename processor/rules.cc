@@ -1,9 +1,9 @@
 #include "processor/rules.h"
 
 #include <ctime>
+#include <optional>
 
 #include "common/longhorn.h"
-#include "validators/parents.h"
 
 namespace bg::processor {
 
@@ -31,6 +31,47 @@ Plan ApplyUninstallGrace(Plan plan, const json& obj, const RuleContext& ctx) {
 }
 
 std::string Name(const json& obj) { return longhorn::StringAt(obj, {"metadata", "name"}); }
+
+// Whether the object's status has `key` at all: an engine of v1.8 or later writes
+// status.backupTargetName in every status it writes (the field has no omitempty), and the API
+// server prunes it under the CRDs of v1.7.
+bool HasStatusKey(const json& obj, const char* key) {
+  auto status = obj.find("status");
+  return status != obj.end() && status->is_object() && status->contains(key);
+}
+
+// A Backup the engine's target sync made from what it found in the store has no
+// spec.snapshotName (engine: controller/backup_volume_controller.go, the sync that creates the
+// Backups missing from the cluster); until the engine writes its status it looks like one that
+// never uploaded, yet the store holds it.
+bool CameFromTheStore(const json& backup) {
+  return longhorn::StringAt(backup, {"spec", "snapshotName"}).empty();
+}
+
+// What holds an object whose data the engine deletes itself (SPEC: never preempt it).
+Plan HeldForEngine(const json& obj, const std::string& target, const RuleContext& ctx) {
+  Plan held;
+  held.held_because = "waiting for the engine: its BackupTarget \"" + target +
+                      "\" is available and it has data in the store";
+  return ApplyUninstallGrace(std::move(held), obj, ctx);
+}
+
+// The BackupVolume of (target, volume): labelled with both (v1.8 and later), or, as before v1.8,
+// named after the volume with no other target named.
+std::optional<json> FindBackupVolume(kube::ResourceLookup& view, const std::string& ns,
+                                     const std::string& target, const std::string& volume) {
+  if (volume.empty()) return std::nullopt;
+  const std::string selector = std::string(longhorn::kBackupTargetLabel) + "=" + target + "," +
+                               std::string(longhorn::kBackupVolumeLabel) + "=" + volume;
+  auto labelled = view.List(res::kBackupVolumes, ns, selector);
+  if (!labelled.empty()) return std::move(labelled.front());
+  auto named = view.Get(res::kBackupVolumes, ns, volume);
+  if (!named) return std::nullopt;
+  std::string named_target = longhorn::StringAt(*named, {"spec", "backupTargetName"});
+  if (named_target.empty()) named_target = longhorn::Label(*named, longhorn::kBackupTargetLabel);
+  if (named_target.empty() || named_target == target) return named;
+  return std::nullopt;
+}
 
 // Adds `items` to the plan's cascade (not yet deleting or not yet labelled) and counts them.
 // The items are moved: a target's cascade can hold every Backup of the cluster.
@@ -63,10 +104,38 @@ bool OwnedByTarget(const json& obj, const json& target) {
 
 }  // namespace
 
-bool LabelProtectsData(const Child& child) {
-  if (child.resource == res::kBackups) {
-    return !longhorn::StringAt(child.object, {"status", "backupTargetName"}).empty();
+bool TargetAvailable(const json& target) {
+  if (longhorn::IsBeingDeleted(target) ||
+      longhorn::StringAt(target, {"spec", "backupTargetURL"}).empty()) {
+    return false;
   }
+  auto status = target.find("status");
+  if (status == target.end() || !status->is_object()) return false;
+  auto available = status->find("available");
+  return available != status->end() && available->is_boolean() && available->get<bool>();
+}
+
+bool BackupNeverUploaded(const json& backup) {
+  const std::string state = longhorn::StringAt(backup, {"status", "state"});
+  if (CameFromTheStore(backup) && state != "Error" && state != "Unknown") return false;
+  if (HasStatusKey(backup, "backupTargetName")) {  // written by an engine of v1.8 or later
+    return longhorn::StringAt(backup, {"status", "backupTargetName"}).empty() ||
+           longhorn::Label(backup, longhorn::kBackupVolumeLabel).empty();
+  }
+  return state != "Completed" && longhorn::StringAt(backup, {"status", "url"}).empty();
+}
+
+std::string BackupTargetOf(const json& backup) {
+  std::string target = longhorn::Label(backup, longhorn::kBackupTargetLabel);
+  if (target.empty()) target = longhorn::StringAt(backup, {"status", "backupTargetName"});
+  if (target.empty() && !HasStatusKey(backup, "backupTargetName")) {
+    target = longhorn::kDefaultBackupTarget;
+  }
+  return target;
+}
+
+bool LabelProtectsData(const Child& child) {
+  if (child.resource == res::kBackups) return !BackupNeverUploaded(child.object);
   return true;
 }
 
@@ -82,40 +151,69 @@ long long SecondsDeleting(const json& obj, std::chrono::system_clock::time_point
   return std::chrono::duration_cast<std::chrono::seconds>(now - then).count();
 }
 
+// Engine: controller/backup_controller.go, reconcile (deletion branch): the remote backup is
+// deleted only when checkIfRemoteDataCleanupIsNeeded holds and its BackupVolume exists and is not
+// being deleted; otherwise the engine just removes its finalizer.
 Plan PlanBackup(const json& backup, kube::ResourceLookup& view, const RuleContext& ctx) {
   if (longhorn::IsDeleteCustomResourceOnly(backup)) return Release(reason::kCustomResourceOnly);
-  if (longhorn::StringAt(backup, {"status", "backupTargetName"}).empty()) {
-    return Release(reason::kNoTargetName);
-  }
+  // Without the label the engine can never find its BackupVolume (getBackupVolumeName fails on
+  // every version), so it never releases the Backup and deletes nothing: release it here.
   if (longhorn::Label(backup, longhorn::kBackupVolumeLabel).empty()) {
     return Release(reason::kNoVolumeLabel);
   }
-  const validators::ParentCheck parents = validators::CheckBackupParents(view, ctx.ns, backup);
-  if (!parents.present) return Release(reason::kParentGone);
-  Plan held;
-  held.held_because =
-      "its data is in the backup store and its BackupVolume and BackupTarget "
-      "exist: the storage engine deletes it";
-  return ApplyUninstallGrace(std::move(held), backup, ctx);
+  if (BackupNeverUploaded(backup)) {
+    return Release(HasStatusKey(backup, "backupTargetName") ? reason::kNoTargetName
+                                                            : reason::kNeverUploaded);
+  }
+  const std::string target_name = BackupTargetOf(backup);
+  const auto target =
+      target_name.empty() ? std::nullopt : view.Get(res::kBackupTargets, ctx.ns, target_name);
+  if (!target) return Release(reason::kParentGone);
+  if (!TargetAvailable(*target)) return Release(reason::kTargetUnavailable);
+  const std::string volume = longhorn::Label(backup, longhorn::kBackupVolumeLabel);
+  if (!FindBackupVolume(view, ctx.ns, target_name, volume)) return Release(reason::kParentGone);
+  return HeldForEngine(backup, target_name, ctx);
 }
 
+// Engine: controller/backup_backing_image_controller.go, reconcile (deletion branch): the remote
+// backing image is deleted when checkIfRemoteDataCleanupIsNeeded holds for spec.backupTargetName
+// (before v1.8, for the target `default`).
 Plan PlanBackupBackingImage(const json& image, kube::ResourceLookup& view, const RuleContext& ctx) {
   if (longhorn::IsDeleteCustomResourceOnly(image)) return Release(reason::kCustomResourceOnly);
-  std::string target = longhorn::StringAt(image, {"spec", "backupTargetName"});
-  if (target.empty()) target = longhorn::Label(image, longhorn::kBackupTargetLabel);
-  if (target.empty()) return Release(reason::kNoTargetName);
-  if (!view.Get(res::kBackupTargets, ctx.ns, target)) return Release(reason::kParentGone);
-  Plan held;
-  held.held_because = "its data is in the backup store and BackupTarget \"" + target +
-                      "\" exists: the storage engine deletes it";
-  return ApplyUninstallGrace(std::move(held), image, ctx);
+  if (longhorn::StringAt(image, {"status", "state"}) != "Completed" &&
+      longhorn::StringAt(image, {"status", "url"}).empty()) {
+    return Release(reason::kNeverUploaded);
+  }
+  std::string target_name = longhorn::StringAt(image, {"spec", "backupTargetName"});
+  if (target_name.empty()) target_name = longhorn::Label(image, longhorn::kBackupTargetLabel);
+  const bool before_v1_8 = !(image.contains("spec") && image["spec"].is_object() &&
+                             image["spec"].contains("backupTargetName"));
+  if (target_name.empty() && before_v1_8) target_name = longhorn::kDefaultBackupTarget;
+  if (target_name.empty()) return Release(reason::kNoTargetName);
+  const auto target = view.Get(res::kBackupTargets, ctx.ns, target_name);
+  if (!target) return Release(reason::kParentGone);
+  if (!TargetAvailable(*target)) return Release(reason::kTargetUnavailable);
+  return HeldForEngine(image, target_name, ctx);
 }
 
+// Engine: controller/backup_volume_controller.go, reconcile (deletion branch): when
+// checkIfRemoteDataCleanupIsNeeded holds, the engine deletes the remote backup volume with all its
+// backups itself. Otherwise nothing in the store is deleted, and its Backups go as custom
+// resources only.
 Plan PlanBackupVolume(const json& volume, kube::ResourceLookup& view, const RuleContext& ctx) {
   std::string volume_name = longhorn::StringAt(volume, {"spec", "volumeName"});
   if (volume_name.empty()) volume_name = longhorn::Label(volume, longhorn::kBackupVolumeLabel);
+  // Before v1.8 a BackupVolume was named after its volume and carried neither field nor label.
+  if (volume_name.empty()) volume_name = Name(volume);
   std::string target = longhorn::StringAt(volume, {"spec", "backupTargetName"});
   if (target.empty()) target = longhorn::Label(volume, longhorn::kBackupTargetLabel);
+  if (!longhorn::IsDeleteCustomResourceOnly(volume)) {
+    const auto bt = view.Get(res::kBackupTargets, ctx.ns,
+                             target.empty() ? std::string(longhorn::kDefaultBackupTarget) : target);
+    if (bt && TargetAvailable(*bt)) {
+      return HeldForEngine(volume, target.empty() ? "default" : target, ctx);
+    }
+  }
   Plan plan;
   if (!volume_name.empty()) {
     std::string selector = std::string(longhorn::kBackupVolumeLabel) + "=" + volume_name;
@@ -162,28 +260,34 @@ Plan PlanBackupTarget(const json& target, kube::ResourceLookup& view, const Rule
   return ApplyUninstallGrace(std::move(plan), target, ctx);
 }
 
+// Engine: controller/system_backup_controller.go (deletion): the system backup in the store is
+// deleted when checkIfRemoteDataCleanupIsNeeded holds for its target.
 Plan PlanSystemBackup(const json& sb, kube::ResourceLookup& view, const RuleContext& ctx) {
   if (longhorn::IsDeleteCustomResourceOnly(sb)) return Release(reason::kCustomResourceOnly);
   const std::string state = longhorn::StringAt(sb, {"status", "state"});
   if (state.empty() || state == "Error") return Release(reason::kNeverUploaded);
-  // The owner BackupTarget is gone when no reference names one that exists with the same uid.
-  bool owner_exists = false;
-  const json& meta = sb.contains("metadata") ? sb["metadata"] : json::object();
-  if (meta.is_object() && meta.contains("ownerReferences") && meta["ownerReferences"].is_array()) {
-    for (const json& ref : meta["ownerReferences"]) {
+  // Its owners: the BackupTargets its references name with the same uid; with no reference at
+  // all, `default` (made before the upgrade, never owned by nobody).
+  std::vector<json> owners;
+  std::string owner_name;
+  if (!longhorn::HasBackupTargetOwner(sb)) {
+    owner_name = longhorn::kDefaultBackupTarget;
+    if (auto t = view.Get(res::kBackupTargets, ctx.ns, owner_name)) owners.push_back(*t);
+  } else {
+    for (const json& ref : sb["metadata"]["ownerReferences"]) {
       if (longhorn::StringAt(ref, {"kind"}) != "BackupTarget") continue;
-      auto target = view.Get(res::kBackupTargets, ctx.ns, longhorn::StringAt(ref, {"name"}));
-      if (target &&
-          longhorn::StringAt(*target, {"metadata", "uid"}) == longhorn::StringAt(ref, {"uid"})) {
-        owner_exists = true;
+      owner_name = longhorn::StringAt(ref, {"name"});
+      auto t = view.Get(res::kBackupTargets, ctx.ns, owner_name);
+      if (t && longhorn::StringAt(*t, {"metadata", "uid"}) == longhorn::StringAt(ref, {"uid"})) {
+        owners.push_back(*t);
       }
     }
   }
-  if (!owner_exists) return Release(reason::kParentGone);
-  Plan held;
-  held.held_because = "it uploaded data (state " + state +
-                      ") and its BackupTarget exists: the storage engine deletes it";
-  return ApplyUninstallGrace(std::move(held), sb, ctx);
+  if (owners.empty()) return Release(reason::kParentGone);
+  for (const json& t : owners) {
+    if (TargetAvailable(t)) return HeldForEngine(sb, Name(t), ctx);
+  }
+  return Release(reason::kTargetUnavailable);
 }
 
 Plan PlanOther(const json& obj, const RuleContext& ctx) {

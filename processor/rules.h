@@ -21,6 +21,7 @@ inline constexpr char kCustomResourceOnly[] = "custom-resource-only";
 inline constexpr char kParentGone[] = "parent-gone";
 inline constexpr char kChildrenGone[] = "children-gone";
 inline constexpr char kNeverUploaded[] = "never-uploaded";
+inline constexpr char kTargetUnavailable[] = "target-unavailable";
 inline constexpr char kUninstallGrace[] = "uninstall-grace";
 }  // namespace reason
 
@@ -46,12 +47,34 @@ struct RuleContext {
   std::chrono::seconds release_grace{90};
 };
 
+// The engine's own test for whether it deletes an object's data in the backup store when the
+// object is deleted: its BackupTarget is *available* (exists, is not being deleted, has a URL and
+// status.available) and the object is not labelled delete-custom-resource-only.
+// Engine: controller/utils.go, isBackupTargetAvailable and checkIfRemoteDataCleanupIsNeeded
+// (v1.8.0 to v1.10.0; v1.7.2 asked only for a URL, see docs/ENGINE.md).
+bool TargetAvailable(const nlohmann::json& target);
+
+// Whether the store can hold anything of `backup`, read from what the engine's version writes.
+// From v1.8 the engine writes status.backupTargetName (always present in a status it wrote, empty
+// until the backup completes) and labels every Backup with backup-volume: an empty name or a
+// missing label means never uploaded. Before v1.8 the field does not exist (the API server prunes
+// it), so a Backup never uploaded is one not Completed whose status.url is empty. A Backup the
+// engine's target sync made from the store (no spec.snapshotName) is in the store whatever its
+// status says, unless the engine itself marked it Error or Unknown.
+bool BackupNeverUploaded(const nlohmann::json& backup);
+
+// The BackupTarget a Backup belongs to: its backup-target label (how the engine's backup
+// controller finds it, getBackupTargetName), else status.backupTargetName, else, for a Backup of
+// an engine before v1.8 (which had only the target `default`), "default". "" when the Backup is
+// of v1.8 or later and names none (the parent is gone).
+std::string BackupTargetOf(const nlohmann::json& backup);
+
 // Whether labelling `child` delete-custom-resource-only before deleting it can keep anything in the
 // backup store. The label is what stops the storage engine from deleting a child's data when the
-// child is deleted, so it must land first; it protects nothing only for a Backup without
-// status.backupTargetName: that name is set only when a backup completes (SPEC.md), so the store
-// holds no backup of it, and PlanBackup releases it at once with or without the label. Every other
-// child (BackupVolumes, BackupBackingImages, SystemBackups, completed Backups) answers true.
+// child is deleted, so it must land first; it protects nothing only for a Backup that never
+// uploaded (BackupNeverUploaded): the store holds nothing of it, and PlanBackup releases it at once
+// with or without the label. Every other child (BackupVolumes, BackupBackingImages, SystemBackups,
+// completed Backups) answers true.
 // `backup-guard uninstall` skips the label where this is false (one write less per failed Backup);
 // the processor labels every child.
 bool LabelProtectsData(const Child& child);
@@ -65,9 +88,11 @@ Plan PlanBackupBackingImage(const nlohmann::json& image, kube::ResourceLookup& v
 Plan PlanBackupVolume(const nlohmann::json& volume, kube::ResourceLookup& view,
                       const RuleContext& ctx);
 // For a BackupTarget being deleted, or whose spec.backupTargetURL is empty (then the children are
-// cascaded and nothing is released).
+// cascaded and nothing is released). In both cases the engine deletes nothing in the store.
 Plan PlanBackupTarget(const nlohmann::json& target, kube::ResourceLookup& view,
                       const RuleContext& ctx);
+// A SystemBackup with no BackupTarget owner reference belongs to `default` (it was made before the
+// upgrade that added the references).
 Plan PlanSystemBackup(const nlohmann::json& system_backup, kube::ResourceLookup& view,
                       const RuleContext& ctx);
 // Kinds the rules do not cover (volumes and the rest): only the uninstall grace applies.

@@ -25,8 +25,12 @@ json Deleting(json obj) {
   return obj;
 }
 
-json Target(const std::string& name = "default", const std::string& url = "s3://b") {
-  return {{"metadata", Meta(name)}, {"spec", {{"backupTargetURL", url}}}};
+// An available target unless told otherwise (the engine's isBackupTargetAvailable).
+json Target(const std::string& name = "default", const std::string& url = "s3://b",
+            bool available = true) {
+  return {{"metadata", Meta(name)},
+          {"spec", {{"backupTargetURL", url}}},
+          {"status", {{"available", available}}}};
 }
 
 json BackupVolume(const std::string& volume, const std::string& target = "default") {
@@ -38,7 +42,25 @@ json BackupVolume(const std::string& volume, const std::string& target = "defaul
 json CompletedBackup(const std::string& name, const std::string& volume = "vol-1",
                      const std::string& target = "default") {
   return {{"metadata", Meta(name, {{"backup-volume", volume}, {"backup-target", target}})},
-          {"status", {{"state", "Completed"}, {"backupTargetName", target}}}};
+          {"spec", {{"snapshotName", "snap-" + name}, {"labels", json::object()}}},
+          {"status",
+           {{"state", "Completed"},
+            {"backupTargetName", target},
+            {"url", "s3://b?backup=" + name + "&volume=" + volume}}}};
+}
+
+// A Backup as an engine of v1.7 leaves it: no backup-target label and no status.backupTargetName
+// (the field does not exist in its CRD), the BackupVolume named after the volume.
+json BackupBeforeV18(const std::string& name, const std::string& state, const std::string& url) {
+  return {{"metadata", Meta(name, {{"backup-volume", "vol-1"}})},
+          {"spec", {{"snapshotName", "snap-" + name}}},
+          {"status", {{"state", state}, {"url", url}}}};
+}
+
+json BackingImageBackup(const std::string& target = "default") {
+  return {{"metadata", Meta("bbi", {{"backup-target", target}, {"backing-image", "img"}})},
+          {"spec", {{"backingImage", "img"}, {"backupTargetName", target}, {"userCreated", true}}},
+          {"status", {{"state", "Completed"}, {"url", "s3://b?backingImage=img"}}}};
 }
 
 json SystemBackup(const std::string& name, const std::string& state, bool owned = true) {
@@ -95,10 +117,98 @@ TEST_F(RulesTest, BackupWhoseBackupTargetIsGoneIsReleased) {
   EXPECT_EQ(PlanBackup(Deleting(CompletedBackup("b")), view_, ctx_).reason, reason::kParentGone);
 }
 
+TEST_F(RulesTest, CompletedBackupOfAnUnavailableTargetIsReleased) {
+  view_.Put("backuptargets", Target("default", "s3://b", /*available=*/false));
+  EXPECT_EQ(PlanBackup(Deleting(CompletedBackup("b")), view_, ctx_).reason,
+            reason::kTargetUnavailable);
+}
+
+TEST_F(RulesTest, CompletedBackupOfATargetWithItsUrlEmptiedIsReleased) {
+  view_.Put("backuptargets", Target("default", ""));
+  EXPECT_EQ(PlanBackup(Deleting(CompletedBackup("b")), view_, ctx_).reason,
+            reason::kTargetUnavailable);
+}
+
+TEST_F(RulesTest, CompletedBackupOfATargetBeingDeletedIsReleased) {
+  view_.Put("backuptargets", Deleting(Target()));
+  EXPECT_EQ(PlanBackup(Deleting(CompletedBackup("b")), view_, ctx_).reason,
+            reason::kTargetUnavailable);
+}
+
+TEST_F(RulesTest, CompletedBackupFindsItsTargetByItsLabel) {
+  json b = CompletedBackup("b", "vol-1", "secondary");
+  view_.Put("backuptargets", Target("secondary", "nfs://x", /*available=*/false));
+  view_.Put("backupvolumes", BackupVolume("vol-1", "secondary"));
+  EXPECT_EQ(PlanBackup(Deleting(b), view_, ctx_).reason, reason::kTargetUnavailable)
+      << "the available `default` is not its target";
+}
+
+TEST_F(RulesTest, CompletedBackupBeforeV18IsLeftToTheEngine) {
+  view_.Put("backupvolumes", json{{"metadata", Meta("vol-1")}});  // v1.7: named after the volume
+  Plan p = PlanBackup(Deleting(BackupBeforeV18("b", "Completed", "s3://b?backup=b&volume=vol-1")),
+                      view_, ctx_);
+  EXPECT_FALSE(p.release) << p.reason;
+}
+
+TEST_F(RulesTest, BackupBeforeV18ThatNeverUploadedIsReleased) {
+  EXPECT_EQ(PlanBackup(Deleting(BackupBeforeV18("b", "Error", "")), view_, ctx_).reason,
+            reason::kNeverUploaded);
+  EXPECT_EQ(PlanBackup(Deleting(BackupBeforeV18("b", "", "")), view_, ctx_).reason,
+            reason::kNeverUploaded);
+}
+
+TEST_F(RulesTest, BackupBeforeV18WithAnUploadIsNotTakenAsNeverUploaded) {
+  // An Error after the upload finished still has its URL: the store holds it.
+  EXPECT_FALSE(BackupNeverUploaded(BackupBeforeV18("b", "Error", "s3://b?backup=b")));
+  EXPECT_FALSE(BackupNeverUploaded(BackupBeforeV18("b", "Completed", "")));
+}
+
+TEST_F(RulesTest, BackupTheEngineSyncedFromTheStoreIsLeftToTheEngineBeforeItsStatusIsWritten) {
+  // As the engine's target sync creates it: no snapshotName, and the status it writes first
+  // (its owner) has an empty backupTargetName.
+  json synced = CompletedBackup("synced");
+  synced["spec"].erase("snapshotName");
+  synced["status"] = {{"ownerID", "node-1"}, {"backupTargetName", ""}, {"state", ""}};
+  EXPECT_FALSE(BackupNeverUploaded(synced));
+  EXPECT_FALSE(PlanBackup(Deleting(synced), view_, ctx_).release);
+  synced["status"].erase("backupTargetName");  // no status written yet, or v1.7
+  EXPECT_FALSE(PlanBackup(Deleting(synced), view_, ctx_).release);
+  synced["status"]["state"] = "Error";  // the engine says it is broken: nothing to keep
+  EXPECT_TRUE(PlanBackup(Deleting(synced), view_, ctx_).release);
+}
+
+TEST_F(RulesTest, BackupBeforeV18WithoutBackupVolumeLabelIsReleased) {
+  json b = BackupBeforeV18("b", "Completed", "s3://b?backup=b&volume=vol-1");
+  b["metadata"]["labels"].erase("backup-volume");
+  EXPECT_EQ(PlanBackup(Deleting(b), view_, ctx_).reason, reason::kNoVolumeLabel);
+}
+
+TEST_F(RulesTest, BackupTargetOfReadsTheLabelThenTheStatusThenDefaultBeforeV18) {
+  EXPECT_EQ(BackupTargetOf(CompletedBackup("b", "v", "secondary")), "secondary");
+  json by_status = CompletedBackup("b", "v", "secondary");
+  by_status["metadata"]["labels"].erase("backup-target");
+  EXPECT_EQ(BackupTargetOf(by_status), "secondary");
+  EXPECT_EQ(BackupTargetOf(BackupBeforeV18("b", "Completed", "u")), "default");
+  by_status["status"]["backupTargetName"] = "";
+  EXPECT_EQ(BackupTargetOf(by_status), "") << "v1.8 and later: no name is no target";
+}
+
+TEST(TargetAvailableTest, FollowsTheEnginesIsBackupTargetAvailable) {
+  EXPECT_TRUE(TargetAvailable(Target()));
+  EXPECT_FALSE(TargetAvailable(Target("default", "s3://b", false)));
+  EXPECT_FALSE(TargetAvailable(Target("default", "")));
+  EXPECT_FALSE(TargetAvailable(Deleting(Target())));
+  json no_status = Target();
+  no_status.erase("status");
+  EXPECT_FALSE(TargetAvailable(no_status));
+  no_status["status"] = {{"available", "true"}};  // a string is not the engine's bool
+  EXPECT_FALSE(TargetAvailable(no_status));
+}
+
 TEST_F(RulesTest, CompletedBackupWithParentsAndNoFlagIsNotReleased) {
   Plan p = PlanBackup(Deleting(CompletedBackup("b")), view_, ctx_);
   EXPECT_FALSE(p.release);
-  EXPECT_NE(p.held_because.find("backup store"), std::string::npos);
+  EXPECT_NE(p.held_because.find("waiting for the engine"), std::string::npos) << p.held_because;
 }
 
 TEST_F(RulesTest, CompletedBackupIsNotReleasedDuringUninstallBeforeGrace) {
@@ -122,19 +232,71 @@ TEST_F(RulesTest, GraceNeverAppliesWithoutConfirmedUninstall) {
   EXPECT_FALSE(PlanOther(Deleting(Target("vol")), ctx_).release);
 }
 
-TEST_F(RulesTest, BackupBackingImageFollowsTheBackupRules) {
-  json bbi = {{"metadata", Meta("bbi", {{"backup-target", "default"}, {"backing-image", "img"}})},
-              {"spec", {{"backingImage", "img"}, {"backupTargetName", "default"}}}};
-  EXPECT_FALSE(PlanBackupBackingImage(Deleting(bbi), view_, ctx_).release);
-  json no_target = bbi;
+TEST_F(RulesTest, BackingImageBackupOfAnAvailableTargetIsLeftToTheEngine) {
+  Plan p = PlanBackupBackingImage(Deleting(BackingImageBackup()), view_, ctx_);
+  EXPECT_FALSE(p.release);
+  EXPECT_TRUE(p.cascade.empty());
+}
+
+TEST_F(RulesTest, BackingImageBackupWithNoTargetNameIsReleased) {
+  json no_target = BackingImageBackup();
   no_target["spec"]["backupTargetName"] = "";
   no_target["metadata"]["labels"].erase("backup-target");
   EXPECT_EQ(PlanBackupBackingImage(Deleting(no_target), view_, ctx_).reason, reason::kNoTargetName);
-  view_.Remove("backuptargets", "longhorn-system", "default");
-  EXPECT_EQ(PlanBackupBackingImage(Deleting(bbi), view_, ctx_).reason, reason::kParentGone);
 }
 
-TEST_F(RulesTest, BackupVolumeCascadesItsBackupsAndReleasesWhenNoneRemain) {
+TEST_F(RulesTest, BackingImageBackupTakesItsTargetFromTheLabelWhenTheSpecHasNone) {
+  json labelled = BackingImageBackup("secondary");
+  labelled["spec"]["backupTargetName"] = "";
+  view_.Put("backuptargets", Target("secondary"));
+  EXPECT_FALSE(PlanBackupBackingImage(Deleting(labelled), view_, ctx_).release);
+}
+
+TEST_F(RulesTest, BackingImageBackupBeforeV18BelongsToDefault) {
+  json old = BackingImageBackup();
+  old["spec"].erase("backupTargetName");
+  old["metadata"]["labels"].erase("backup-target");
+  EXPECT_FALSE(PlanBackupBackingImage(Deleting(old), view_, ctx_).release);
+}
+
+TEST_F(RulesTest, BackingImageBackupWhoseTargetIsGoneIsReleased) {
+  view_.Remove("backuptargets", "longhorn-system", "default");
+  EXPECT_EQ(PlanBackupBackingImage(Deleting(BackingImageBackup()), view_, ctx_).reason,
+            reason::kParentGone);
+}
+
+TEST_F(RulesTest, BackingImageBackupOfAnUnavailableTargetIsReleased) {
+  view_.Put("backuptargets", Target("default", "s3://b", /*available=*/false));
+  EXPECT_EQ(PlanBackupBackingImage(Deleting(BackingImageBackup()), view_, ctx_).reason,
+            reason::kTargetUnavailable);
+}
+
+TEST_F(RulesTest, BackingImageBackupThatNeverUploadedIsReleased) {
+  json failed = BackingImageBackup();
+  failed["status"] = {{"state", "Error"}, {"url", ""}};
+  EXPECT_EQ(PlanBackupBackingImage(Deleting(failed), view_, ctx_).reason, reason::kNeverUploaded);
+}
+
+TEST_F(RulesTest, BackingImageBackupLabelledCustomResourceOnlyIsReleased) {
+  json bbi = BackingImageBackup();
+  bbi["metadata"]["labels"]["longhorn.io/delete-custom-resource-only"] = "true";
+  EXPECT_EQ(PlanBackupBackingImage(Deleting(bbi), view_, ctx_).reason, reason::kCustomResourceOnly);
+}
+
+TEST_F(RulesTest, BackupVolumeOfAnAvailableTargetIsLeftToTheEngine) {
+  view_.Put("backups", CompletedBackup("b1"));
+  Plan p = PlanBackupVolume(Deleting(BackupVolume("vol-1")), view_, ctx_);
+  EXPECT_FALSE(p.release);
+  EXPECT_TRUE(p.cascade.empty()) << "nothing labelled, nothing deleted: the engine deletes the "
+                                    "remote backup volume itself";
+  EXPECT_NE(p.held_because.find("waiting for the engine"), std::string::npos);
+  // Even with no Backups left: the remote backup volume is the engine's to delete.
+  view_.Remove("backups", "longhorn-system", "b1");
+  EXPECT_FALSE(PlanBackupVolume(Deleting(BackupVolume("vol-1")), view_, ctx_).release);
+}
+
+TEST_F(RulesTest, BackupVolumeOfAnUnavailableTargetCascadesItsBackupsAndReleasesWhenNoneRemain) {
+  view_.Put("backuptargets", Target("default", "s3://b", /*available=*/false));
   view_.Put("backups", CompletedBackup("b1"));
   view_.Put("backups", CompletedBackup("b2"));
   view_.Put("backups", CompletedBackup("other", "vol-2"));
@@ -148,6 +310,43 @@ TEST_F(RulesTest, BackupVolumeCascadesItsBackupsAndReleasesWhenNoneRemain) {
   p = PlanBackupVolume(Deleting(BackupVolume("vol-1")), view_, ctx_);
   EXPECT_TRUE(p.release);
   EXPECT_EQ(p.reason, reason::kChildrenGone);
+}
+
+TEST_F(RulesTest, BackupVolumeLabelledCustomResourceOnlyCascadesEvenWithAnAvailableTarget) {
+  view_.Put("backups", CompletedBackup("b1"));
+  json bv = Deleting(BackupVolume("vol-1"));
+  bv["metadata"]["labels"]["longhorn.io/delete-custom-resource-only"] = "true";
+  Plan p = PlanBackupVolume(bv, view_, ctx_);
+  EXPECT_FALSE(p.release);
+  ASSERT_EQ(p.cascade.size(), 1u);
+}
+
+TEST_F(RulesTest, BackupVolumeWhoseTargetIsGoneCascades) {
+  view_.Remove("backuptargets", "longhorn-system", "default");
+  view_.Put("backups", CompletedBackup("b1"));
+  EXPECT_EQ(PlanBackupVolume(Deleting(BackupVolume("vol-1")), view_, ctx_).cascade.size(), 1u);
+}
+
+TEST_F(RulesTest, BackupVolumeOfATargetWithItsUrlEmptiedCascades) {
+  view_.Put("backuptargets", Target("default", ""));
+  view_.Put("backups", CompletedBackup("b1"));
+  EXPECT_EQ(PlanBackupVolume(Deleting(BackupVolume("vol-1")), view_, ctx_).cascade.size(), 1u);
+}
+
+TEST_F(RulesTest, BackupVolumeOfATargetBeingDeletedCascades) {
+  view_.Put("backuptargets", Deleting(Target()));
+  view_.Put("backups", CompletedBackup("b1"));
+  EXPECT_EQ(PlanBackupVolume(Deleting(BackupVolume("vol-1")), view_, ctx_).cascade.size(), 1u);
+}
+
+TEST_F(RulesTest, BackupVolumeBeforeV18BelongsToDefault) {
+  // Named after its volume, no labels, no spec fields.
+  json bv = {{"metadata", Meta("vol-1")}};
+  view_.Put("backups", BackupBeforeV18("b1", "Completed", "s3://b?backup=b1&volume=vol-1"));
+  EXPECT_FALSE(PlanBackupVolume(Deleting(bv), view_, ctx_).release);
+  view_.Put("backuptargets", Target("default", "s3://b", /*available=*/false));
+  Plan p = PlanBackupVolume(Deleting(bv), view_, ctx_);
+  ASSERT_EQ(p.cascade.size(), 1u) << "its Backups are found by the backup-volume label";
 }
 
 TEST_F(RulesTest, BackupTargetDeletionCascadesEveryChildKind) {
@@ -228,6 +427,36 @@ TEST_F(RulesTest, SystemBackupOwnedByARecreatedTargetWithAnotherUidIsReleased) {
   EXPECT_TRUE(PlanSystemBackup(Deleting(SystemBackup("s", "Ready")), view_, ctx_).release);
 }
 
+TEST_F(RulesTest, ReadySystemBackupWithoutOwnerBelongsToDefaultAndIsLeftToTheEngine) {
+  Plan p = PlanSystemBackup(Deleting(SystemBackup("s", "Ready", /*owned=*/false)), view_, ctx_);
+  EXPECT_FALSE(p.release) << p.reason;
+  EXPECT_NE(p.held_because.find("\"default\""), std::string::npos) << p.held_because;
+}
+
+TEST_F(RulesTest, ReadySystemBackupWithoutOwnerIsReleasedWhenDefaultIsGone) {
+  view_.Remove("backuptargets", "longhorn-system", "default");
+  EXPECT_EQ(PlanSystemBackup(Deleting(SystemBackup("s", "Ready", false)), view_, ctx_).reason,
+            reason::kParentGone);
+}
+
+TEST_F(RulesTest, ReadySystemBackupWithoutOwnerIsReleasedWhenDefaultIsUnavailable) {
+  view_.Put("backuptargets", Target("default", ""));
+  EXPECT_EQ(PlanSystemBackup(Deleting(SystemBackup("s", "Ready", false)), view_, ctx_).reason,
+            reason::kTargetUnavailable);
+}
+
+TEST_F(RulesTest, ReadySystemBackupOfAnUnavailableOwnerIsReleased) {
+  view_.Put("backuptargets", Target("default", "s3://b", /*available=*/false));
+  EXPECT_EQ(PlanSystemBackup(Deleting(SystemBackup("s", "Ready")), view_, ctx_).reason,
+            reason::kTargetUnavailable);
+}
+
+TEST_F(RulesTest, SystemBackupLabelledCustomResourceOnlyIsReleased) {
+  json sb = SystemBackup("s", "Ready");
+  sb["metadata"]["labels"]["longhorn.io/delete-custom-resource-only"] = "true";
+  EXPECT_EQ(PlanSystemBackup(Deleting(sb), view_, ctx_).reason, reason::kCustomResourceOnly);
+}
+
 TEST_F(RulesTest, ReadySystemBackupWithLiveOwnerIsNotReleased) {
   EXPECT_FALSE(PlanSystemBackup(Deleting(SystemBackup("s", "Ready")), view_, ctx_).release);
 }
@@ -251,13 +480,15 @@ TEST_F(RulesTest, NeedsReleaseOnlyWhenDeletingWithOurFinalizer) {
   EXPECT_FALSE(NeedsRelease(other));
 }
 
-TEST_F(RulesTest, LabelProtectsDataOfEveryChildButABackupThatNeverCompleted) {
+TEST_F(RulesTest, LabelProtectsDataOfEveryChildButABackupThatNeverUploaded) {
   EXPECT_TRUE(LabelProtectsData(Child{"backups", CompletedBackup("b")}));
   json failed = CompletedBackup("f");
   failed["status"] = {{"state", "Error"}, {"backupTargetName", ""}};
   EXPECT_FALSE(LabelProtectsData(Child{"backups", failed}));
   failed["status"].erase("backupTargetName");
   EXPECT_FALSE(LabelProtectsData(Child{"backups", failed}));
+  EXPECT_TRUE(LabelProtectsData(
+      Child{"backups", BackupBeforeV18("b", "Completed", "s3://b?backup=b&volume=vol-1")}));
   EXPECT_TRUE(LabelProtectsData(Child{"backupvolumes", BackupVolume("vol-1")}));
   EXPECT_TRUE(LabelProtectsData(Child{"systembackups", SystemBackup("s", "Error", true)}));
   EXPECT_TRUE(LabelProtectsData(Child{"backupbackingimages", json::object()}));

@@ -238,7 +238,11 @@ json CompactForRules(json obj) {
   }
   if (auto status = obj.find("status"); status != obj.end() && status->is_object()) {
     json kept = json::object();
-    for (const char* key : {"backupTargetName", "state"}) MoveKey(kept, *status, key);
+    // status.backupTargetName is kept even when empty: its presence tells an engine of v1.8 or
+    // later from one before (BackupNeverUploaded).
+    for (const char* key : {"backupTargetName", "state", "url", "available"}) {
+      MoveKey(kept, *status, key);
+    }
     out["status"] = std::move(kept);
   }
   return out;
@@ -279,9 +283,11 @@ class Uninstaller {
       return false;
     }
     const std::string value = longhorn::StringAt(*flag, {"value"});
-    if (value != "true") {
+    if (!longhorn::ConfirmationFlagTrue(*flag)) {
       err_ << "uninstall: refusing to start: Setting " << longhorn::kDeletingConfirmationFlag
-           << " is \"" << value << "\", not \"true\". Set it to \"true\" to confirm that the "
+           << " is \"" << value
+           << "\", which does not parse as true (the engine accepts 1, t, T, TRUE, "
+           << "true, True). Set it to \"true\" to confirm that the "
            << "storage engine's resources may be deleted." << std::endl;
       return false;
     }
@@ -643,7 +649,7 @@ int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostre
 bool UninstallConfirmed(kube::KubeApi& api, const std::string& ns) {
   auto flag = api.Get(kube::LonghornResource(std::string(res::kSettings)), ns,
                       std::string(longhorn::kDeletingConfirmationFlag));
-  return flag.ok() && longhorn::StringAt(*flag, {"value"}) == "true";
+  return flag.ok() && longhorn::ConfirmationFlagTrue(*flag);
 }
 
 Status RemoveWebhookConfigurations(kube::KubeApi& api, const std::string& names,

@@ -164,10 +164,11 @@ class UninstallTest : public ::testing::Test {
   // The fresh-install scenario of SPEC.md at unit scale.
   void SeedScenario(bool owner_references) {
     const json target = api_.Seed(R("backuptargets"), {{"metadata", Meta("default")},
-                                                       {"spec", {{"backupTargetURL", "s3://b"}}}});
+                                                       {"spec", {{"backupTargetURL", "s3://b"}}},
+                                                       {"status", {{"available", true}}}});
     for (int v = 0; v < 3; ++v) {
       const std::string vol = "vol-" + std::to_string(v);
-      api_.Seed(R("volumes"), {{"metadata", Meta(vol)}, {"spec", {{"standby", v == 2}}}});
+      api_.Seed(R("volumes"), {{"metadata", Meta(vol)}, {"spec", {{"Standby", v == 2}}}});
       api_.Seed(
           R("backupvolumes"),
           {{"metadata", Meta(vol + "-bv", {{"backup-volume", vol}, {"backup-target", "default"}})},
@@ -371,7 +372,10 @@ TEST_F(UninstallTest, CompactForRulesKeepsWhatTheRulesReadAndDropsTheRest) {
               {"annotations", {{"longhorn.io/delete-backup-target-from-longhorn", ""}}}}},
             {"spec",
              {{"backupTargetName", "default"}, {"volumeName", "v"}, {"backupTargetURL", "s3://x"}}},
-            {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}}))
+            {"status",
+             {{"state", "Completed"},
+              {"backupTargetName", "default"},
+              {"url", "s3://x?backup=b"}}}}))
       << compact.dump(1);
   EXPECT_LT(compact.dump().size(), full.dump().size() / 10);
 }

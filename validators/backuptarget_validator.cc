@@ -6,7 +6,7 @@ namespace bg::validators {
 
 bool DeletingConfirmed(kube::ResourceLookup& lookup, const std::string& ns) {
   auto setting = lookup.Get(longhorn::resource::kSettings, ns, longhorn::kDeletingConfirmationFlag);
-  return setting && longhorn::StringAt(*setting, {"value"}) == "true";
+  return setting && longhorn::ConfirmationFlagTrue(*setting);
 }
 
 webhook::AdmissionResponse ValidateBackupTargetDelete(kube::ResourceLookup& lookup,
@@ -19,7 +19,8 @@ webhook::AdmissionResponse ValidateBackupTargetDelete(kube::ResourceLookup& look
   return webhook::Denied(
       403, "deleting the default BackupTarget is not allowed: annotate it with " +
                std::string(longhorn::kDeleteBackupTargetAnnotation) + ", or set the Setting " +
-               std::string(longhorn::kDeletingConfirmationFlag) + " to \"true\" to uninstall");
+               std::string(longhorn::kDeletingConfirmationFlag) +
+               " to \"true\" (or another value that parses as true) to uninstall");
 }
 
 }  // namespace bg::validators

@@ -51,6 +51,19 @@ TEST(BackupTargetValidatorTest, DeletingDefaultWhileConfirmationFlagIsTrueIsAllo
   EXPECT_TRUE(Delete(lookup, Target("default")).allowed);
 }
 
+TEST(BackupTargetValidatorTest, ConfirmationFlagIsParsedAsTheEngineParsesIt) {
+  for (const char* yes : {"1", "t", "T", "TRUE", "true", "True"}) {
+    FakeLookup lookup;
+    SetFlag(lookup, yes);
+    EXPECT_TRUE(Delete(lookup, Target("default")).allowed) << yes;
+  }
+  for (const char* no : {"0", "false", "yes", "TrUe", " true", ""}) {
+    FakeLookup lookup;
+    SetFlag(lookup, no);
+    EXPECT_FALSE(Delete(lookup, Target("default")).allowed) << '"' << no << '"';
+  }
+}
+
 TEST(BackupTargetValidatorTest, DeletingDefaultWithUnreachableApiIsDenied) {
   kube::NoClusterLookup none;
   auto r = ValidateBackupTargetDelete(
