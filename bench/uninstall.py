@@ -49,7 +49,9 @@ class Plane:
 
     def up(self):
         out = subprocess.run([os.path.join(ROOT, "tests/e2e/controlplane.sh"), "up", "--crds",
-                              os.path.join(ROOT, "tests/e2e/manifests/crds.yaml")],
+                              subprocess.run([os.path.join(ROOT, "tests/engine/engine-crds.sh"), "v1.10.0"],
+                                             capture_output=True, text=True,
+                                             check=True).stdout.strip()],
                              env=self.env, stdout=subprocess.PIPE, check=True, text=True).stdout
         self.kubeconfig = out.strip().splitlines()[-1].split("=", 1)[1]
         return self.kubeconfig

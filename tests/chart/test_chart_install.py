@@ -471,7 +471,7 @@ def uninstall_with_the_hook(release: Release, kubectl, cluster_helm):
     ensure_default_target(kubectl)
     kubectl.apply([
         longhorn_object("Setting", "deleting-confirmation-flag", value="false"),
-        longhorn_object("Volume", "vol1", spec={"standby": True, "backupTargetName": "default"}),
+        longhorn_object("Volume", "vol1", spec={"Standby": True, "backupTargetName": "default"}),
         longhorn_object("BackupVolume", "bv1", labels={"backup-target": "default",
                                                        "backup-volume": "vol1"},
                         spec={"backupTargetName": "default", "volumeName": "vol1"}),
@@ -483,7 +483,8 @@ def uninstall_with_the_hook(release: Release, kubectl, cluster_helm):
         longhorn_object("BackupBackingImage", "bbi1", labels={"backup-target": "default",
                                                               "backing-image": "img"},
                         finalizers=[FINALIZER],
-                        spec={"backingImage": "img", "backupTargetName": "default"}),
+                        spec={"backingImage": "img", "backupTargetName": "default",
+                              "userCreated": True}),
     ])
     kubectl("patch", "backup", "done", "-n", NS, "--subresource=status", "--type=merge", "-p",
             json.dumps({"status": {"state": "Completed", "backupTargetName": "default",

@@ -4,11 +4,13 @@ objects of every certificate mode (no control plane needed)."""
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
-from chart_tools import CHART_DIR, E2E_DIR, VALUE_SETS, find, kinds, parse_manifests
+from chart_tools import CHART_DIR, E2E_DIR, ROOT, VALUE_SETS, find, kinds, parse_manifests
 
 RELEASE, NAMESPACE = "bg", "longhorn-system"
 FULLNAME = "bg-backup-guard"
@@ -384,14 +386,66 @@ def test_uninstall_hook_can_be_disabled(helm):
 
 # ---- CRDs and monitoring ---------------------------------------------------------------------------
 
-def test_crds_are_the_e2e_subset_and_kept_on_uninstall(helm):
+def _shipped_crds() -> dict:
+    return {o["metadata"]["name"]: o for o in
+            parse_manifests((CHART_DIR / "files" / "crds.yaml").read_text())}
+
+
+def _engine_crds(version: str = "v1.10.0") -> dict:
+    path = subprocess.run([str(ROOT / "tests" / "engine" / "engine-crds.sh"), version],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    return {o["metadata"]["name"]: o for o in parse_manifests(Path(path).read_text())}
+
+
+def _declared_fields(schema: dict, prefix: str = ""):
+    """(path, type, required names) of every property a structural schema declares."""
+    for name, prop in (schema.get("properties") or {}).items():
+        path = f"{prefix}.{name}" if prefix else name
+        yield path, prop.get("type"), tuple(sorted(prop.get("required") or []))
+        yield from _declared_fields(prop, path)
+
+
+def _v1beta2_schema(crd: dict) -> dict:
+    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta2"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def test_shipped_crds_declare_every_field_with_the_engines_name_and_type():
+    """The CRD subset the chart can install (files/crds.yaml) declares only fields the engine's own
+    v1.10.0 CRDs have, each with the engine's type and required list: an object written for one
+    is valid for the other (Volume's spec.Standby with its capital S, BackupBackingImage's required
+    spec.userCreated, Backup's spec.backupBlockSize)."""
+    engine = _engine_crds()
+    wrong = []
+    for name, crd in _shipped_crds().items():
+        assert name in engine, f"{name} is not one of the engine's CRDs"
+        assert crd["spec"]["names"] == engine[name]["spec"]["names"] | {
+            k: v for k, v in crd["spec"]["names"].items() if k not in engine[name]["spec"]["names"]}
+        theirs = {path: (typ, req) for path, typ, req in
+                  _declared_fields(_v1beta2_schema(engine[name]))}
+        for path, typ, req in _declared_fields(_v1beta2_schema(crd)):
+            if path == "metadata":
+                continue
+            if path not in theirs:
+                wrong.append(f"{name}: {path} is not in the engine's schema")
+            elif theirs[path][0] != typ:
+                wrong.append(f"{name}: {path} is {typ}, the engine's is {theirs[path][0]}")
+            elif req != theirs[path][1] and set(req) - set(theirs[path][1]):
+                wrong.append(f"{name}: {path} requires {req}, the engine's only {theirs[path][1]}")
+            elif theirs[path][1] and not set(theirs[path][1]) <= set(req):
+                # A field the engine requires must be required here too, so that an object
+                # this subset admits is one the engine's CRD admits.
+                wrong.append(f"{name}: {path} must require {theirs[path][1]}, not {req}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_crds_are_the_shipped_subset_and_kept_on_uninstall(helm):
     objects = helm.render("--set", "crds.install=true")
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
-    e2e = {o["metadata"]["name"]: o for o in
-           parse_manifests((E2E_DIR / "manifests" / "crds.yaml").read_text())}
-    assert sorted(o["metadata"]["name"] for o in crds) == sorted(e2e)
+    shipped = _shipped_crds()
+    assert sorted(o["metadata"]["name"] for o in crds) == sorted(shipped)
     for crd in crds:
-        assert crd["spec"] == e2e[crd["metadata"]["name"]]["spec"]
+        assert crd["spec"] == shipped[crd["metadata"]["name"]]["spec"]
         assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
         assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
     objects = helm.render("--set", "crds.install=true", "--set", "crds.keep=false")

@@ -25,7 +25,7 @@ VERSION = "v1beta2"
 NAMESPACE = "longhorn-system"
 FINALIZER = "longhorn.io"
 
-# kind -> plural for the CRD subset in manifests/crds.yaml
+# kind -> plural of the engine's kinds the tests use
 PLURALS = {
     "BackupTarget": "backuptargets",
     "BackupVolume": "backupvolumes",

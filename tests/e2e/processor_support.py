@@ -280,14 +280,15 @@ def system_backup(lh: Ns, name: str, state: str = "Ready") -> dict:
 def backing_image_backup(lh: Ns, image: str, target: str = "default") -> dict:
     body = lh.body("BackupBackingImage", f"bbi-{image}",
                    labels={"backup-target": target, "backing-image": image},
-                   spec={"backingImage": image, "backupTargetName": target})
+                   spec={"backingImage": image, "backupTargetName": target,
+                         "userCreated": True})
     body["metadata"]["finalizers"] = [FINALIZER]
     lh.create(body)
     return lh.patch_status("BackupBackingImage", f"bbi-{image}", {"state": "Completed"})
 
 
 def volume(lh: Ns, name: str, standby: bool) -> dict:
-    body = lh.body("Volume", name, spec={"standby": standby, "backupTargetName": "default",
+    body = lh.body("Volume", name, spec={"Standby": standby, "backupTargetName": "default",
                                          "size": "2147483648", "numberOfReplicas": 3})
     body["metadata"]["finalizers"] = [FINALIZER]
     return lh.create(body)

@@ -56,8 +56,14 @@ if [ "$mode" = delete ]; then
   exit 0
 fi
 
-k apply -f "$here/manifests/crds.yaml" >&2
-crds=$(k get -f "$here/manifests/crds.yaml" -o name)
+# The engine's own CRDs (tests/engine/engine-crds.sh), v1.10.0 unless BG_ENGINE_CRDS names a file.
+crd_file=${BG_ENGINE_CRDS:-}
+if [ -z "$crd_file" ]; then
+  crd_file=$("$here/../engine/engine-crds.sh" "${BG_ENGINE_VERSION:-v1.10.0}") \
+    || die "the engine's CRDs are not available"
+fi
+k apply --server-side --force-conflicts -f "$crd_file" >&2
+crds=$(k get -f "$crd_file" -o name)
 # shellcheck disable=SC2086
 k wait --for=condition=Established --timeout=60s $crds >&2 || die "CRDs did not become Established"
 k create namespace "$namespace" --dry-run=client -o yaml | k apply -f - >&2

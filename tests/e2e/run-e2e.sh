@@ -65,7 +65,10 @@ export BG_BIN_DIR=$bindir KUBECTL=$bindir/kubectl
 venv=$("$root/tools/ensure-venv.sh")
 py=$venv/bin/python
 
-kc_line=$("$here/controlplane.sh" up --crds "$here/manifests/crds.yaml" | tail -n 1)
+# The engine's own CRDs, at BG_ENGINE_VERSION (default v1.10.0; tests/engine/versions.txt).
+export BG_ENGINE_VERSION=${BG_ENGINE_VERSION:-v1.10.0}
+export BG_ENGINE_CRDS=${BG_ENGINE_CRDS:-$("$root/tests/engine/engine-crds.sh" "$BG_ENGINE_VERSION")}
+kc_line=$("$here/controlplane.sh" up --crds "$BG_ENGINE_CRDS" | tail -n 1)
 export BG_KUBECONFIG=${kc_line#KUBECONFIG=}
 [ -f "$BG_KUBECONFIG" ] || { log "controlplane.sh up did not print a kubeconfig"; exit 1; }
 export BG_LOG_DIR=$BG_STATE_DIR/logs

@@ -55,7 +55,10 @@ trap 'exit 143' TERM
 
 bindir=$("$here/build-tools.sh" --print-dir kube-apiserver kube-controller-manager kubectl etcd)
 export BG_BIN_DIR=$bindir KUBECTL=$bindir/kubectl
-kc_line=$("$here/controlplane.sh" up --crds "$here/manifests/crds.yaml" | tail -n 1)
+# The engine's own CRDs, at BG_ENGINE_VERSION (default v1.10.0; tests/engine/versions.txt).
+export BG_ENGINE_VERSION=${BG_ENGINE_VERSION:-v1.10.0}
+export BG_ENGINE_CRDS=${BG_ENGINE_CRDS:-$("$root/tests/engine/engine-crds.sh" "$BG_ENGINE_VERSION")}
+kc_line=$("$here/controlplane.sh" up --crds "$BG_ENGINE_CRDS" | tail -n 1)
 kubeconfig=${kc_line#KUBECONFIG=}
 [ -f "$kubeconfig" ] || die "controlplane.sh up did not print a kubeconfig"
 

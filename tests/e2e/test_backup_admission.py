@@ -166,9 +166,10 @@ def test_backup_with_differential_mode_is_denied_naming_the_field(lh):
     e = api_error(lh.create, lh.body("Backup", name, labels={"backup-volume": "vol-e"},
                                      spec={"snapshotName": "snap", "backupMode": "differential"}))
 
+    # The engine's CRD has the enumeration, so the API server's schema check refuses it before
+    # any webhook runs; backup-guard's own refusal of it is tested in tests/integration.
     assert e.status == 422, e
     msg = error_message(e)
-    assert VALIDATOR in msg
     assert "spec.backupMode" in msg and "differential" in msg, msg
     assert lh.get_or_none("Backup", name) is None
 

@@ -24,7 +24,8 @@ def test_default_target_delete_is_denied_with_a_message_naming_the_annotation(lh
     assert lh.get("BackupTarget", "default")["metadata"].get("deletionTimestamp") is None
 
 
-@pytest.mark.parametrize("value", ["false", "", "True", "yes"])
+# Values that Go's strconv.ParseBool, as the engine reads the flag, does not take as true.
+@pytest.mark.parametrize("value", ["false", "", "0", "F", "yes", "tRUE", " true"])
 def test_default_target_delete_is_denied_while_the_flag_is_not_true(lh, value):
     lh.default_target()
     lh.setting(CONFIRMATION_FLAG, value)
@@ -55,9 +56,10 @@ def test_default_target_delete_is_allowed_once_annotated(lh):
     lh.wait_gone("BackupTarget", "default", timeout=10)
 
 
-def test_default_target_delete_is_allowed_while_the_flag_is_true(lh):
+@pytest.mark.parametrize("value", ["true", "True", "TRUE", "1", "t", "T"])
+def test_default_target_delete_is_allowed_while_the_flag_is_true(lh, value):
     lh.default_target()
-    lh.setting(CONFIRMATION_FLAG, "true")
+    lh.setting(CONFIRMATION_FLAG, value)
 
     lh.delete("BackupTarget", "default")
 

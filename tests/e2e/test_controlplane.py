@@ -11,7 +11,7 @@ from bg_e2e import GROUP, PLURALS, VERSION, Longhorn, wait_until
 
 pytestmark = pytest.mark.no_webhook
 
-NO_STATUS_SUBRESOURCE = {"settings"}
+NO_STATUS_SUBRESOURCE: set = set()  # the engine's Setting has one too
 
 
 def test_apiserver_is_ready(kubectl):
@@ -30,8 +30,12 @@ def test_crds_are_established(api_client):
         assert crd.spec.names.list_kind == f"{kind}List"
         established = [c for c in crd.status.conditions or [] if c.type == "Established"]
         assert established and established[0].status == "True", f"{name} is not Established"
-        (version,) = crd.spec.versions
+        # The engine's CRDs: v1beta2 served and stored; before v1.10 also v1beta1, never stored.
+        (version,) = [v for v in crd.spec.versions if v.storage]
         assert (version.name, version.served, version.storage) == (VERSION, True, True)
+        assert crd.status.stored_versions == [VERSION], name
+        if crd.spec.conversion is not None:
+            assert crd.spec.conversion.strategy == "None", f"{name}: no conversion webhook runs here"
         has_status = bool(version.subresources and version.subresources.status is not None)
         assert has_status == (plural not in NO_STATUS_SUBRESOURCE), name
 
@@ -50,11 +54,14 @@ def test_custom_objects_round_trip(custom_objects, test_namespace):
     got = lh.get("BackupTarget", "default")
     assert got["spec"]["backupTargetURL"] == "s3://bucket@us-east-1/"
     assert got["spec"]["pollInterval"] == "300s"
-    assert got["spec"]["someFutureField"] == {"kept": True}, "unknown spec fields must be preserved"
+    # The engine's CRDs are structural without preserve-unknown-fields: what they do not declare
+    # is pruned, as it would be in a cluster running the engine.
+    assert "someFutureField" not in got["spec"], got["spec"]
 
-    lh.patch_status("BackupTarget", "default", {"available": True, "lastSyncedAt": "now"})
+    lh.patch_status("BackupTarget", "default",
+                    {"available": True, "lastSyncedAt": "2026-01-01T00:00:00Z"})
     got = lh.get("BackupTarget", "default")
-    assert got["status"] == {"available": True, "lastSyncedAt": "now"}
+    assert got["status"] == {"available": True, "lastSyncedAt": "2026-01-01T00:00:00Z"}
 
     lh.create(lh.body("Setting", "deleting-confirmation-flag", value="false"))
     assert lh.get("Setting", "deleting-confirmation-flag")["value"] == "false"

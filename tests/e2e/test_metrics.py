@@ -22,8 +22,7 @@ def _normal_traffic(lh):
     lh.patch("SystemBackup", sb, {"metadata": {"labels": {"touched": "yes"}}})  # mutating UPDATE
     lh.create(lh.body("SystemBackup", unique("sb")), dry_run="All")
     api_error(lh.create, lh.body("Backup", unique("b"), spec={"snapshotName": "s"}))  # 422
-    api_error(lh.create, lh.body("Backup", unique("b"), labels={"backup-volume": "v"},
-                                 spec={"backupMode": "differential"}))  # 422
+    # (an unknown backupMode never reaches a webhook: the engine's CRD schema refuses it)
     failed = unique("b-failed")
     lh.failed_backup(failed)  # validating CREATE allowed
     lh.delete("Backup", failed)  # validating DELETE, allowed with a warning
@@ -33,7 +32,7 @@ def _normal_traffic(lh):
     lh.delete("SystemBackup", sb)  # deletionTimestamp set, finalizer holds it
     lh.strip_finalizers("SystemBackup", sb)  # mutating UPDATE of an object being deleted
     lh.delete("BackupTarget", "default")  # validating DELETE, allowed
-    return 4  # denials
+    return 3  # denials
 
 
 def _failure_policies(api_client):

@@ -100,7 +100,8 @@ state=$(mktemp -d /tmp/backup-guard-faults.XXXXXX)
 faults_state=$state/faults
 mkdir -p "$faults_state/pids"
 export BG_STATE_DIR=$state FAULTS_STATE_DIR=$faults_state FAULTS_REGISTER_SH=$e2e/register.sh
-kc_line=$("$e2e/controlplane.sh" up --crds "$e2e/manifests/crds.yaml" | tail -n 1) \
+export BG_ENGINE_CRDS=${BG_ENGINE_CRDS:-$("$root/tests/engine/engine-crds.sh" v1.10.0)}
+kc_line=$("$e2e/controlplane.sh" up --crds "$BG_ENGINE_CRDS" | tail -n 1) \
   || { log "ERROR: the control plane did not start (see controlplane's messages above)"; exit 1; }
 export FAULTS_KUBECONFIG=${kc_line#KUBECONFIG=}
 [ -f "$FAULTS_KUBECONFIG" ] || { log "ERROR: controlplane.sh up did not print a kubeconfig"; exit 1; }

@@ -117,7 +117,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # 5. Control plane, then the tests.
-kc_line=$("$e2e/controlplane.sh" up --crds "$e2e/manifests/crds.yaml" | tail -n 1) \
+export BG_ENGINE_CRDS=${BG_ENGINE_CRDS:-$("$root/tests/engine/engine-crds.sh" v1.10.0)}
+kc_line=$("$e2e/controlplane.sh" up --crds "$BG_ENGINE_CRDS" | tail -n 1) \
   || { log "ERROR: the control plane did not start (see controlplane's messages above)"; exit 1; }
 export OPS_KUBECONFIG=${kc_line#KUBECONFIG=}
 [ -f "$OPS_KUBECONFIG" ] || { log "ERROR: controlplane.sh up did not print a kubeconfig"; exit 1; }
