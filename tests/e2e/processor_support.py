@@ -30,6 +30,7 @@ from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
 from bg_e2e import FINALIZER, GROUP, VERSION, Longhorn, backup_guard_bin
+from engine_objects import EngineObjects, engine_objects_binary
 
 CR_ONLY_LABEL = "longhorn.io/delete-custom-resource-only"
 DELETE_TARGET_ANNOTATION = "longhorn.io/delete-backup-target-from-longhorn"
@@ -103,10 +104,27 @@ def brief(obj: dict) -> str:
 
 
 class Ns(Longhorn):
-    """Longhorn helper bound to one test namespace."""
+    """Longhorn helper bound to one test namespace. `apply` creates objects through the engine's
+    own Go types and typed client (tests/engine), so they have exactly its field names and types."""
 
-    def __init__(self, api: client.CustomObjectsApi, namespace: str):
+    def __init__(self, api: client.CustomObjectsApi, namespace: str, kubeconfig=None):
         super().__init__(api, namespace)
+        self.kubeconfig = kubeconfig
+        self._engine = None
+
+    @property
+    def engine(self) -> EngineObjects:
+        if self._engine is None:
+            kubeconfig = self.kubeconfig or os.environ.get("BG_KUBECONFIG")
+            if not kubeconfig:
+                pytest.fail("no kubeconfig for the engine's typed client (BG_KUBECONFIG)")
+            self._engine = EngineObjects(engine_objects_binary(), kubeconfig, self.namespace)
+        return self._engine
+
+    def apply(self, *objs: dict) -> list[dict]:
+        """Creates each object ({"kind", "metadata", "spec", "status"}) with the engine's typed
+        client, then writes its status; returns them as the API server holds them."""
+        return self.engine.apply(list(objs))
 
     def names(self, kind: str, label_selector: str = "") -> list[str]:
         return sorted(o["metadata"]["name"] for o in self.list(kind, label_selector=label_selector))
@@ -193,8 +211,8 @@ def proc_ns(core_v1, custom_objects, request) -> str:
 
 
 @pytest.fixture
-def ns_lh(custom_objects, proc_ns) -> Ns:
-    return Ns(custom_objects, proc_ns)
+def ns_lh(custom_objects, proc_ns, kubeconfig) -> Ns:
+    return Ns(custom_objects, proc_ns, kubeconfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,32 +239,59 @@ class Scenario:
                 + len(self.system_backups) + len(self.backing_images))
 
 
-def default_target(lh: Ns, url: str = TARGET_URL, finalizer: bool = True, name="default") -> dict:
-    body = lh.body("BackupTarget", name,
-                   spec={"backupTargetURL": url, "credentialSecret": "", "pollInterval": "300s"})
+def obj(kind: str, name: str, labels=None, spec=None, status=None, finalizer=True, **meta) -> dict:
+    """An engine object in the form `Ns.apply` takes."""
+    body = {"kind": kind, "metadata": {"name": name, **meta}}
+    if labels:
+        body["metadata"]["labels"] = dict(labels)
     if finalizer:
         body["metadata"]["finalizers"] = [FINALIZER]
-    target = lh.create(body)
-    lh.patch_status("BackupTarget", name, {"available": True})
+    if spec is not None:
+        body["spec"] = spec
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def target_obj(name: str = "default", url: str = TARGET_URL, available: bool = True,
+               finalizer: bool = True) -> dict:
+    return obj("BackupTarget", name, finalizer=finalizer,
+               spec={"backupTargetURL": url, "credentialSecret": "", "pollInterval": "5m0s"},
+               status={"available": available})
+
+
+def default_target(lh: Ns, url: str = TARGET_URL, finalizer: bool = True, name="default",
+                   available: bool = True) -> dict:
+    [target] = lh.apply(target_obj(name, url, available, finalizer))
     return target
 
 
+def backup_volume_obj(volume: str, target: str = "default") -> dict:
+    return obj("BackupVolume", f"bv-{volume}",
+               labels={"backup-target": target, "backup-volume": volume},
+               spec={"backupTargetName": target, "volumeName": volume})
+
+
 def backup_volume(lh: Ns, volume: str, target: str = "default") -> dict:
-    body = lh.body("BackupVolume", f"bv-{volume}",
-                   labels={"backup-target": target, "backup-volume": volume},
-                   spec={"backupTargetName": target, "volumeName": volume})
-    body["metadata"]["finalizers"] = [FINALIZER]
-    return lh.create(body)
+    return lh.apply(backup_volume_obj(volume, target))[0]
+
+
+def backup_obj(name: str, volume: str, target: str, state: str, labels=None) -> dict:
+    completed = state == "Completed"
+    return obj("Backup", name,
+               labels={"backup-volume": volume, "backup-target": target} if labels is None
+               else labels,
+               spec={"snapshotName": f"snap-{name}", "labels": {}, "backupMode": "incremental",
+                     "backupBlockSize": "2097152"},
+               status={"state": state, "backupTargetName": target if completed else "",
+                       "volumeName": volume,
+                       "url": f"{TARGET_URL}?backup={name}&volume={volume}" if completed else "",
+                       "size": "1048576" if completed else "",
+                       "error": "" if completed else "failed to upload the backup: refused"})
 
 
 def completed_backup(lh: Ns, name: str, volume: str, target: str = "default") -> dict:
-    body = lh.body("Backup", name, labels={"backup-volume": volume, "backup-target": target},
-                   spec={"snapshotName": f"snap-{name}", "labels": {}, "backupMode": "incremental"})
-    body["metadata"]["finalizers"] = [FINALIZER]
-    lh.create(body)
-    return lh.patch_status("Backup", name, {
-        "state": "Completed", "backupTargetName": target, "volumeName": volume,
-        "url": f"{TARGET_URL}?backup={name}&volume={volume}", "size": "1048576"})
+    return lh.apply(backup_obj(name, volume, target, "Completed"))[0]
 
 
 def failed_backup(lh: Ns, name: str, volume: str, webhook: bool = True,
@@ -257,41 +302,51 @@ def failed_backup(lh: Ns, name: str, volume: str, webhook: bool = True,
     labels = {"backup-target": target}
     if webhook:
         labels["backup-volume"] = volume
-    body = lh.body("Backup", name, labels=labels,
-                   spec={"snapshotName": f"snap-{name}", "labels": {}, "backupMode": "full"})
-    body["metadata"]["finalizers"] = [FINALIZER]
-    lh.create(body)
+    lh.apply(backup_obj(name, volume, target, "Error", labels=labels))
     if webhook:
         lh.patch("Backup", name, {"metadata": {"labels": {"backup-volume": None}}})
-    got = lh.patch_status("Backup", name, {
-        "state": "Error", "backupTargetName": "", "volumeName": volume,
-        "error": "failed to upload the backup: connection refused"})
+    got = lh.get("Backup", name)
     assert "backup-volume" not in labels_of(got), brief(got)
+    assert got["status"]["backupTargetName"] == "", brief(got)
     return got
 
 
+def system_backup_obj(name: str, state: str = "Ready") -> dict:
+    return obj("SystemBackup", name, spec={"volumeBackupPolicy": "if-not-present"},
+               status={"state": state, "version": "v1.10.0" if state == "Ready" else ""})
+
+
 def system_backup(lh: Ns, name: str, state: str = "Ready") -> dict:
-    body = lh.body("SystemBackup", name, spec={"volumeBackupPolicy": "if-not-present"})
-    body["metadata"]["finalizers"] = [FINALIZER]
-    lh.create(body)
-    return lh.patch_status("SystemBackup", name, {"state": state, "version": "v1.8.0"})
+    return lh.apply(system_backup_obj(name, state))[0]
+
+
+def backing_image_backup_obj(image: str, target: str = "default") -> dict:
+    return obj("BackupBackingImage", f"bbi-{image}",
+               labels={"backup-target": target, "backing-image": image},
+               spec={"backingImage": image, "backupTargetName": target, "userCreated": True},
+               status={"state": "Completed", "url": f"{TARGET_URL}?backingImage={image}"})
 
 
 def backing_image_backup(lh: Ns, image: str, target: str = "default") -> dict:
-    body = lh.body("BackupBackingImage", f"bbi-{image}",
-                   labels={"backup-target": target, "backing-image": image},
-                   spec={"backingImage": image, "backupTargetName": target,
-                         "userCreated": True})
-    body["metadata"]["finalizers"] = [FINALIZER]
-    lh.create(body)
-    return lh.patch_status("BackupBackingImage", f"bbi-{image}", {"state": "Completed"})
+    return lh.apply(backing_image_backup_obj(image, target))[0]
+
+
+def volume_obj(name: str, standby: bool) -> dict:
+    """A Volume with the fields the engine's schema requires a value for (its enumerations)."""
+    return obj("Volume", name, spec={
+        "Standby": standby, "backupTargetName": "default", "size": "2147483648",
+        "numberOfReplicas": 3, "frontend": "" if standby else "blockdev", "accessMode": "rwo",
+        "dataEngine": "v1", "dataLocality": "disabled", "replicaAutoBalance": "ignored",
+        "snapshotDataIntegrity": "ignored", "restoreVolumeRecurringJob": "ignored",
+        "unmapMarkSnapChainRemoved": "ignored", "replicaSoftAntiAffinity": "ignored",
+        "replicaZoneSoftAntiAffinity": "ignored", "replicaDiskSoftAntiAffinity": "ignored",
+        "offlineRebuilding": "ignored", "backupBlockSize": "2097152",
+        "backupCompressionMethod": "lz4", "freezeFilesystemForSnapshot": "ignored",
+        "fromBackup": f"{TARGET_URL}?backup=b&volume={name}" if standby else ""})
 
 
 def volume(lh: Ns, name: str, standby: bool) -> dict:
-    body = lh.body("Volume", name, spec={"Standby": standby, "backupTargetName": "default",
-                                         "size": "2147483648", "numberOfReplicas": 3})
-    body["metadata"]["finalizers"] = [FINALIZER]
-    return lh.create(body)
+    return lh.apply(volume_obj(name, standby))[0]
 
 
 def populate(lh: Ns, webhook: bool = True, backups: int = 20) -> Scenario:
@@ -303,25 +358,35 @@ def populate(lh: Ns, webhook: bool = True, backups: int = 20) -> Scenario:
     lh.set_flag("false")
     sc.target_uid = default_target(lh)["metadata"]["uid"]
     vols = ["vol-1", "vol-2", "vol-dr"]
+    batch = []  # one run of the engine's typed client for everything but the failed Backups
     for v in vols:
-        volume(lh, v, standby=(v == "vol-dr"))
+        batch.append(volume_obj(v, standby=(v == "vol-dr")))
         sc.volumes.append(v)
     for v in vols:
-        sc.backup_volumes.append(backup_volume(lh, v)["metadata"]["name"])
+        batch.append(backup_volume_obj(v))
+        sc.backup_volumes.append(f"bv-{v}")
+    failed = []
     for i in range(backups):
         v = vols[i % len(vols)]
         name = f"backup-{i:02d}"
         if i % 2 == 0:
-            completed_backup(lh, name, v)
+            batch.append(backup_obj(name, v, "default", "Completed"))
             sc.completed_backups.append(name)
         else:
-            failed_backup(lh, name, v, webhook=webhook)
+            failed.append((name, v))
             sc.failed_backups.append(name)
     for i in range(1, 4):
-        system_backup(lh, f"system-backup-{i}")
+        batch.append(system_backup_obj(f"system-backup-{i}"))
         sc.system_backups.append(f"system-backup-{i}")
     for img in ("image-a", "image-b"):
-        sc.backing_images.append(backing_image_backup(lh, img)["metadata"]["name"])
+        batch.append(backing_image_backup_obj(img))
+        sc.backing_images.append(f"bbi-{img}")
+    lh.apply(*batch)
+    labels = lambda v: {"backup-target": "default", **({"backup-volume": v} if webhook else {})}
+    lh.apply(*[backup_obj(n, v, "default", "Error", labels=labels(v)) for n, v in failed])
+    if webhook:  # the label the validating webhook required on CREATE goes, as after a failure
+        for n, _ in failed:
+            lh.patch("Backup", n, {"metadata": {"labels": {"backup-volume": None}}})
     return sc
 
 
