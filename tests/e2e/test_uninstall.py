@@ -52,6 +52,7 @@ def assert_uninstalled(lh, proc, server=None):
     assert not left, f"uninstall exited 0 but objects remain (stuck finalizers?): {left}"
 
 
+@pytest.mark.acceptance
 def test_fresh_install_uninstall_completes(backup_guard, backup_guard_factory, kubeconfig, ns_lh):
     """SPEC "Fresh install": objects created with the webhook and the processor running; the
     flag set; `uninstall --force` leaves nothing, and no finalizer is stuck."""
@@ -87,6 +88,7 @@ def test_fresh_install_uninstall_completes(backup_guard, backup_guard_factory, k
     assert server.running(), f"the processor died:\n{server.log_tail()}"
 
 
+@pytest.mark.acceptance
 @pytest.mark.disruptive
 def test_upgrade_owner_references_then_uninstall(api_client, custom_objects, backup_guard,
                                                  backup_guard_factory, kubeconfig, ns_lh):
