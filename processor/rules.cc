@@ -125,6 +125,18 @@ bool BackupNeverUploaded(const json& backup) {
   return state != "Completed" && longhorn::StringAt(backup, {"status", "url"}).empty();
 }
 
+bool BackingImageBackupNeverUploaded(const json& image) {
+  const std::string state = longhorn::StringAt(image, {"status", "state"});
+  // The engine's target sync makes the ones it finds in the store with spec.userCreated false
+  // (controller/backup_target_controller.go); a user's request has it true.
+  auto spec = image.find("spec");
+  const bool from_store = spec != image.end() && spec->is_object() &&
+                          spec->contains("userCreated") && (*spec)["userCreated"].is_boolean() &&
+                          !(*spec)["userCreated"].get<bool>();
+  if (from_store && state != "Error" && state != "Unknown") return false;
+  return state != "Completed" && longhorn::StringAt(image, {"status", "url"}).empty();
+}
+
 std::string BackupTargetOf(const json& backup) {
   std::string target = longhorn::Label(backup, longhorn::kBackupTargetLabel);
   if (target.empty()) target = longhorn::StringAt(backup, {"status", "backupTargetName"});
@@ -180,10 +192,7 @@ Plan PlanBackup(const json& backup, kube::ResourceLookup& view, const RuleContex
 // (before v1.8, for the target `default`).
 Plan PlanBackupBackingImage(const json& image, kube::ResourceLookup& view, const RuleContext& ctx) {
   if (longhorn::IsDeleteCustomResourceOnly(image)) return Release(reason::kCustomResourceOnly);
-  if (longhorn::StringAt(image, {"status", "state"}) != "Completed" &&
-      longhorn::StringAt(image, {"status", "url"}).empty()) {
-    return Release(reason::kNeverUploaded);
-  }
+  if (BackingImageBackupNeverUploaded(image)) return Release(reason::kNeverUploaded);
   std::string target_name = longhorn::StringAt(image, {"spec", "backupTargetName"});
   if (target_name.empty()) target_name = longhorn::Label(image, longhorn::kBackupTargetLabel);
   const bool before_v1_8 = !(image.contains("spec") && image["spec"].is_object() &&

@@ -63,6 +63,11 @@ bool TargetAvailable(const nlohmann::json& target);
 // status says, unless the engine itself marked it Error or Unknown.
 bool BackupNeverUploaded(const nlohmann::json& backup);
 
+// "Never uploaded" for a BackupBackingImage, as for a Backup before v1.8: not Completed and no
+// status.url; one the engine's target sync made from the store (spec.userCreated false) is in the
+// store unless the engine marked it Error or Unknown.
+bool BackingImageBackupNeverUploaded(const nlohmann::json& image);
+
 // The BackupTarget a Backup belongs to: its backup-target label (how the engine's backup
 // controller finds it, getBackupTargetName), else status.backupTargetName, else, for a Backup of
 // an engine before v1.8 (which had only the target `default`), "default". "" when the Backup is
