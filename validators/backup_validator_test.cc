@@ -142,5 +142,38 @@ TEST_F(BackupValidatorTest, CreateAcceptsFullIncrementalAndEmptyBackupMode) {
   EXPECT_TRUE(Create(b).allowed) << "absent backupMode";
 }
 
+TEST_F(BackupValidatorTest, CreateLetsEveryBackupBlockSizeOfTheEnginePassThrough) {
+  for (const char* size : {"-1", "2097152", "16777216"}) {
+    json b = Backup("", "vol-1");
+    b["spec"]["backupBlockSize"] = size;
+    auto r = Create(b);
+    EXPECT_TRUE(r.allowed) << size;
+    EXPECT_TRUE(r.patch.empty()) << "a validator never changes the object";
+  }
+}
+
+// As the engine's target sync (v1.10.0, controller/backup_volume_controller.go) creates a Backup it
+// found in the store, after its own mutator ran: no snapshotName, both labels, an owner reference
+// to the BackupVolume. Refusing it would stop the engine's sync (engine issue #11337).
+TEST_F(BackupValidatorTest, CreateOfABackupAsTheEnginesTargetSyncMakesItIsAllowed) {
+  json synced = {{"apiVersion", "longhorn.io/v1beta2"},
+                 {"kind", "Backup"},
+                 {"metadata",
+                  {{"name", "backup-5d2e1b3c9a0f4e7d"},
+                   {"namespace", "longhorn-system"},
+                   {"labels", {{"backup-volume", "vol-1"}, {"backup-target", "default"}}},
+                   {"finalizers", {"longhorn.io"}},
+                   {"ownerReferences",
+                    {{{"apiVersion", "longhorn.io/v1beta2"},
+                      {"kind", "BackupVolume"},
+                      {"name", "vol-1-912ea790"},
+                      {"uid", "bv-uid"}}}}}},
+                 {"spec",
+                  {{"labels", {{"longhorn.io/volume-access-mode", "rwo"}}},
+                   {"backupMode", "incremental"},
+                   {"backupBlockSize", "2097152"}}}};
+  EXPECT_TRUE(Create(synced).allowed);
+}
+
 }  // namespace
 }  // namespace bg::validators
