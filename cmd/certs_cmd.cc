@@ -7,7 +7,11 @@
 namespace bg::cmd {
 
 int CertsGenerate(int argc, char** argv) {
-  Flags flags({"out", "dns", "ip", "validity"});
+  Flags flags("backup-guard certs generate --out DIR [flags]",
+              {{"out", "", "the folder to write ca.crt, tls.crt and tls.key to (required)"},
+               {"dns", "", "a DNS SAN (repeatable)"},
+               {"ip", "", "an IP SAN (repeatable)"},
+               {"validity", "8760h", "how long the certificates are valid"}});
   if (Status s = flags.Parse(argc, argv, 3); !s.ok()) {
     std::fprintf(stderr, "certs generate: %s\n", s.message().c_str());
     return 2;

@@ -1,14 +1,53 @@
 #include "cmd/flags.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace bg::cmd {
 
-Flags::Flags(std::vector<std::string> known, std::vector<std::string> booleans)
-    : known_(std::move(known)), booleans_(std::move(booleans)) {}
+Flags::Flags(std::vector<std::string> known, std::vector<std::string> booleans) {
+  for (std::string& name : known) specs_.push_back(FlagSpec{std::move(name), "", "", false});
+  for (std::string& name : booleans) specs_.push_back(FlagSpec{std::move(name), "false", "", true});
+}
+
+Flags::Flags(std::string usage, std::vector<FlagSpec> specs)
+    : usage_(std::move(usage)), specs_(std::move(specs)) {}
+
+const FlagSpec* Flags::Find(const std::string& name) const {
+  for (const FlagSpec& spec : specs_) {
+    if (spec.name == name) return &spec;
+    if (std::count(spec.aliases.begin(), spec.aliases.end(), name) > 0) return &spec;
+  }
+  return nullptr;
+}
+
+std::string Flags::Help() const {
+  std::string out =
+      (usage_.empty() ? std::string("usage: backup-guard <command> [flags]") : "usage: " + usage_) +
+      "\n\nflags:\n";
+  for (const FlagSpec& spec : specs_) {
+    std::string line = "  --" + spec.name + (spec.boolean ? "" : " VALUE");
+    for (const std::string& alias : spec.aliases) line += ", --" + alias;
+    out += line + "\n";
+    std::string detail = spec.help;
+    if (!spec.fallback.empty())
+      detail += (detail.empty() ? "" : " ") + ("(default " + spec.fallback + ")");
+    if (!detail.empty()) out += "        " + detail + "\n";
+  }
+  out += "  -h, --help\n        print this help and exit\n";
+  return out;
+}
 
 Status Flags::Parse(int argc, char** argv, int first) {
+  for (int i = first; i < argc; ++i) {
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::fputs(Help().c_str(), stdout);
+      std::exit(0);
+    }
+  }
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg.rfind("--", 0) != 0) return Status::InvalidArgument("unexpected argument: " + arg);
@@ -20,11 +59,9 @@ Status Flags::Parse(int argc, char** argv, int first) {
       arg = arg.substr(0, eq);
       has_value = true;
     }
-    const bool is_bool = std::count(booleans_.begin(), booleans_.end(), arg) > 0;
-    if (!is_bool && std::count(known_.begin(), known_.end(), arg) == 0) {
-      return Status::InvalidArgument("unknown flag: --" + arg);
-    }
-    if (is_bool) {
+    const FlagSpec* spec = Find(arg);
+    if (spec == nullptr) return Status::InvalidArgument("unknown flag: --" + arg);
+    if (spec->boolean) {
       if (!has_value) value = "true";
       if (value != "true" && value != "false") {
         return Status::InvalidArgument("--" + arg + " takes true or false, got " + value);
@@ -33,7 +70,7 @@ Status Flags::Parse(int argc, char** argv, int first) {
       if (i + 1 >= argc) return Status::InvalidArgument("flag --" + arg + " needs a value");
       value = argv[++i];
     }
-    values_[arg].push_back(value);
+    values_[spec->name].push_back(value);
   }
   return Status::Ok();
 }
@@ -63,26 +100,52 @@ Status ParseHostPort(const std::string& text, std::string* host, int* port) {
   if (p.empty() || *end != '\0' || n < 0 || n > 65535) {
     return Status::InvalidArgument("bad port in " + text);
   }
-  *host = h.empty() ? "0.0.0.0" : h;
+  *host = h;  // empty: every address of both families
   *port = static_cast<int>(n);
   return Status::Ok();
 }
 
 Status ParseDurationSeconds(const std::string& text, double* seconds) {
+  auto bad = [&](const std::string& why) {
+    return Status::InvalidArgument("bad duration " + text + ": " + why +
+                                   " (Go's form, e.g. 90s, 1h30m, 250ms)");
+  };
+  if (text.empty()) return bad("empty");
+  if (text[0] == '-') return bad("negative");
+  // A bare number is seconds, as before durations took Go's form.
   char* end = nullptr;
-  const double n = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || n < 0) return Status::InvalidArgument("bad duration: " + text);
-  const std::string unit(end);
-  if (unit.empty() || unit == "s")
-    *seconds = n;
-  else if (unit == "ms")
-    *seconds = n / 1000;
-  else if (unit == "m")
-    *seconds = n * 60;
-  else if (unit == "h")
-    *seconds = n * 3600;
-  else
-    return Status::InvalidArgument("bad duration unit in " + text + " (use ms, s, m or h)");
+  const double bare = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() && *end == '\0') {
+    *seconds = bare;
+    return Status::Ok();
+  }
+  static const std::pair<const char*, double> kUnits[] = {
+      {"ns", 1e-9}, {"us", 1e-6}, {"\u00b5s", 1e-6}, {"ms", 1e-3},
+      {"s", 1},     {"m", 60},    {"h", 3600}};
+  double total = 0;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const char* start = text.c_str() + at;
+    const double n = std::strtod(start, &end);
+    if (end == start || !(std::isdigit(static_cast<unsigned char>(*start)) || *start == '.')) {
+      return bad("expected a number at " + text.substr(at));
+    }
+    at = static_cast<std::size_t>(end - text.c_str());
+    double scale = 0;
+    std::size_t unit_length = 0;
+    for (const auto& [unit, factor] : kUnits) {
+      const std::size_t length = std::strlen(unit);
+      // The longest unit that matches here ("ms" before "m").
+      if (text.compare(at, length, unit) == 0 && length > unit_length) {
+        scale = factor;
+        unit_length = length;
+      }
+    }
+    if (unit_length == 0) return bad("missing or unknown unit (ns, us, ms, s, m, h)");
+    total += n * scale;
+    at += unit_length;
+  }
+  *seconds = total;
   return Status::Ok();
 }
 

@@ -1,4 +1,4 @@
-// Minimal command-line flags: --name=value, --name value, and repeatable flags.
+// Command-line flags: --name=value, --name value, repeatable flags, aliases, and --help.
 #pragma once
 
 #include <map>
@@ -9,12 +9,26 @@
 
 namespace bg::cmd {
 
+// One flag of a command, as `--help` shows it.
+struct FlagSpec {
+  std::string name;      // without dashes
+  std::string fallback;  // the default, as shown ("" when none)
+  std::string help;
+  bool boolean = false;                   // takes no value (`--x` is `--x=true`)
+  std::vector<std::string> aliases = {};  // other accepted names (controller-runtime's)
+};
+
 class Flags {
  public:
   // `known` lists the accepted names (without dashes); `booleans` those that take no value.
   Flags(std::vector<std::string> known, std::vector<std::string> booleans = {});
+  // `usage` is the first line of --help ("backup-guard serve [flags]").
+  Flags(std::string usage, std::vector<FlagSpec> specs);
 
+  // `--help` or `-h` anywhere prints Help() to stdout and exits 0, so every command that parses
+  // its flags before doing anything explains itself. An unknown flag is an error naming it.
   Status Parse(int argc, char** argv, int first);
+  std::string Help() const;
 
   std::string Get(const std::string& name, const std::string& fallback = "") const;
   std::vector<std::string> GetAll(const std::string& name) const;
@@ -22,15 +36,17 @@ class Flags {
   bool Bool(const std::string& name) const;
 
  private:
-  std::vector<std::string> known_;
-  std::vector<std::string> booleans_;
+  const FlagSpec* Find(const std::string& name) const;
+
+  std::string usage_;
+  std::vector<FlagSpec> specs_;
   std::map<std::string, std::vector<std::string>> values_;
 };
 
-// Splits "host:port", "[v6]:port" or ":port" (host defaults to 0.0.0.0).
+// Splits "host:port", "[v6]:port" or ":port" (an empty host: every address, IPv6 and IPv4).
 Status ParseHostPort(const std::string& text, std::string* host, int* port);
 
-// Parses "90s", "5m", "1h", "250ms" or a bare number of seconds.
+// Parses a Go duration ("90s", "1h30m", "250ms", "1.5h", "0") or a bare number of seconds.
 Status ParseDurationSeconds(const std::string& text, double* seconds);
 
 }  // namespace bg::cmd

@@ -31,7 +31,7 @@ TEST(FlagsTest, HostPort) {
   ASSERT_TRUE(ParseHostPort("[::1]:0", &host, &port).ok());
   EXPECT_EQ(host, "::1");
   ASSERT_TRUE(ParseHostPort(":8080", &host, &port).ok());
-  EXPECT_EQ(host, "0.0.0.0");
+  EXPECT_EQ(host, "") << "every address, IPv6 and IPv4, as Go's :8080";
   EXPECT_FALSE(ParseHostPort("host", &host, &port).ok());
   EXPECT_FALSE(ParseHostPort("h:99999", &host, &port).ok());
 }
@@ -45,6 +45,53 @@ TEST(FlagsTest, Durations) {
   ASSERT_TRUE(ParseDurationSeconds("250ms", &s).ok());
   EXPECT_DOUBLE_EQ(s, 0.25);
   EXPECT_FALSE(ParseDurationSeconds("5 days", &s).ok());
+}
+
+TEST(FlagsTest, DurationsTakeGosForm) {
+  double s = 0;
+  ASSERT_TRUE(ParseDurationSeconds("1h30m", &s).ok());
+  EXPECT_EQ(s, 5400);
+  ASSERT_TRUE(ParseDurationSeconds("2m3.5s", &s).ok());
+  EXPECT_DOUBLE_EQ(s, 123.5);
+  ASSERT_TRUE(ParseDurationSeconds("1.5h", &s).ok());
+  EXPECT_EQ(s, 5400);
+  ASSERT_TRUE(ParseDurationSeconds("720h", &s).ok());
+  EXPECT_EQ(s, 720 * 3600);
+  ASSERT_TRUE(ParseDurationSeconds("1500us", &s).ok());
+  EXPECT_DOUBLE_EQ(s, 0.0015);
+  ASSERT_TRUE(ParseDurationSeconds("0", &s).ok());
+  EXPECT_EQ(s, 0);
+  ASSERT_TRUE(ParseDurationSeconds("20", &s).ok()) << "a bare number stays seconds";
+  EXPECT_EQ(s, 20);
+  for (const char* bad : {"", "-5s", "1h-30m", "h", "5x", "1e3s", "inf", "1h 30m", "s5"}) {
+    EXPECT_FALSE(ParseDurationSeconds(bad, &s).ok()) << '"' << bad << '"';
+  }
+}
+
+TEST(FlagsTest, AliasesFillTheCanonicalName) {
+  Flags flags("x", {{"metrics-listen", ":8080", "metrics", false, {"metrics-bind-address"}}});
+  const char* argv[] = {"backup-guard", "serve", "--metrics-bind-address=:9090"};
+  ASSERT_TRUE(flags.Parse(3, const_cast<char**>(argv), 2).ok());
+  EXPECT_EQ(flags.Get("metrics-listen"), ":9090");
+}
+
+TEST(FlagsTest, UnknownFlagIsNamed) {
+  Flags flags("x", {{"namespace", "longhorn-system", "ns"}});
+  const char* argv[] = {"backup-guard", "serve", "--namspace", "x"};
+  Status s = flags.Parse(4, const_cast<char**>(argv), 2);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "unknown flag: --namspace");
+}
+
+TEST(FlagsTest, HelpListsEveryFlagWithItsDefault) {
+  Flags flags("backup-guard serve [flags]",
+              {{"listen", ":9443", "TLS listener"}, {"leader-elect", "true", "elect", true}});
+  const std::string help = flags.Help();
+  EXPECT_NE(help.find("usage: backup-guard serve [flags]"), std::string::npos) << help;
+  EXPECT_NE(help.find("--listen VALUE"), std::string::npos) << help;
+  EXPECT_NE(help.find("TLS listener (default :9443)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--leader-elect\n"), std::string::npos) << help;
+  EXPECT_NE(help.find("-h, --help"), std::string::npos) << help;
 }
 
 }  // namespace

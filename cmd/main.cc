@@ -16,7 +16,8 @@ void Usage() {
                "  uninstall        delete the storage engine's custom resources in order\n"
                "  certs generate   write ca.crt, tls.crt and tls.key for local use\n"
                "  sleep DURATION   wait, then exit 0 (a preStop hook in images without a shell)\n"
-               "  version          print the version\n");
+               "  version          print the version\n"
+               "`backup-guard <command> --help` lists a command's flags and their defaults.\n");
 }
 }  // namespace
 
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
     return bg::cmd::CertsGenerate(argc, argv);
   }
   if (command == "help" || command == "--help" || command == "-h") {
-    Usage();
+    Usage();  // to stderr, as on errors; also the answer to a request for help
     return 0;
   }
   std::fprintf(stderr, "backup-guard: unknown command \"%s\"\n", command.c_str());

@@ -68,24 +68,56 @@ struct Background {
   }
 };
 
-const std::vector<std::string> kValueFlags = {
-    "listen", "metrics-listen", "tls-cert-file", "tls-key-file", "client-ca-file", "kubeconfig",
-    "namespace", "log-level", "lookup-cache-ttl", "shutdown-grace", "shutdown-delay",
-    // readiness: the Kubernetes API's health
-    "api-unready-after", "api-probe-interval",
-    // leader election
-    "leader-election-id", "leader-election-lease-duration", "leader-election-renew-deadline",
-    "leader-election-retry-period",
-    // processor
-    "processor-workers", "resync-period", "release-grace",
-    // self-managed certificates
-    "cert-secret", "service-name", "cert-dns", "cert-ip", "mutating-webhook-configuration",
-    "validating-webhook-configuration", "cert-lifetime", "ca-lifetime", "cert-sync-interval"};
+// Every flag of `serve`, with the default --help shows (the code below applies the same ones).
+const std::vector<FlagSpec>& ServeFlags() {
+  static const std::vector<FlagSpec> specs = {
+      {"listen", ":9443",
+       "TLS listener for the webhooks, /healthz and /readyz (\":PORT\": IPv6 and IPv4)"},
+      {"metrics-listen",
+       ":8080",
+       "plain HTTP listener for /metrics",
+       false,
+       {"metrics-bind-address"}},
+      {"tls-cert-file", "", "file mode: serve this PEM certificate and reload it when it changes"},
+      {"tls-key-file", "", "file mode: its key"},
+      {"client-ca-file", "", "webhook calls must present a client certificate signed by this CA"},
+      {"kubeconfig", "", "the cluster (default: the in-cluster service account, else none)"},
+      {"namespace", "longhorn-system", "the storage engine's namespace"},
+      {"log-level", "info", "debug, info, warn or error"},
+      {"lookup-cache-ttl", "1s", "how long an admission lookup answer is reused; 0 disables"},
+      {"shutdown-grace", "20s", "after the shutdown delay, how long requests in flight may take"},
+      {"shutdown-delay", "2s", "on SIGTERM, how long to keep serving while /readyz answers 503"},
+      {"api-unready-after", "20s",
+       "/readyz answers 503 once the Kubernetes API has not answered for this long"},
+      {"api-probe-interval", "5s", "how often a quiet server checks the API's /readyz"},
+      {"leader-elect", "true", "run the processor and certificate writes only on the Lease holder",
+       true},
+      {"leader-election-id", "backup-guard", "the Lease's name"},
+      {"leader-election-lease-duration", "15s", "as in client-go"},
+      {"leader-election-renew-deadline", "10s", "as in client-go"},
+      {"leader-election-retry-period", "2s", "as in client-go"},
+      {"enable-processor", "true", "run the finalizer processor", true},
+      {"processor-workers", "4", "reconcile workers"},
+      {"resync-period", "30s", "every object is re-queued this often"},
+      {"release-grace", "90s",
+       "during a confirmed uninstall, objects left to the engine are released after this long"},
+      {"cert-secret", "backup-guard-tls", "self-managed mode: the Secret holding the certificates"},
+      {"service-name", "backup-guard", "self-managed mode: the Service the SANs name"},
+      {"cert-dns", "", "an extra DNS SAN (repeatable)"},
+      {"cert-ip", "", "an extra IP SAN (repeatable)"},
+      {"mutating-webhook-configuration", "", "a configuration whose caBundle the leader keeps"},
+      {"validating-webhook-configuration", "", "a configuration whose caBundle the leader keeps"},
+      {"cert-lifetime", "720h", "serving certificate lifetime (renewed at two-thirds)"},
+      {"ca-lifetime", "87600h", "CA lifetime (renewed at two-thirds)"},
+      {"cert-sync-interval", "10s", "how often every replica re-reads the certificate Secret"},
+  };
+  return specs;
+}
 
 }  // namespace
 
 int Serve(int argc, char** argv) {
-  Flags flags(kValueFlags, {"leader-elect", "enable-processor"});
+  Flags flags("backup-guard serve [flags]", ServeFlags());
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "serve: %s\n", s.message().c_str());
     return 2;
@@ -95,12 +127,12 @@ int Serve(int argc, char** argv) {
     return 2;
   }
   webhook::ServerOptions options;
-  if (Status s = ParseHostPort(flags.Get("listen", "0.0.0.0:9443"), &options.listen_host,
-                               &options.listen_port);
+  if (Status s =
+          ParseHostPort(flags.Get("listen", ":9443"), &options.listen_host, &options.listen_port);
       !s.ok()) {
     return Fail("--listen: " + s.message());
   }
-  if (Status s = ParseHostPort(flags.Get("metrics-listen", "0.0.0.0:8080"), &options.metrics_host,
+  if (Status s = ParseHostPort(flags.Get("metrics-listen", ":8080"), &options.metrics_host,
                                &options.metrics_port);
       !s.ok()) {
     return Fail("--metrics-listen: " + s.message());

@@ -257,11 +257,20 @@ Status Server::Start() {
   plain_->set_keep_alive_timeout(5);  // seconds; scrapers reconnect cheaply
   plain_->set_payload_max_length(options_.max_body_bytes);
   InstallMetricsRoutes();
-  metrics_port_ = options_.metrics_port == 0
-                      ? plain_->bind_to_any_port(options_.metrics_host)
-                      : (plain_->bind_to_port(options_.metrics_host, options_.metrics_port)
-                             ? options_.metrics_port
-                             : -1);
+  // An empty host is every address of both families (see TlsListener::Start).
+  plain_->set_socket_options([](socket_t sock) {
+    const int one = 1;
+    const int zero = 0;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));  // no-op on IPv4 sockets
+  });
+  auto bind_metrics = [this](const std::string& host) {
+    return options_.metrics_port == 0
+               ? plain_->bind_to_any_port(host)
+               : (plain_->bind_to_port(host, options_.metrics_port) ? options_.metrics_port : -1);
+  };
+  metrics_port_ = bind_metrics(options_.metrics_host.empty() ? "::" : options_.metrics_host);
+  if (metrics_port_ <= 0 && options_.metrics_host.empty()) metrics_port_ = bind_metrics("0.0.0.0");
   if (metrics_port_ <= 0) {
     return Status::Unavailable("cannot listen on " + options_.metrics_host + ":" +
                                std::to_string(options_.metrics_port) + ": " + std::strerror(errno));

@@ -33,9 +33,9 @@ inline constexpr char kMutationPath[] = "/v1/webhook/mutation";
 inline constexpr char kValidationPath[] = "/v1/webhook/validation";
 
 struct ServerOptions {
-  std::string listen_host = "0.0.0.0";
-  int listen_port = 9443;  // 0 picks a free port
-  std::string metrics_host = "0.0.0.0";
+  std::string listen_host;   // empty: every address, IPv6 and IPv4
+  int listen_port = 9443;    // 0 picks a free port
+  std::string metrics_host;  // empty: every address, IPv6 and IPv4
   int metrics_port = 8080;
   std::size_t max_body_bytes = 7 * 1024 * 1024;
   // A TLS handshake, and a whole request once its first byte is in, must finish within these, so

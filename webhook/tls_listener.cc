@@ -506,6 +506,50 @@ class TlsListener::Loop {
   bool left_dispatched_ = false;
 };
 
+namespace {
+
+// A non-blocking listening socket on the first address of `host` (nullptr: every address) in
+// `family`, or -1 with `error` set. An IPv6 socket for "::" also takes IPv4 (IPV6_V6ONLY off).
+int BindListening(const char* host, int family, const std::string& port, std::string* error) {
+  addrinfo hints{};
+  hints.ai_family = family;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host, port.c_str(), &hints, &found); rc != 0) {
+    *error = gai_strerror(rc);
+    return -1;
+  }
+  int listening = -1;
+  for (addrinfo* ai = found; ai != nullptr && listening < 0; ai = ai->ai_next) {
+    const int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      *error = std::strerror(errno);
+      continue;
+    }
+    const int one = 1;
+    const int zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ai->ai_family == AF_INET6 &&
+        IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr)) {
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    }
+    // The kernel's accept queue, not the 5 of a default listen(): a burst of new connections
+    // (an API server scaling out its connection pool) waits in it instead of being dropped.
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+      *error = std::strerror(errno);
+      close(fd);
+      continue;
+    }
+    listening = fd;
+  }
+  freeaddrinfo(found);
+  return listening;
+}
+
+}  // namespace
+
 TlsListener::TlsListener(TlsListenerOptions options, SSL_CTX* ctx, Handler handler,
                          ErrorHandler on_error, ListenerObserver* observer)
     : options_(std::move(options)),
@@ -520,38 +564,17 @@ Status TlsListener::Start() {
   // OpenSSL writes to the socket with write(), which raises SIGPIPE when the peer has gone; a
   // server must see that as a failed write (EPIPE), not die. Go's runtime does the same.
   signal(SIGPIPE, SIG_IGN);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
+  // An empty host is every address of both families, as Go's ":9443": one IPv6 socket that also
+  // takes IPv4 (IPV6_V6ONLY off), or IPv4 alone where the kernel has no IPv6.
   const std::string port = std::to_string(options_.port);
   const std::string where = options_.host + ":" + port;
-  if (int rc = getaddrinfo(options_.host.empty() ? nullptr : options_.host.c_str(), port.c_str(),
-                           &hints, &found);
-      rc != 0) {
-    return Status::InvalidArgument("cannot listen on " + where + ": " + gai_strerror(rc));
-  }
   std::string error = "no address";
-  for (addrinfo* ai = found; ai != nullptr && listen_fd_ < 0; ai = ai->ai_next) {
-    const int fd =
-        socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-      error = std::strerror(errno);
-      continue;
-    }
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    // The kernel's accept queue, not the 5 of a default listen(): a burst of new connections
-    // (an API server scaling out its connection pool) waits in it instead of being dropped.
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-      error = std::strerror(errno);
-      CloseFd(fd);
-      continue;
-    }
-    listen_fd_ = fd;
+  if (options_.host.empty()) {
+    listen_fd_ = BindListening(nullptr, AF_INET6, port, &error);
+    if (listen_fd_ < 0) listen_fd_ = BindListening(nullptr, AF_INET, port, &error);
+  } else {
+    listen_fd_ = BindListening(options_.host.c_str(), AF_UNSPEC, port, &error);
   }
-  freeaddrinfo(found);
   if (listen_fd_ < 0) return Status::Unavailable("cannot listen on " + where + ": " + error);
 
   sockaddr_storage bound{};
