@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <sstream>
+#include <string>
 
 #include "cmd/commands.h"
 #include "cmd/flags.h"
@@ -36,7 +38,7 @@ bool NumberFlag(const Flags& flags, const std::string& name, double min, double 
 
 int Uninstall(int argc, char** argv) {
   Flags flags({"kubeconfig", "namespace", "timeout", "release-grace", "log-level",
-               "remove-webhook-configurations", "workers", "qps", "burst"},
+               "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace"},
               {"dry-run", "force", "skip-unless-confirmed"});
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "uninstall: %s\n", s.message().c_str());
@@ -50,6 +52,18 @@ int Uninstall(int argc, char** argv) {
   options.ns = flags.Get("namespace", "longhorn-system");
   options.dry_run = flags.Bool("dry-run");
   options.force = flags.Bool("force");
+  options.confirm_namespace = flags.Get("confirm-namespace");
+  if (flags.Has("confirm-namespace") && options.confirm_namespace.empty()) {
+    std::fprintf(stderr, "uninstall: --confirm-namespace needs the namespace, typed\n");
+    return 2;
+  }
+  {
+    std::stringstream names(flags.Get("remove-webhook-configurations"));
+    std::string name;
+    while (std::getline(names, name, ',')) {
+      if (!name.empty()) options.webhook_configurations.push_back(name);
+    }
+  }
   double timeout = 600, grace = 90;
   if (Status s = ParseDurationSeconds(flags.Get("timeout", "10m"), &timeout); !s.ok()) {
     std::fprintf(stderr, "uninstall: --timeout: %s\n", s.message().c_str());
@@ -98,10 +112,14 @@ int Uninstall(int argc, char** argv) {
   kube::RestKubeApiOptions api_options;
   api_options.qps = qps;
   api_options.burst = static_cast<int>(burst);
+  // Not inside an admission request: 429s (honouring Retry-After), 5xx and timeouts are retried
+  // with backoff where a replay is safe, before the uninstall's own pass-by-pass retry.
+  api_options.retry = kube::CommandRetry();
   kube::RestKubeApi api(std::shared_ptr<kube::ApiTransport>(std::move(transport).value()),
                         api_options);
   int status = 0;
-  if (flags.Bool("skip-unless-confirmed") && !processor::UninstallConfirmed(api, options.ns)) {
+  if (flags.Bool("skip-unless-confirmed") &&
+      !processor::UninstallConfirmed(api, options.ns, options.confirm_namespace)) {
     std::cout << "uninstall: deleting-confirmation-flag is not \"true\": the storage engine stays; "
                  "nothing deleted"
               << std::endl;

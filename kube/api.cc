@@ -28,6 +28,20 @@ Result<nlohmann::json> KubeApi::DeleteReturningObject(const ResourceRef& r, cons
   return nlohmann::json::object();
 }
 
+Result<nlohmann::json> KubeApi::DeleteUnchanged(const ResourceRef& r, const std::string& ns,
+                                                const std::string& name, const std::string& uid,
+                                                const std::string& resource_version) {
+  if (!resource_version.empty()) {
+    Result<nlohmann::json> current = Get(r, ns, name);
+    if (!current.ok()) return current.status();
+    const nlohmann::json& meta = current->value("metadata", nlohmann::json::object());
+    if (!meta.is_object() || meta.value("resourceVersion", "") != resource_version) {
+      return Status::Conflict(r.resource + " " + name + ": resourceVersion precondition failed");
+    }
+  }
+  return DeleteReturningObject(r, ns, name, uid);
+}
+
 Status KubeApi::ListPages(const ResourceRef& r, const std::string& ns,
                           const std::string& label_selector, const PageFn& on_page) {
   Result<nlohmann::json> list = List(r, ns, label_selector);

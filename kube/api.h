@@ -64,6 +64,13 @@ class KubeApi {
   virtual Result<nlohmann::json> DeleteReturningObject(const ResourceRef& r, const std::string& ns,
                                                        const std::string& name,
                                                        const std::string& uid = "");
+  // DeleteReturningObject with preconditions on the uid and on the resourceVersion (either may be
+  // empty): Conflict when the object changed after it was read at `resource_version`, so a caller
+  // that decided something on that copy decides again on a fresh one. The default reads the object
+  // and compares the version before deleting (not atomic); RestKubeApi sends both preconditions.
+  virtual Result<nlohmann::json> DeleteUnchanged(const ResourceRef& r, const std::string& ns,
+                                                 const std::string& name, const std::string& uid,
+                                                 const std::string& resource_version);
   // List, handing each page's items to `on_page` as soon as it is read, so that a caller keeping
   // only part of each object never holds the whole list. Items carry kind and apiVersion as in
   // List. A continue token that expires mid-way is Gone here (pages already handed over no longer

@@ -1,7 +1,9 @@
 #include "kube/rest_api.h"
 
+#include <algorithm>
 #include <random>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include "common/log.h"
@@ -137,7 +139,94 @@ std::string ContinueToken(const json& page) {
   return {};
 }
 
+// Whether a request may be sent again when its outcome is unknown (see the header).
+bool ReplaySafe(std::string_view method) {
+  return method == "GET" || method == "PATCH" || method == "DELETE";
+}
+
+// The seconds of a Retry-After header in its seconds form; nothing for an HTTP date or garbage.
+std::optional<int64_t> RetryAfterSeconds(std::string_view header) {
+  const size_t begin = header.find_first_not_of(' ');
+  const size_t end = header.find_last_not_of(' ');
+  if (begin == std::string_view::npos) return std::nullopt;
+  header = header.substr(begin, end - begin + 1);
+  if (header.empty() || header.size() > 9) return std::nullopt;
+  int64_t seconds = 0;
+  for (const char c : header) {
+    if (c < '0' || c > '9') return std::nullopt;
+    seconds = seconds * 10 + (c - '0');
+  }
+  return seconds;
+}
+
+// The Retry-After of an answer: its header, else the Status' details.retryAfterSeconds (which
+// the API server sets on 429 answers too).
+std::optional<int64_t> RetryAfterOf(const HttpResponse& response) {
+  if (auto header = RetryAfterSeconds(response.retry_after)) return header;
+  const json status = ParseOrDiscard(response.body);
+  if (!status.is_object()) return std::nullopt;
+  auto details = status.find("details");
+  if (details == status.end() || !details->is_object()) return std::nullopt;
+  auto seconds = details->find("retryAfterSeconds");
+  if (seconds == details->end() || !seconds->is_number_integer()) return std::nullopt;
+  const int64_t v = seconds->get<int64_t>();
+  return v >= 0 ? std::optional<int64_t>(v) : std::nullopt;
+}
+
+std::string StatusMessageOf(const std::string& body) {
+  const json status = ParseOrDiscard(body);
+  if (!status.is_object()) return body;
+  auto message = status.find("message");
+  return message != status.end() && message->is_string() ? message->get<std::string>() : body;
+}
+
+// The text between the first `"` after `at` and the next `"` (a webhook's name).
+std::string QuotedAfter(std::string_view message, size_t at, size_t* end) {
+  const size_t open = message.find('"', at);
+  if (open == std::string_view::npos) return "";
+  const size_t close = message.find('"', open + 1);
+  if (close == std::string_view::npos) return "";
+  *end = close + 1;
+  return std::string(message.substr(open + 1, close - open - 1));
+}
+
 }  // namespace
+
+RestKubeApiOptions::Retry CommandRetry() {
+  RestKubeApiOptions::Retry retry;
+  retry.max_attempts = 6;
+  return retry;
+}
+
+std::optional<WebhookError> WebhookErrorOf(std::string_view message) {
+  // k8s.io/apiserver/pkg/admission/plugin/webhook/errors: ToStatusErr ("admission webhook %q
+  // denied the request: %s") and the failure of a call ("failed calling webhook %q: %v").
+  static constexpr std::string_view kDenied = "admission webhook \"";
+  static constexpr std::string_view kDeniedTail = " denied the request";
+  static constexpr std::string_view kFailed = "failed calling webhook \"";
+  WebhookError e;
+  size_t end = 0;
+  if (size_t at = message.find(kDenied); at != std::string_view::npos) {
+    e.webhook = QuotedAfter(message, at + kDenied.size() - 1, &end);
+    if (e.webhook.empty() || message.substr(end, kDeniedTail.size()) != kDeniedTail) {
+      return std::nullopt;
+    }
+    e.denied = true;
+    std::string_view rest = message.substr(end + kDeniedTail.size());
+    if (rest.starts_with(": ")) rest.remove_prefix(2);
+    e.reason = std::string(rest);
+    return e;
+  }
+  if (size_t at = message.find(kFailed); at != std::string_view::npos) {
+    e.webhook = QuotedAfter(message, at + kFailed.size() - 1, &end);
+    if (e.webhook.empty()) return std::nullopt;
+    std::string_view rest = message.substr(end);
+    if (rest.starts_with(": ")) rest.remove_prefix(2);
+    e.reason = std::string(rest);
+    return e;
+  }
+  return std::nullopt;
+}
 
 std::string ResourcePath(const ResourceRef& r, const std::string& ns, const std::string& name) {
   std::string path = r.group.empty() ? "/api/" + UrlEncode(r.version)
@@ -177,14 +266,63 @@ Status StatusFromHttp(int http_status, const std::string& body, const std::strin
 
 RestKubeApi::RestKubeApi(std::shared_ptr<ApiTransport> transport, RestKubeApiOptions options)
     : transport_(std::move(transport)),
-      options_(options),
-      limiter_(options.qps, options.burst, options.clock) {}
+      options_(std::move(options)),
+      limiter_(options_.qps, options_.burst, options_.clock) {}
+
+std::optional<std::chrono::milliseconds> RestKubeApi::RetryDelay(
+    std::string_view method, const Result<HttpResponse>& response, int attempt) {
+  const RestKubeApiOptions::Retry& retry = options_.retry;
+  if (attempt >= retry.max_attempts) return std::nullopt;
+  const bool replay_safe = ReplaySafe(method);
+  if (response.ok()) {
+    const int status = response->status;
+    if (status != 429 && (status < 500 || !replay_safe)) return std::nullopt;
+    if (status >= 500 && WebhookErrorOf(StatusMessageOf(response->body))) return std::nullopt;
+    if (status == 429 || status == 503) {
+      if (std::optional<int64_t> seconds = RetryAfterOf(*response)) {
+        return std::chrono::milliseconds(
+            std::min<int64_t>(*seconds, retry.max_retry_after.count()) * 1000);
+      }
+    }
+  } else if (!replay_safe || response.status().code() != Status::Code::kUnavailable) {
+    return std::nullopt;  // TooLarge, InvalidArgument: the same request fails the same way
+  }
+  // Exponential from initial_backoff, capped, with "equal jitter" (half fixed, half random) so
+  // that many workers failing together do not come back together.
+  int64_t backoff = retry.initial_backoff.count();
+  for (int i = 1; i < attempt && backoff < retry.max_backoff.count(); ++i) backoff *= 2;
+  backoff = std::min<int64_t>(backoff, retry.max_backoff.count());
+  thread_local std::mt19937 rng{std::random_device{}()};
+  std::uniform_int_distribution<int64_t> jitter(0, std::max<int64_t>(0, backoff / 2));
+  return std::chrono::milliseconds(backoff - backoff / 2 + jitter(rng));
+}
+
+Result<HttpResponse> RestKubeApi::Exchange(std::string_view method, const std::string& path,
+                                           const std::string& body, std::string_view content_type,
+                                           const std::string& what) {
+  for (int attempt = 1;; ++attempt) {
+    limiter_.Acquire();
+    Result<HttpResponse> response = transport_->Request(method, path, body, content_type);
+    const std::optional<std::chrono::milliseconds> wait = RetryDelay(method, response, attempt);
+    if (!wait) return response;
+    log::Info("retrying a Kubernetes API request",
+              {{"request", what},
+               {"attempt", attempt + 1},
+               {"wait_ms", wait->count()},
+               {"after", response.ok() ? "HTTP " + std::to_string(response->status)
+                                       : response.status().message()}});
+    if (options_.sleep) {
+      options_.sleep(*wait);
+    } else {
+      std::this_thread::sleep_for(*wait);
+    }
+  }
+}
 
 Result<json> RestKubeApi::Call(std::string_view method, const std::string& path,
                                const std::string& body, std::string_view content_type,
                                const std::string& what) {
-  limiter_.Acquire();
-  Result<HttpResponse> response = transport_->Request(method, path, body, content_type);
+  Result<HttpResponse> response = Exchange(method, path, body, content_type, what);
   if (!response.ok()) return WithContext(response.status(), what);
   if (response->status < 200 || response->status >= 300) {
     return StatusFromHttp(response->status, response->body, what);
@@ -329,15 +467,21 @@ Status RestKubeApi::Delete(const ResourceRef& r, const std::string& ns, const st
 
 Result<json> RestKubeApi::DeleteReturningObject(const ResourceRef& r, const std::string& ns,
                                                 const std::string& name, const std::string& uid) {
+  return DeleteUnchanged(r, ns, name, uid, "");
+}
+
+Result<json> RestKubeApi::DeleteUnchanged(const ResourceRef& r, const std::string& ns,
+                                          const std::string& name, const std::string& uid,
+                                          const std::string& resource_version) {
   const std::string what = "delete " + Describe(r, ns, name);
   // Without a name the request would delete the whole collection.
   if (!IsAddressableName(name)) return Status::InvalidArgument(what + ": no object name");
   json options = {
       {"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}};
-  if (!uid.empty()) options["preconditions"] = {{"uid", uid}};
-  limiter_.Acquire();
+  if (!uid.empty()) options["preconditions"]["uid"] = uid;
+  if (!resource_version.empty()) options["preconditions"]["resourceVersion"] = resource_version;
   Result<HttpResponse> response =
-      transport_->Request("DELETE", ResourcePath(r, ns, name), options.dump(), "application/json");
+      Exchange("DELETE", ResourcePath(r, ns, name), options.dump(), "application/json", what);
   if (!response.ok()) return WithContext(response.status(), what);
   // 200 (the object, now being deleted, or a Status) and 202 (deletion accepted) both succeed.
   if (response->status < 200 || response->status >= 300) {

@@ -10,8 +10,19 @@
 //    application/merge-patch+json, Delete sends DeleteOptions with background propagation and,
 //    given a uid, a uid precondition.
 //  - Errors map from the HTTP status as KubeApi documents, with the API server's Status message
-//    in the text. Nothing is retried here: a Conflict goes back to the caller, who re-reads and
-//    decides, and a 404 is NotFound, which the caller may count as done.
+//    in the text. A Conflict goes back to the caller, who re-reads and decides (the same request
+//    would conflict again), and a 404 is NotFound, which the caller may count as done.
+//  - Retries (RestKubeApiOptions::retry; off by default, so that admission lookups answer within
+//    the API server's few seconds): a bounded number of attempts with capped, jittered exponential
+//    backoff, on 429 (after Retry-After, seconds form, or the Status' retryAfterSeconds), and, for
+//    requests whose replay is safe, on 5xx and on a failed exchange (timeout, connection). Replay
+//    is safe for GET, merge PATCH and DELETE: a merge patch is idempotent, and a replayed finalizer
+//    release (resourceVersion) or DELETE (uid) that had already landed answers Conflict or
+//    NotFound, which callers read as "changed, read again" or "gone". POST and PUT are replayed
+//    only after a 429, which says the API server did not process them: a create or update whose
+//    outcome is unknown goes back to the caller, who must read before writing again. A 5xx saying
+//    an admission webhook could not be called is not retried here (the API server has already
+//    waited the webhook's timeout; see WebhookErrorOf).
 //  - Watch streams newline-delimited events and hands each one over as soon as its line is
 //    complete; see Watch below.
 //  - Every request but a watch first takes a token from a client-side RateLimiter, so that a
@@ -23,8 +34,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "kube/api.h"
 #include "kube/clock.h"
@@ -50,7 +64,30 @@ struct RestKubeApiOptions {
   // limited to about 1.5 MiB by etcd; this only bounds a misbehaving stream.
   size_t max_watch_event_bytes = size_t{16} * 1024 * 1024;
   const Clock* clock = nullptr;  // measures the rate limiter; null: Clock::Real()
+  struct Retry {
+    int max_attempts = 1;  // 1: no retry
+    std::chrono::milliseconds initial_backoff{250};
+    std::chrono::milliseconds max_backoff{8000};
+    // A Retry-After longer than this is cut to it, so one answer cannot park a caller for long.
+    std::chrono::seconds max_retry_after{60};
+  } retry;
+  // Waits between attempts; null: std::this_thread::sleep_for. For tests.
+  std::function<void(std::chrono::milliseconds)> sleep;
 };
+
+// The retry policy of a command that is not inside an admission request (`uninstall`): 6 attempts
+// with backoff from 250 ms doubling to 8 s, about 16 s in all before a call gives up.
+RestKubeApiOptions::Retry CommandRetry();
+
+// An API server's answer to a write that an admission webhook refused ("admission webhook "NAME"
+// denied the request: REASON") or could not be called for under failurePolicy Fail ("failed
+// calling webhook "NAME": ..."), read from a Status message.
+struct WebhookError {
+  std::string webhook;
+  std::string reason;
+  bool denied = false;  // true: denied; false: the call failed
+};
+std::optional<WebhookError> WebhookErrorOf(std::string_view message);
 
 // The request path of a collection (`name` empty) or of one object.
 std::string ResourcePath(const ResourceRef& r, const std::string& ns, const std::string& name = "");
@@ -85,6 +122,10 @@ class RestKubeApi final : public KubeApi {
   Result<nlohmann::json> DeleteReturningObject(const ResourceRef& r, const std::string& ns,
                                                const std::string& name,
                                                const std::string& uid = "") override;
+  // DELETE with DeleteOptions.preconditions {uid, resourceVersion} (each only when non-empty).
+  Result<nlohmann::json> DeleteUnchanged(const ResourceRef& r, const std::string& ns,
+                                         const std::string& name, const std::string& uid,
+                                         const std::string& resource_version) override;
   // Pages of list_page_size items (one request when it is 0), each handed over as it arrives.
   Status ListPages(const ResourceRef& r, const std::string& ns, const std::string& label_selector,
                    const PageFn& on_page) override;
@@ -108,6 +149,14 @@ class RestKubeApi final : public KubeApi {
   Result<nlohmann::json> Call(std::string_view method, const std::string& path,
                               const std::string& body, std::string_view content_type,
                               const std::string& what);
+  // One rate-limited exchange, retried as the class comment says.
+  Result<HttpResponse> Exchange(std::string_view method, const std::string& path,
+                                const std::string& body, std::string_view content_type,
+                                const std::string& what);
+  // How long to wait before attempt `attempt + 1` after `response`, or nothing: do not retry.
+  std::optional<std::chrono::milliseconds> RetryDelay(std::string_view method,
+                                                      const Result<HttpResponse>& response,
+                                                      int attempt);
   std::chrono::seconds WatchTimeout();
 
   const std::shared_ptr<ApiTransport> transport_;

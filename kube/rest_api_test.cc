@@ -860,6 +860,159 @@ TEST(RestKubeApiNoStreamTest, TransportWithoutStreamingIsUnavailable) {
   EXPECT_THAT(s.message(), HasSubstr("streaming not supported"));
 }
 
+// ---- retries (RestKubeApiOptions::retry) ----
+
+class RestKubeApiRetryTest : public RestKubeApiTest {
+ protected:
+  RestKubeApiRetryTest() {
+    options_.retry = CommandRetry();
+    options_.sleep = [this](std::chrono::milliseconds d) {
+      std::lock_guard<std::mutex> lock(mu_);
+      waits_.push_back(d);
+    };
+  }
+  // Answers the first `n` requests with `first`, then 200 and `{}`.
+  void AnswerFirst(int n, HttpResponse first) {
+    auto left = std::make_shared<std::atomic<int>>(n);
+    transport_->SetHandler([left, first](const Recorded&) -> Result<HttpResponse> {
+      if (left->fetch_sub(1) > 0) return first;
+      return HttpResponse{200, R"({"kind":"Backup","metadata":{"name":"b-1"}})"};
+    });
+  }
+  std::vector<std::chrono::milliseconds> waits() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return waits_;
+  }
+
+  std::mutex mu_;
+  std::vector<std::chrono::milliseconds> waits_;
+};
+
+constexpr char kTooManyRequests[] =
+    R"({"kind":"Status","code":429,"reason":"TooManyRequests","message":"Too many requests, please try again later.","details":{"retryAfterSeconds":1}})";
+
+TEST_F(RestKubeApiTest, RetriesAreOffByDefaultSoAdmissionLookupsAnswerAtOnce) {
+  transport_->AnswerAll(503, "{}");
+  EXPECT_EQ(api().Get(kBackups, kNs, "b-1").status().code(), Status::Code::kUnavailable);
+  EXPECT_EQ(transport_->requests().size(), 1u);
+}
+
+TEST_F(RestKubeApiRetryTest, A429IsRetriedAfterItsRetryAfterSeconds) {
+  AnswerFirst(2, HttpResponse{429, kTooManyRequests, "3"});
+  Result<json> got = api().Get(kBackups, kNs, "b-1");
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(transport_->requests().size(), 3u);
+  EXPECT_THAT(waits(),
+              ElementsAre(std::chrono::milliseconds(3000), std::chrono::milliseconds(3000)));
+}
+
+TEST_F(RestKubeApiRetryTest, RetryAfterOfTheStatusDetailsCountsWhenTheHeaderIsMissing) {
+  AnswerFirst(1, HttpResponse{429, kTooManyRequests});
+  ASSERT_TRUE(api().Get(kBackups, kNs, "b-1").ok());
+  EXPECT_THAT(waits(), ElementsAre(std::chrono::milliseconds(1000)));
+}
+
+TEST_F(RestKubeApiRetryTest, ARetryAfterBeyondTheCapIsCut) {
+  AnswerFirst(1, HttpResponse{429, "{}", "86400"});
+  ASSERT_TRUE(api().Get(kBackups, kNs, "b-1").ok());
+  EXPECT_THAT(waits(), ElementsAre(std::chrono::milliseconds(60000)));
+}
+
+TEST_F(RestKubeApiRetryTest, ARetryAfterDateFallsBackToTheBackoff) {
+  AnswerFirst(1, HttpResponse{429, "{}", "Wed, 21 Oct 2015 07:28:00 GMT"});
+  ASSERT_TRUE(api().Get(kBackups, kNs, "b-1").ok());
+  ASSERT_EQ(waits().size(), 1u);
+  EXPECT_GE(waits()[0], std::chrono::milliseconds(125));
+  EXPECT_LE(waits()[0], std::chrono::milliseconds(250));
+}
+
+TEST_F(RestKubeApiRetryTest, FiveHundredsBackOffExponentiallyWithJitterUpToTheCapThenFail) {
+  transport_->AnswerAll(503, R"({"kind":"Status","code":503,"message":"etcd is busy"})");
+  Result<json> got = api().Get(kBackups, kNs, "b-1");
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), Status::Code::kUnavailable);
+  EXPECT_THAT(got.status().message(), HasSubstr("etcd is busy"));
+  EXPECT_EQ(transport_->requests().size(), 6u) << "max_attempts bounds the calls";
+  const std::vector<std::chrono::milliseconds> w = waits();
+  ASSERT_EQ(w.size(), 5u);
+  int64_t backoff = 250;
+  for (const auto& d : w) {
+    const int64_t capped = std::min<int64_t>(backoff, 8000);
+    EXPECT_GE(d.count(), capped - capped / 2);
+    EXPECT_LE(d.count(), capped);
+    backoff *= 2;
+  }
+}
+
+TEST_F(RestKubeApiRetryTest, TimeoutsOfReadsPatchesAndDeletesAreRetried) {
+  auto fails = std::make_shared<std::atomic<int>>(0);
+  transport_->SetHandler([fails](const Recorded& r) -> Result<HttpResponse> {
+    if (fails->fetch_add(1) % 2 == 0) {
+      return Status::Unavailable(r.method + " " + r.path + ": Read timeout");
+    }
+    return HttpResponse{200, R"({"kind":"Backup","metadata":{"name":"b-1"}})"};
+  });
+  EXPECT_TRUE(api().Get(kBackups, kNs, "b-1").ok());
+  EXPECT_TRUE(api().MergePatch(kBackups, kNs, "b-1", {{"metadata", json::object()}}).ok());
+  EXPECT_TRUE(api().Delete(kBackups, kNs, "b-1", "uid-1").ok());
+  EXPECT_EQ(transport_->requests().size(), 6u);
+}
+
+TEST_F(RestKubeApiRetryTest, ACreateOrUpdateWhoseOutcomeIsUnknownIsNotSentAgain) {
+  transport_->SetHandler([](const Recorded& r) -> Result<HttpResponse> {
+    return Status::Unavailable(r.method + ": Read timeout");
+  });
+  EXPECT_FALSE(api().Create(kBackups, kNs, {{"metadata", {{"name", "b-1"}}}}).ok());
+  EXPECT_FALSE(api().Update(kBackups, kNs, {{"metadata", {{"name", "b-1"}}}}).ok());
+  transport_->AnswerAll(500, R"({"kind":"Status","code":500,"message":"boom"})");
+  EXPECT_FALSE(api().Create(kBackups, kNs, {{"metadata", {{"name", "b-1"}}}}).ok());
+  EXPECT_EQ(transport_->requests().size(), 3u) << "one request each";
+  EXPECT_TRUE(waits().empty());
+}
+
+TEST_F(RestKubeApiRetryTest, ACreateRefusedWith429IsSentAgain) {
+  AnswerFirst(1, HttpResponse{429, kTooManyRequests, "1"});
+  EXPECT_TRUE(api().Create(kBackups, kNs, {{"metadata", {{"name", "b-1"}}}}).ok());
+  EXPECT_EQ(transport_->requests().size(), 2u);
+}
+
+TEST_F(RestKubeApiRetryTest, ConflictsAndAdmissionWebhookFailuresGoBackToTheCaller) {
+  transport_->AnswerAll(409,
+                        R"({"kind":"Status","code":409,"message":"the object has been modified"})");
+  EXPECT_TRUE(
+      api().MergePatch(kBackups, kNs, "b-1", {{"metadata", json::object()}}).status().IsConflict());
+  transport_->AnswerAll(
+      500,
+      R"({"kind":"Status","code":500,"message":"Internal error occurred: failed calling webhook \"v.example.com\": failed to call webhook: Post \"https://127.0.0.1:1/\": dial tcp 127.0.0.1:1: connect: connection refused"})");
+  Status s = api().Delete(kBackups, kNs, "b-1", "uid-1");
+  EXPECT_THAT(s.message(), HasSubstr("failed calling webhook"));
+  EXPECT_EQ(transport_->requests().size(), 2u) << "one request each";
+}
+
+TEST_F(RestKubeApiTest, DeleteUnchangedSendsUidAndResourceVersionPreconditions) {
+  ASSERT_TRUE(api().DeleteUnchanged(kBackups, kNs, "b-1", "uid-123", "42").ok());
+  EXPECT_EQ(json::parse(transport_->requests().at(0).body)["preconditions"],
+            json({{"uid", "uid-123"}, {"resourceVersion", "42"}}));
+}
+
+TEST(WebhookErrorOfTest, ReadsADenialAndAFailedCall) {
+  auto denied = WebhookErrorOf(
+      "delete backups ns/b: HTTP 403: admission webhook \"validator.longhorn.io\" denied the "
+      "request: backup is in progress");
+  ASSERT_TRUE(denied.has_value());
+  EXPECT_TRUE(denied->denied);
+  EXPECT_EQ(denied->webhook, "validator.longhorn.io");
+  EXPECT_EQ(denied->reason, "backup is in progress");
+  auto failed = WebhookErrorOf(
+      "HTTP 500: Internal error occurred: failed calling webhook \"dead.example.com\": failed to "
+      "call webhook: connection refused");
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_FALSE(failed->denied);
+  EXPECT_EQ(failed->webhook, "dead.example.com");
+  EXPECT_EQ(failed->reason, "failed to call webhook: connection refused");
+  EXPECT_FALSE(WebhookErrorOf("HTTP 500: etcdserver: request timed out").has_value());
+}
+
 // ---- over TLS, against a local server that streams like the API server ----
 
 // An HTTPS server on 127.0.0.1 and a free port that answers every GET with `handler`, which a
@@ -1048,6 +1201,35 @@ TEST_F(RestKubeApiOverTlsTest, ListPagesThroughTwoThousandObjects) {
   EXPECT_EQ((*list)["metadata"]["resourceVersion"], "1000");
   EXPECT_EQ(requests.load(), 4);
   EXPECT_EQ(selector_matches.load(), 4);
+}
+
+TEST_F(RestKubeApiOverTlsTest, A429RetryAfterHeaderIsHonouredOverTheWire) {
+  ClusterConfig config;
+  config.host = "127.0.0.1";
+  config.port = server_.port();
+  config.ca_pem = ca_.cert_pem();
+  Result<std::unique_ptr<HttpsTransport>> transport = HttpsTransport::Create(config);
+  ASSERT_TRUE(transport.ok());
+  RestKubeApiOptions options;
+  options.qps = 0;
+  options.retry = CommandRetry();
+  std::vector<std::chrono::milliseconds> waits;
+  options.sleep = [&](std::chrono::milliseconds d) { waits.push_back(d); };
+  RestKubeApi api(std::move(transport).value(), options);
+  std::atomic<int> requests{0};
+  server_.set_handler([&](const httplib::Request&, httplib::Response& res) {
+    if (requests.fetch_add(1) == 0) {
+      res.status = 429;
+      res.set_header("Retry-After", "2");
+      res.set_content(R"({"kind":"Status","code":429})", "application/json");
+      return;
+    }
+    res.set_content(R"({"kind":"Backup","metadata":{"name":"b-1"}})", "application/json");
+  });
+  Result<json> got = api.Get(kBackups, kNs, "b-1");
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(requests.load(), 2);
+  EXPECT_THAT(waits, ElementsAre(std::chrono::milliseconds(2000)));
 }
 
 }  // namespace

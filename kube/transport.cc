@@ -405,7 +405,8 @@ Result<HttpResponse> HttpsTransport::Request(std::string_view method,
     }
     return ExchangeError(what, *client, res.error());
   }
-  HttpResponse response{res->status, std::move(response_body)};
+  HttpResponse response{res->status, std::move(response_body),
+                        res->get_header_value("Retry-After")};
   Release(std::move(client));
   return response;
 }

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -27,8 +28,14 @@ enum class Error;
 namespace bg::kube {
 
 struct HttpResponse {
+  HttpResponse() = default;
+  HttpResponse(int status, std::string body, std::string retry_after = "")
+      : status(status), body(std::move(body)), retry_after(std::move(retry_after)) {}
+
   int status = 0;
   std::string body;
+  // The Retry-After header as sent (an API server answering 429 or 503 says when to come back).
+  std::string retry_after;
 };
 
 class ApiTransport {

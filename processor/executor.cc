@@ -96,6 +96,50 @@ Result<json> Executor::CascadeChild(const Child& child, bool label) {
   return last;
 }
 
+Result<json> Executor::CascadeChildUnchanged(
+    const Child& child, const std::function<bool(const Child&)>& label_protects) {
+  const kube::ResourceRef ref = kube::LonghornResource(child.resource);
+  const std::string name = Name(child.object);
+  const std::string uid = longhorn::StringAt(child.object, {"metadata", "uid"});
+  json current = child.object;
+  for (int attempt = 0; attempt <= kConflictRetries; ++attempt) {
+    json last = json::object();
+    if (!longhorn::IsDeleteCustomResourceOnly(current) &&
+        label_protects(Child{child.resource, current})) {
+      if (Status s = CheckMayWrite(); !s.ok()) return s;
+      const json patch = {
+          {"metadata",
+           {{"labels", {{std::string(longhorn::kDeleteCustomResourceOnlyLabel), "true"}}}}}};
+      auto r = api_.MergePatch(ref, ns_, name, patch);
+      if (!r.ok()) {
+        if (r.status().IsNotFound()) return json::object();
+        return r.status();
+      }
+      current = std::move(r).value();
+      last = current;
+    }
+    if (longhorn::IsBeingDeleted(current)) return last;
+    if (Status s = CheckMayWrite(); !s.ok()) return s;
+    auto r = api_.DeleteUnchanged(ref, ns_, name, uid,
+                                  longhorn::StringAt(current, {"metadata", "resourceVersion"}));
+    if (r.ok()) return std::move(r).value();
+    if (r.status().IsNotFound()) return json::object();
+    if (!r.status().IsConflict()) return r.status();
+    // Changed since `current` was read, or another object took the name: read it again.
+    auto fresh = api_.Get(ref, ns_, name);
+    if (!fresh.ok()) {
+      if (fresh.status().IsNotFound()) return json::object();
+      return fresh.status();
+    }
+    if (!uid.empty() && longhorn::StringAt(*fresh, {"metadata", "uid"}) != uid) {
+      return json::object();
+    }
+    current = std::move(fresh).value();
+  }
+  return Status::Conflict("delete " + child.resource + " " + name + ": still changing after " +
+                          std::to_string(kConflictRetries) + " fresh reads");
+}
+
 Result<Executor::Outcome> Executor::Release(const std::string& resource, const json& obj,
                                             const Replan& replan) {
   const kube::ResourceRef ref = kube::LonghornResource(resource);

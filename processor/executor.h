@@ -32,6 +32,14 @@ class Executor {
   // the copy being deleted, with its new resourceVersion), or an empty object when no write was
   // needed, the object is gone (404), or another object took its name (uid precondition failed).
   Result<nlohmann::json> CascadeChild(const Child& child, bool label);
+  // CascadeChild with the label decided by `label_protects` on the copy the DELETE is conditioned
+  // on: the DELETE carries a resourceVersion precondition of that copy (the label PATCH's answer,
+  // or the caller's copy when no label was needed), so an object that changed after the caller read
+  // it (a failed Backup that completed meanwhile) is read again and decided again before it goes.
+  // After kConflictRetries fresh reads it answers Conflict; an object now of another uid (a new one
+  // took the name) answers an empty object, as a 404 does.
+  Result<nlohmann::json> CascadeChildUnchanged(
+      const Child& child, const std::function<bool(const Child&)>& label_protects);
   enum class Outcome {
     kReleased,     // this call removed the finalizer
     kAlreadyGone,  // the object or the finalizer was gone already (someone else, or a 404)

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -16,6 +17,7 @@
 
 #include "common/longhorn.h"
 #include "kube/informer.h"
+#include "kube/rest_api.h"
 #include "processor/executor.h"
 #include "processor/rules.h"
 
@@ -182,23 +184,16 @@ std::string NowTimestamp() {
   return buf;
 }
 
-// Runs fn(i) for every i in [0, n) on up to `workers` threads. After the first error no new index
-// is started; that error is returned once the calls in flight have finished.
-Status ParallelFor(size_t n, int workers, const std::function<Status(size_t)>& fn) {
-  if (n == 0) return Status::Ok();
+// Runs fn(i) for every i in [0, n) on up to `workers` threads. A call that fails does not stop the
+// others: fn records its own failures (one failed write never ends a pass).
+void ParallelFor(size_t n, int workers, const std::function<void(size_t)>& fn) {
+  if (n == 0) return;
   std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex mu;
-  Status first = Status::Ok();
   auto work = [&] {
-    while (!failed.load()) {
+    while (true) {
       const size_t i = next.fetch_add(1);
       if (i >= n) return;
-      Status s = fn(i);
-      if (!s.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!failed.exchange(true)) first = std::move(s);
-      }
+      fn(i);
     }
   };
   const size_t threads = std::min<size_t>(n, static_cast<size_t>(std::max(1, workers)));
@@ -207,8 +202,51 @@ Status ParallelFor(size_t n, int workers, const std::function<Status(size_t)>& f
   for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
   for (std::thread& t : pool) t.join();
-  return first;
 }
+
+// What a failed write says, naming the admission webhook that refused it or could not be called.
+std::string DescribeWriteError(const Status& s) {
+  if (std::optional<kube::WebhookError> w = kube::WebhookErrorOf(s.message())) {
+    if (w->denied) return "refused by admission webhook \"" + w->webhook + "\": " + w->reason;
+    return "admission webhook \"" + w->webhook + "\" could not be called: " + w->reason;
+  }
+  return s.message();
+}
+
+// Reads the cluster at the time of each call (compact copies), for decisions that must not rest
+// on a pass's snapshot. Unlike the ResourceLookup contract, a read that fails is remembered
+// (failed()), so that the caller never takes it for absence.
+class FreshLookup final : public kube::ResourceLookup {
+ public:
+  explicit FreshLookup(kube::KubeApi& api) : api_(api) {}
+
+  std::optional<json> Get(std::string_view resource, std::string_view ns,
+                          std::string_view name) override {
+    if (name.empty()) return std::nullopt;
+    auto got = api_.Get(kube::LonghornResource(resource), std::string(ns), std::string(name));
+    if (got.ok()) return CompactForRules(std::move(got).value());
+    if (!got.status().IsNotFound()) failed_ = true;
+    return std::nullopt;
+  }
+
+  std::vector<json> List(std::string_view resource, std::string_view ns,
+                         std::string_view selector) override {
+    std::vector<json> out;
+    Status s = api_.ListPages(kube::LonghornResource(resource), std::string(ns),
+                              std::string(selector), [&](std::vector<json>& items) {
+                                for (json& item : items) out.push_back(CompactForRules(item));
+                              });
+    if (!s.ok()) failed_ = true;
+    return out;
+  }
+
+  bool Ready() override { return true; }
+  bool failed() const { return failed_; }
+
+ private:
+  kube::KubeApi& api_;
+  bool failed_ = false;
+};
 
 }  // namespace
 
@@ -250,6 +288,19 @@ json CompactForRules(json obj) {
 
 namespace {
 
+const kube::ResourceRef kAccessReviews{"authorization.k8s.io", "v1", "selfsubjectaccessreviews",
+                                       "SelfSubjectAccessReview"};
+const kube::ResourceRef kWebhookKinds[] = {
+    {"admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+     "MutatingWebhookConfiguration"},
+    {"admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+     "ValidatingWebhookConfiguration"}};
+
+// How often the same set of failing writes is reported again while it does not change.
+constexpr std::chrono::seconds kFailureReportInterval{15};
+// Objects named per cause in a failure report; the rest are counted.
+constexpr size_t kNamesPerCause = 5;
+
 class Uninstaller {
  public:
   Uninstaller(kube::KubeApi& api, const UninstallOptions& options, std::ostream& out,
@@ -261,10 +312,16 @@ class Uninstaller {
   int Run() {
     if (!CheckConfirmation()) return 2;
     deadline_ = Clock::now() + options_.timeout;
-    if (!DiscoverKinds()) return 1;
+    if (int rc = DiscoverKinds(); rc != 0) return rc;
     if (options_.dry_run) return DryRun();
-    for (const std::string& resource : order_) {
-      if (!RunStep(resource)) return 1;
+    if (int rc = Preflight(); rc != 0) return rc;
+    while (true) {
+      for (const std::string& resource : order_) {
+        if (!RunStep(resource)) return 1;
+      }
+      std::optional<size_t> left = FinalSweep();
+      if (!left) return 1;  // timed out
+      if (*left == 0) break;
     }
     out_ << "uninstall complete: nothing left" << std::endl;
     return 0;
@@ -273,13 +330,42 @@ class Uninstaller {
  private:
   using SnapshotPtr = std::unique_ptr<Snapshot>;
 
+  struct Failure {
+    std::string kind;
+    std::string name;
+    std::string verb;
+    std::string error;  // DescribeWriteError
+    std::optional<kube::WebhookError> webhook;
+    uint64_t pass = 0;
+  };
+
   bool CheckConfirmation() {
     auto flag = api_.Get(kube::LonghornResource(std::string(res::kSettings)), options_.ns,
                          std::string(longhorn::kDeletingConfirmationFlag));
+    const std::string& typed = options_.confirm_namespace;
     if (!flag.ok()) {
+      // Only a Setting (or a Settings CRD) that is gone lets the typed namespace stand in; any
+      // other failure (403, an unreachable API server) says nothing about what the user wants.
+      if (flag.status().IsNotFound() && !typed.empty()) {
+        if (typed == options_.ns) {
+          out_ << "uninstall: Setting " << longhorn::kDeletingConfirmationFlag
+               << " is gone (or its CRD); --confirm-namespace " << typed
+               << " confirms the uninstall" << std::endl;
+          return true;
+        }
+        err_ << "uninstall: refusing to start: --confirm-namespace \"" << typed
+             << "\" is not the namespace of the uninstall (--namespace " << options_.ns << ")"
+             << std::endl;
+        return false;
+      }
       err_ << "uninstall: cannot read Setting " << longhorn::kDeletingConfirmationFlag << " in "
            << options_.ns << ": " << flag.status().message()
-           << "\nset it to \"true\" to confirm the uninstall" << std::endl;
+           << "\nset it to \"true\" to confirm the uninstall";
+      if (flag.status().IsNotFound()) {
+        err_ << ", or, when the Setting or its CRD is already gone, type the namespace: "
+             << "--confirm-namespace " << options_.ns;
+      }
+      err_ << std::endl;
       return false;
     }
     const std::string value = longhorn::StringAt(*flag, {"value"});
@@ -288,20 +374,31 @@ class Uninstaller {
            << " is \"" << value
            << "\", which does not parse as true (the engine accepts 1, t, T, TRUE, "
            << "true, True). Set it to \"true\" to confirm that the "
-           << "storage engine's resources may be deleted." << std::endl;
+           << "storage engine's resources may be deleted.";
+      if (!typed.empty()) {
+        err_ << " (--confirm-namespace stands in only when the Setting is gone.)";
+      }
+      err_ << std::endl;
       return false;
     }
     return true;
   }
 
   // The fixed order, then every other longhorn.io kind whose CRD exists (settings excepted).
-  bool DiscoverKinds() {
+  // 0, or the exit status: 2 when the CRDs may not be listed, 1 at the timeout.
+  int DiscoverKinds() {
     while (true) {
       Status s = TryDiscoverKinds();
-      if (s.ok()) return true;
+      if (s.ok()) return 0;
+      if (s.code() == Status::Code::kPermissionDenied) {
+        err_ << "uninstall: missing permission (nothing was changed): list "
+                "customresourcedefinitions.apiextensions.k8s.io: "
+             << s.message() << std::endl;
+        return 2;
+      }
       err_ << "uninstall: cannot list CustomResourceDefinitions: " << s.message() << " (retrying)"
            << std::endl;
-      if (!WaitOrTimeOut()) return false;
+      if (!WaitOrTimeOut()) return 1;
     }
   }
 
@@ -314,12 +411,14 @@ class Uninstaller {
     auto crds = api_.List(kCrds, "", "");
     if (!crds.ok()) return crds.status();
     order_.clear();
+    settings_served_ = false;
     std::vector<std::string> others;
     for (const json& crd : crds->value("items", json::array())) {
       if (longhorn::StringAt(crd, {"spec", "group"}) != longhorn::kGroup) continue;
       const std::string plural = longhorn::StringAt(crd, {"spec", "names", "plural"});
       if (plural.empty()) continue;
       served.insert(plural);
+      if (plural == res::kSettings) settings_served_ = true;
       if (std::find(fixed.begin(), fixed.end(), plural) == fixed.end() &&
           plural != res::kSettings) {
         others.push_back(plural);
@@ -331,6 +430,80 @@ class Uninstaller {
     }
     order_.insert(order_.end(), others.begin(), others.end());
     return Status::Ok();
+  }
+
+  // RBAC pre-flight: before any write, a SelfSubjectAccessReview for every verb the run needs
+  // (get, list, patch and delete on every longhorn.io kind whose CRD exists, get on the Setting,
+  // delete on each webhook configuration it is asked to remove). 0 when all are allowed; 2 naming
+  // every missing one; 1 when the API server cannot answer before the timeout.
+  int Preflight() {
+    struct Check {
+      std::string verb;
+      kube::ResourceRef ref;
+      std::string ns;
+      std::string name;
+    };
+    std::vector<Check> checks;
+    for (const std::string& resource : order_) {
+      for (const char* verb : {"get", "list", "patch", "delete"}) {
+        checks.push_back(Check{verb, Ref(resource), options_.ns, ""});
+      }
+    }
+    if (settings_served_) {
+      checks.push_back(Check{"get", kube::LonghornResource(std::string(res::kSettings)),
+                             options_.ns, std::string(longhorn::kDeletingConfirmationFlag)});
+    }
+    for (const std::string& name : options_.webhook_configurations) {
+      for (const kube::ResourceRef& kind : kWebhookKinds) {
+        checks.push_back(Check{"delete", kind, "", name});
+      }
+    }
+    while (true) {
+      std::vector<std::optional<bool>> allowed(checks.size());
+      std::vector<std::string> errors(checks.size());
+      ParallelFor(checks.size(), options_.workers, [&](size_t i) {
+        const Check& c = checks[i];
+        json attributes = {{"verb", c.verb}, {"group", c.ref.group}, {"resource", c.ref.resource}};
+        if (!c.ns.empty()) attributes["namespace"] = c.ns;
+        if (!c.name.empty()) attributes["name"] = c.name;
+        auto review = api_.Create(kAccessReviews, "",
+                                  {{"apiVersion", "authorization.k8s.io/v1"},
+                                   {"kind", "SelfSubjectAccessReview"},
+                                   {"spec", {{"resourceAttributes", attributes}}}});
+        if (!review.ok()) {
+          errors[i] = review.status().message();
+          return;
+        }
+        const json status = review->value("status", json::object());
+        allowed[i] = status.is_object() && status.value("allowed", false) == true;
+      });
+      std::vector<std::string> missing;
+      std::string error;
+      for (size_t i = 0; i < checks.size(); ++i) {
+        if (!allowed[i].has_value()) {
+          error = errors[i];
+          continue;
+        }
+        if (*allowed[i]) continue;
+        const Check& c = checks[i];
+        std::string line = c.verb + " " + c.ref.resource + "." + c.ref.group;
+        if (!c.name.empty()) line += " " + c.name;
+        if (!c.ns.empty()) line += " in namespace " + c.ns;
+        missing.push_back(std::move(line));
+      }
+      if (!missing.empty()) {
+        err_ << "uninstall: missing permissions (nothing was changed):" << std::endl;
+        for (const std::string& m : missing) err_ << "  " << m << std::endl;
+        err_ << "uninstall: grant them to the identity the uninstall runs as (the chart's "
+                "pre-delete hook Role and ClusterRole grant them all)"
+             << std::endl;
+        return 2;
+      }
+      if (error.empty()) return 0;
+      err_ << "uninstall: cannot check permissions (SelfSubjectAccessReview): " << error
+           << " (retrying)" << std::endl;
+      if (!WaitOrTimeOut()) return 1;
+    }
   }
 
   std::string KindOf(const std::string& resource) const {
@@ -373,17 +546,40 @@ class Uninstaller {
     return ctx;
   }
 
-  // Releases `fresh` (the copy a write just answered) at once when the rules allow it on `snap`
-  // and its plan has no cascade left to run first (a BackupVolume past the grace still has its
-  // Backups to label and delete before it may go). Anything else is left to a later pass, which
-  // runs cascades before releases.
+  // Kinds whose release waits for children that may have been created after a pass's snapshot.
+  static bool HasChildren(const std::string& resource) {
+    return resource == res::kBackupVolumes || resource == res::kBackupTargets;
+  }
+
+  // The plan for releasing `obj` now. It is decided on `snap`; for a kind with children, a release
+  // the snapshot allows is confirmed on fresh reads of them (a child created after the snapshot
+  // holds its parent), and a fresh read that fails holds it until a later pass.
+  Plan ReleasePlan(const std::string& resource, const json& obj, Snapshot& snap) {
+    Plan plan = PlanFor(resource, obj, snap, Context());
+    if (!plan.release || !HasChildren(resource)) return plan;
+    FreshLookup fresh(api_);
+    Plan confirmed = PlanFor(resource, obj, fresh, Context());
+    if (fresh.failed()) {
+      confirmed.release = false;
+      confirmed.held_because = "a fresh read of its children failed";
+    }
+    return confirmed;
+  }
+
+  // Releases `fresh` (the copy a write just answered) at once when the rules allow it (see
+  // ReleasePlan) and its plan has no cascade left to run first (a BackupVolume past the grace
+  // still has its Backups to label and delete before it may go). Anything else is left to a later
+  // pass, which runs cascades before releases.
   Status ReleaseIfAllowed(const std::string& resource, const json& fresh, Snapshot& snap) {
     if (!NeedsRelease(fresh)) return Status::Ok();
-    const Plan plan = PlanFor(resource, fresh, snap, Context());
+    const Plan plan = ReleasePlan(resource, fresh, snap);
     if (!plan.release || !plan.cascade.empty()) return Status::Ok();
-    auto released = executor_.Release(resource, fresh, [&](const json& again) {
-      return PlanFor(resource, again, snap, Context());
-    });
+    return Release(resource, fresh, snap);
+  }
+
+  Status Release(const std::string& resource, const json& obj, Snapshot& snap) {
+    auto released = executor_.Release(
+        resource, obj, [&](const json& again) { return ReleasePlan(resource, again, snap); });
     if (!released.ok()) return released.status();
     if (*released == Executor::Outcome::kReleased) ++releases_;
     return Status::Ok();
@@ -393,22 +589,91 @@ class Uninstaller {
     return resource + "/" + Name(obj);
   }
 
+  void NoteFailure(const std::string& resource, const std::string& name, const std::string& verb,
+                   const Status& s) {
+    std::lock_guard<std::mutex> lock(failures_mu_);
+    failures_[resource + "/" + name] = Failure{KindOf(resource),
+                                               name,
+                                               verb,
+                                               DescribeWriteError(s),
+                                               kube::WebhookErrorOf(s.message()),
+                                               pass_};
+  }
+
+  void NoteSuccess(const std::string& resource, const std::string& name) {
+    std::lock_guard<std::mutex> lock(failures_mu_);
+    failures_.erase(resource + "/" + name);
+  }
+
+  std::string LastError(const std::string& resource, const std::string& name) {
+    std::lock_guard<std::mutex> lock(failures_mu_);
+    auto it = failures_.find(resource + "/" + name);
+    return it == failures_.end() ? "" : it->second.verb + ": " + it->second.error;
+  }
+
+  // Says which writes of this pass failed, grouped by cause (an admission webhook by name and
+  // reason, else the error), naming a few objects per cause; the run goes on and retries them.
+  // The same report is repeated at most every kFailureReportInterval.
+  void ReportFailures() {
+    std::map<std::string, std::vector<std::string>> by_cause;
+    {
+      std::lock_guard<std::mutex> lock(failures_mu_);
+      for (const auto& [key, f] : failures_) {
+        if (f.pass != pass_) continue;
+        std::string cause;
+        if (f.webhook && f.webhook->denied) {
+          cause =
+              "refused by admission webhook \"" + f.webhook->webhook + "\": " + f.webhook->reason;
+        } else if (f.webhook) {
+          cause = "admission webhook \"" + f.webhook->webhook +
+                  "\" could not be called: " + f.webhook->reason;
+        } else {
+          cause = f.error;
+        }
+        by_cause[cause].push_back(f.verb + " " + f.kind + " " + f.name);
+      }
+    }
+    std::ostringstream report;
+    for (const auto& [cause, writes] : by_cause) {
+      report << "uninstall: " << writes.size() << (writes.size() == 1 ? " write " : " writes ")
+             << "failed (";
+      for (size_t i = 0; i < writes.size() && i < kNamesPerCause; ++i) {
+        report << (i ? ", " : "") << writes[i];
+      }
+      if (writes.size() > kNamesPerCause) {
+        report << ", and " << writes.size() - kNamesPerCause << " more";
+      }
+      report << "): " << cause << "; retrying until the timeout" << std::endl;
+    }
+    const std::string text = report.str();
+    const auto now = Clock::now();
+    if (text.empty() ||
+        (text == last_failure_report_ && now - last_failure_report_at_ < kFailureReportInterval)) {
+      return;
+    }
+    err_ << text << std::flush;
+    last_failure_report_ = text;
+    last_failure_report_at_ = now;
+  }
+
   // One pass of the release rules over every object of `snap`:
   //  1. every cascade (children of targets whose URL is empty or that are being deleted, Backups
   //     of BackupVolumes being deleted), each child once, in parallel: label where it protects
-  //     data, delete, release at once where the rules allow for the copy the DELETE answered;
-  //  2. then, in parallel, the releases the rules allow on the snapshot, of objects the first
-  //     step did not write: other kinds first, then BackupVolumes, then BackupTargets.
-  // `written` holds the keys already handled in this pass (their snapshot copy is stale).
-  Status ReleasePass(Snapshot& snap, std::set<std::string>& written) {
+  //     data (decided on the copy the DELETE is conditioned on), delete, release at once where the
+  //     rules allow for the copy the DELETE answered;
+  //  2. then, in parallel, the releases the rules allow, of objects the first step did not write:
+  //     other kinds first, then BackupVolumes, then BackupTargets.
+  // `written` holds the keys already handled in this pass (their snapshot copy is stale). A write
+  // that fails is noted and retried on the next pass.
+  void ReleasePass(Snapshot& snap, std::set<std::string>& written) {
     const RuleContext ctx = Context();
     std::vector<Child> cascade;
     std::set<std::string> queued;
-    struct Release {
+    struct PendingRelease {
       const std::string* resource;
       const json* obj;
     };
-    std::vector<Release> releases[3];  // leaves, backup volumes, backup targets
+    std::vector<PendingRelease> releases[3];  // leaves, backup volumes, backup targets
     for (const std::string& resource : order_) {
       for (const json& obj : snap.Items(resource)) {
         Plan plan;
@@ -430,44 +695,55 @@ class Uninstaller {
           const int group = resource == res::kBackupTargets   ? 2
                             : resource == res::kBackupVolumes ? 1
                                                               : 0;
-          releases[group].push_back(Release{&resource, &obj});
+          releases[group].push_back(PendingRelease{&resource, &obj});
         }
       }
     }
     std::mutex written_mu;
-    Status s = ParallelFor(cascade.size(), options_.workers, [&](size_t i) {
+    ParallelFor(cascade.size(), options_.workers, [&](size_t i) {
       const Child& child = cascade[i];
-      auto fresh = executor_.CascadeChild(child, LabelProtectsData(child));
-      if (!fresh.ok()) return fresh.status();
-      if (fresh->empty()) return Status::Ok();  // nothing written (or gone): step 2 decides
+      const std::string name = Name(child.object);
+      auto fresh = executor_.CascadeChildUnchanged(child, LabelProtectsData);
+      if (!fresh.ok()) {
+        NoteFailure(child.resource, name, "delete", fresh.status());
+        return;
+      }
+      NoteSuccess(child.resource, name);
+      if (fresh->empty()) return;  // nothing written (or gone): step 2 decides
       {
         std::lock_guard<std::mutex> lock(written_mu);
         written.insert(Key(child.resource, child.object));
       }
-      return ReleaseIfAllowed(child.resource, *fresh, snap);
+      if (Status s = ReleaseIfAllowed(child.resource, *fresh, snap); !s.ok()) {
+        NoteFailure(child.resource, name, "release", s);
+      }
     });
     cascade.clear();
-    if (!s.ok()) return s;
-    for (const std::vector<Release>& group : releases) {
-      std::vector<const Release*> todo;
-      for (const Release& r : group) {
+    for (const std::vector<PendingRelease>& group : releases) {
+      std::vector<const PendingRelease*> todo;
+      for (const PendingRelease& r : group) {
         if (!written.count(Key(*r.resource, *r.obj))) todo.push_back(&r);
       }
-      s = ParallelFor(todo.size(), options_.workers, [&](size_t i) {
+      ParallelFor(todo.size(), options_.workers, [&](size_t i) {
         const std::string& resource = *todo[i]->resource;
-        auto released = executor_.Release(resource, *todo[i]->obj, [&](const json& fresh) {
-          return PlanFor(resource, fresh, snap, Context());
-        });
-        if (!released.ok()) return released.status();
-        if (*released == Executor::Outcome::kReleased) ++releases_;
-        return Status::Ok();
+        const json& obj = *todo[i]->obj;
+        if (HasChildren(resource)) {
+          // Decided on the snapshot; confirmed on fresh reads of the children first.
+          const Plan plan = ReleasePlan(resource, obj, snap);
+          if (!plan.release) return;
+        }
+        if (Status s = Release(resource, obj, snap); !s.ok()) {
+          NoteFailure(resource, Name(obj), "release", s);
+        } else {
+          NoteSuccess(resource, Name(obj));
+        }
       });
-      if (!s.ok()) return s;
     }
-    return Status::Ok();
   }
 
-  Status PrepareBackupTargets(const std::vector<json>& targets) {
+  // Annotates and empties the URL of every BackupTarget not being deleted; true when all are.
+  bool PrepareBackupTargets(const std::vector<json>& targets) {
+    bool all = true;
     for (const json& target : targets) {
       if (longhorn::IsBeingDeleted(target)) continue;
       const bool annotated =
@@ -478,18 +754,24 @@ class Uninstaller {
           {"metadata",
            {{"annotations", {{std::string(longhorn::kDeleteBackupTargetAnnotation), ""}}}}},
           {"spec", {{"backupTargetURL", ""}}}};
-      if (Status s = executor_.Patch(std::string(res::kBackupTargets), Name(target), patch);
-          !s.ok()) {
-        return s;
+      const std::string name = Name(target);
+      if (Status s = executor_.Patch(std::string(res::kBackupTargets), name, patch); !s.ok()) {
+        NoteFailure(std::string(res::kBackupTargets), name, "empty the URL of", s);
+        all = false;
+      } else {
+        NoteSuccess(std::string(res::kBackupTargets), name);
       }
     }
-    return Status::Ok();
+    return all;
   }
 
+  // One step: deletes every object of `resource` and applies the release rules until none is
+  // left. False only at the timeout: failed writes are reported and retried.
   bool RunStep(const std::string& resource) {
     bool prepared = resource != res::kBackupTargets;
     std::size_t last_reported = static_cast<std::size_t>(-1);
     while (true) {
+      ++pass_;
       // This kind alone first: a step whose kind is already empty (most of them, once the
       // targets' cascade has run) costs one small list instead of a list of everything.
       Snapshot own;
@@ -501,8 +783,11 @@ class Uninstaller {
       if (!prepared) {
         // Step one for targets: annotate and empty the URL, so their children are cleaned
         // before the targets themselves are deleted.
-        if (Status s = PrepareBackupTargets(own.Items(resource)); !s.ok()) return Fail(s);
-        prepared = true;
+        prepared = PrepareBackupTargets(own.Items(resource));
+        if (!prepared) {
+          ReportFailures();
+          if (!WaitOrTimeOut()) return false;
+        }
         continue;
       }
       if (own.Items(resource).empty()) {
@@ -525,25 +810,25 @@ class Uninstaller {
       }
       const size_t releases_before = releases_.load();
       std::set<std::string> written;
-      Status deleting = ParallelFor(to_delete.size(), options_.workers, [&](size_t i) {
+      ParallelFor(to_delete.size(), options_.workers, [&](size_t i) {
+        const std::string name = Name(*to_delete[i]);
         auto deleted = executor_.CascadeChild(Child{resource, *to_delete[i]}, /*label=*/false);
-        if (!deleted.ok()) return deleted.status();
-        Status released = ReleaseIfAllowed(resource, *deleted, view);
-        if (!released.ok()) {
-          std::lock_guard<std::mutex> lock(err_mu_);
-          err_ << "uninstall: " << released.message() << " (retrying)" << std::endl;
+        if (!deleted.ok()) {
+          NoteFailure(resource, name, "delete", deleted.status());
+          return;
         }
-        return Status::Ok();
+        NoteSuccess(resource, name);
+        if (Status s = ReleaseIfAllowed(resource, *deleted, view); !s.ok()) {
+          NoteFailure(resource, name, "release", s);
+        }
       });
-      if (!deleting.ok()) return Fail(deleting);
       for (const json* obj : to_delete) written.insert(Key(resource, *obj));
-      if (Status s = ReleasePass(view, written); !s.ok()) {
-        err_ << "uninstall: " << s.message() << " (retrying)" << std::endl;
-      }
+      ReleasePass(view, written);
       if (items.size() != last_reported) {
         out_ << "found " << items.size() << " " << KindOf(resource) << " remaining" << std::endl;
         last_reported = items.size();
       }
+      ReportFailures();
       snap = Status::Internal("released");  // the snapshot goes before the wait
       // A pass that released finalizers may have emptied what held others (a BackupVolume's
       // Backups, a target's children): look again at once. Releases are bounded (no finalizer can
@@ -553,9 +838,37 @@ class Uninstaller {
     }
   }
 
-  bool Fail(const Status& s) {
-    err_ << "uninstall: " << s.message() << std::endl;
-    return false;
+  // The final sweep: fresh lists of every longhorn.io kind whose CRD exists now (settings
+  // excepted). The number of objects left (0: the uninstall is complete), or nothing at the
+  // timeout. Objects found (created after their kind's step, or of a kind whose CRD appeared)
+  // send the run through the steps again.
+  std::optional<size_t> FinalSweep() {
+    while (true) {
+      Status s = TryDiscoverKinds();
+      auto snap = s.ok() ? Take() : Result<SnapshotPtr>(s);
+      if (!snap.ok()) {
+        err_ << "uninstall: final sweep: listing failed: " << snap.status().message()
+             << " (retrying)" << std::endl;
+        if (!WaitOrTimeOut()) return std::nullopt;
+        continue;
+      }
+      size_t left = 0;
+      std::ostringstream found;
+      for (const std::string& resource : order_) {
+        const size_t n = snap.value()->Items(resource).size();
+        if (n == 0) continue;
+        left += n;
+        found << (left == n ? "" : ", ") << n << " " << KindOf(resource);
+      }
+      if (left == 0) {
+        out_ << "final sweep: nothing left of " << order_.size() << " kinds" << std::endl;
+        return 0;
+      }
+      out_ << "final sweep: found " << found.str() << "; going through the steps again"
+           << std::endl;
+      if (!WaitOrTimeOut()) return std::nullopt;
+      return left;
+    }
   }
 
   bool WaitOrTimeOut() {
@@ -569,7 +882,8 @@ class Uninstaller {
     return true;
   }
 
-  // Lists every object that is (or, in a dry run, would be) held, with its finalizers and why.
+  // Lists every object that is (or, in a dry run, would be) held, with its finalizers, why, and
+  // the last error of a write to it. At the timeout every object left is listed.
   int PrintBlockers(bool simulate_deletion) {
     auto snap = Take();
     if (!snap.ok()) {
@@ -583,22 +897,31 @@ class Uninstaller {
     for (const std::string& resource : order_) {
       for (json obj : view.Items(resource)) {
         const json finalizers = obj["metadata"].value("finalizers", json::array());
-        if (finalizers.empty()) continue;
+        const std::string last_error = simulate_deletion ? "" : LastError(resource, Name(obj));
         std::string why;
-        if (!longhorn::HasFinalizer(obj, longhorn::kFinalizer)) {
+        if (finalizers.empty()) {
+          if (simulate_deletion) continue;
+          why = longhorn::IsBeingDeleted(obj) ? "being deleted" : "not deleted yet";
+        } else if (!longhorn::HasFinalizer(obj, longhorn::kFinalizer)) {
           why = "its finalizers are not longhorn.io: their owner must remove them";
         } else {
           if (simulate_deletion && !longhorn::IsBeingDeleted(obj)) {
             obj["metadata"]["deletionTimestamp"] = NowTimestamp();  // deleting from now on
           }
           const Plan plan = PlanFor(resource, obj, view, ctx);
-          if (plan.release) continue;
-          why = plan.held_because;
-          if (!options_.force) {
-            why += "; released " + std::to_string(ctx.release_grace.count()) +
-                   "s after its deletion because the uninstall is confirmed";
+          if (plan.release) {
+            if (simulate_deletion) continue;
+            why = longhorn::IsBeingDeleted(obj) ? "the rules release it; not released yet"
+                                                : "not deleted yet";
+          } else {
+            why = plan.held_because;
+            if (!options_.force) {
+              why += "; released " + std::to_string(ctx.release_grace.count()) +
+                     "s after its deletion because the uninstall is confirmed";
+            }
           }
         }
+        if (!last_error.empty()) why += "; last error: " + last_error;
         ++blockers;
         to << "  " << KindOf(resource) << " " << Name(obj) << " finalizers=" << finalizers.dump()
            << ": " << why << std::endl;
@@ -611,7 +934,7 @@ class Uninstaller {
     out_ << "dry run: nothing will be changed" << std::endl << "plan:" << std::endl;
     auto snap = Take();
     if (!snap.ok()) {
-      Fail(snap.status());
+      err_ << "uninstall: " << snap.status().message() << std::endl;
       return 1;
     }
     int step = 1;
@@ -622,6 +945,8 @@ class Uninstaller {
                                                : "delete ")
            << n << " " << KindOf(resource) << std::endl;
     }
+    out_ << "  " << step << ". a final sweep: fresh lists of every kind; anything left goes "
+         << "through the steps again" << std::endl;
     out_ << "objects that would hold the uninstall:" << std::endl;
     if (PrintBlockers(/*simulate_deletion=*/true) == 0) out_ << "  none" << std::endl;
     return 0;
@@ -631,12 +956,18 @@ class Uninstaller {
   const UninstallOptions& options_;
   std::ostream& out_;
   std::ostream& err_;
-  std::mutex err_mu_;
   std::atomic<size_t> releases_{0};  // finalizers this run removed
   Executor executor_;
   std::vector<std::string> order_;
   std::map<std::string, std::string> kinds_;
+  bool settings_served_ = false;
   Clock::time_point deadline_;
+  // The pass now running (RunStep's loop); failures carry the pass they happened in.
+  std::atomic<uint64_t> pass_{0};
+  std::mutex failures_mu_;
+  std::map<std::string, Failure> failures_;  // "resource/name" -> last failed write; guarded
+  std::string last_failure_report_;
+  Clock::time_point last_failure_report_at_{};
 };
 
 }  // namespace
@@ -646,24 +977,24 @@ int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostre
   return Uninstaller(api, options, out, err).Run();
 }
 
-bool UninstallConfirmed(kube::KubeApi& api, const std::string& ns) {
+bool UninstallConfirmed(kube::KubeApi& api, const std::string& ns,
+                        const std::string& confirm_namespace) {
   auto flag = api.Get(kube::LonghornResource(std::string(res::kSettings)), ns,
                       std::string(longhorn::kDeletingConfirmationFlag));
-  return flag.ok() && longhorn::ConfirmationFlagTrue(*flag);
+  if (!flag.ok()) {
+    // As RunUninstall: the typed namespace stands in only for a Setting (or CRD) that is gone.
+    return flag.status().IsNotFound() && !confirm_namespace.empty() && confirm_namespace == ns;
+  }
+  return longhorn::ConfirmationFlagTrue(*flag);
 }
 
 Status RemoveWebhookConfigurations(kube::KubeApi& api, const std::string& names,
                                    std::ostream& out) {
-  static const kube::ResourceRef kKinds[] = {
-      {"admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
-       "MutatingWebhookConfiguration"},
-      {"admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
-       "ValidatingWebhookConfiguration"}};
   std::stringstream list(names);
   std::string name;
   while (std::getline(list, name, ',')) {
     if (name.empty()) continue;
-    for (const kube::ResourceRef& kind : kKinds) {
+    for (const kube::ResourceRef& kind : kWebhookKinds) {
       Status s = api.Delete(kind, "", name);
       if (s.ok()) {
         out << "deleted " << kind.kind << " " << name << std::endl;

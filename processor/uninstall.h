@@ -7,6 +7,22 @@
 // Settings are left alone: the confirmation flag lives there, and a restarted uninstall needs it.
 // Everything is derived from the cluster on every pass, so a killed uninstall simply runs again.
 //
+// It cannot get stuck on what it can see (SPEC.md "Uninstall"):
+//  - before any write, an RBAC pre-flight (SelfSubjectAccessReviews) checks get, list, patch and
+//    delete on every longhorn.io kind whose CRD exists, get on the confirmation Setting, and
+//    delete on the webhook configurations it is to remove; a missing one is named, exit 2;
+//  - no failed write ends the run: the API client retries what is safe to retry (kube/rest_api.h),
+//    and a write that still fails (an admission webhook refusing it, or one that cannot be called)
+//    is reported, naming the webhook and its reason, and tried again on the next pass, until
+//    `timeout`; then every object left is listed with why and the last error of a write to it;
+//  - a child's delete-custom-resource-only label is decided on the copy its DELETE is conditioned
+//    on (a resourceVersion precondition: a Backup that completed meanwhile is read and decided
+//    again), and a parent's release (BackupVolume, BackupTarget) is confirmed on fresh reads of its
+//    children, never on the pass's snapshot alone;
+//  - success is declared only after a final sweep (fresh lists of every longhorn.io kind whose CRD
+//    exists, Settings excepted) finds nothing; what it finds (a Volume created after step 1) sends
+//    the run through the steps again.
+//
 // At scale (tens of thousands of objects):
 //  - each pass lists every kind page by page and keeps only the fields the rules read (a compact
 //    copy, indexed by name and by label), never the full objects;
@@ -14,12 +30,13 @@
 //    protects data, see LabelProtectsData), deleted, and, when the rules allow it for the copy the
 //    DELETE answered, released at once, without waiting for the next pass; every other release is
 //    decided on the pass's snapshot after all of that pass's cascades have finished, children
-//    before BackupVolumes before BackupTargets.
+//    before BackupVolumes before BackupTargets (these two confirmed on fresh reads, see above).
 #pragma once
 
 #include <chrono>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "kube/api.h"
 
@@ -34,10 +51,18 @@ struct UninstallOptions {
   std::chrono::milliseconds poll_interval{1000};
   // Writes in flight at once (at least 1). The API client's rate limit applies on top.
   int workers = 32;
+  // --confirm-namespace: the namespace typed by the user. It stands in for
+  // deleting-confirmation-flag only when that Setting (or the Settings CRD) is gone, and only
+  // when it equals `ns`.
+  std::string confirm_namespace;
+  // The webhook configurations the caller removes afterwards (--remove-webhook-configurations):
+  // the pre-flight checks that they may be deleted.
+  std::vector<std::string> webhook_configurations;
 };
 
-// Exit status: 0 when nothing is left (or the dry run found the plan), 1 at the timeout or on an
-// API failure, 2 when deleting-confirmation-flag is not "true".
+// Exit status: 0 when nothing is left (or the dry run found the plan), 1 at the timeout, 2 when
+// the uninstall is not confirmed (deleting-confirmation-flag is not "true", and no matching
+// --confirm-namespace stands in for a Setting that is gone) or a permission is missing.
 int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostream& out,
                  std::ostream& err);
 
@@ -50,8 +75,10 @@ int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostre
 // on full objects.
 nlohmann::json CompactForRules(nlohmann::json obj);
 
-// True when the Setting deleting-confirmation-flag in `ns` reads "true".
-bool UninstallConfirmed(kube::KubeApi& api, const std::string& ns);
+// True when the Setting deleting-confirmation-flag in `ns` reads "true", or when it (or its CRD)
+// is gone and `confirm_namespace` equals `ns`.
+bool UninstallConfirmed(kube::KubeApi& api, const std::string& ns,
+                        const std::string& confirm_namespace = "");
 
 // Deletes the Mutating/ValidatingWebhookConfigurations named in `names` (comma-separated);
 // absent ones are fine.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -79,10 +80,29 @@ class RecordingApi final : public kube::KubeApi {
   }
   Result<json> DeleteReturningObject(const kube::ResourceRef& r, const std::string& ns,
                                      const std::string& name, const std::string& uid) override {
+    return DeleteUnchanged(r, ns, name, uid, "");
+  }
+  Result<json> DeleteUnchanged(const kube::ResourceRef& r, const std::string& ns,
+                               const std::string& name, const std::string& uid,
+                               const std::string& resource_version) override {
     InFlight guard(*this);
-    auto result = api_.DeleteReturningObject(r, ns, name, uid);
+    auto result = api_.DeleteUnchanged(r, ns, name, uid, resource_version);
     Record("delete", r.resource, name);
+    std::function<void()> hook;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = after_first_delete_.find(r.resource); it != after_first_delete_.end()) {
+        hook = std::move(it->second);
+        after_first_delete_.erase(it);
+      }
+    }
+    if (hook) hook();
     return result;
+  }
+  // Runs `hook` once, right after the first DELETE of `resource` (another writer acting then).
+  void AfterFirstDelete(const std::string& resource, std::function<void()> hook) {
+    std::lock_guard<std::mutex> lock(mu_);
+    after_first_delete_[resource] = std::move(hook);
   }
   Status Watch(const kube::ResourceRef& r, const std::string& ns, const std::string& rv,
                const std::function<bool(const kube::WatchEvent&)>& on_event,
@@ -139,6 +159,7 @@ class RecordingApi final : public kube::KubeApi {
   std::atomic<int> in_flight_{0};
   std::mutex mu_;
   std::vector<Write> writes_;
+  std::map<std::string, std::function<void()>> after_first_delete_;
 };
 
 class UninstallTest : public ::testing::Test {
@@ -560,6 +581,225 @@ TEST_F(UninstallTest, AnObjectWithACascadeLeftIsNotReleasedRightAfterItsDelete) 
   EXPECT_LT(label, recorder_.IndexOf("delete", "backups", "orphan"));
   EXPECT_LT(label, recorder_.IndexOf("release", "backupvolumes", "vol-x-bv"))
       << "the BackupVolume went before its Backup was marked delete-custom-resource-only";
+}
+
+// ---- no single failure stops the run ----
+
+constexpr char kDenied[] =
+    "delete backups longhorn-system/x: HTTP 403: admission webhook \"freeze.example.com\" denied "
+    "the request: backups are frozen";
+constexpr char kDeadWebhook[] =
+    "delete backups longhorn-system/x: HTTP 500: Internal error occurred: failed calling webhook "
+    "\"dead.example.com\": failed to call webhook: Post \"https://127.0.0.1:1/validate\": dial "
+    "tcp 127.0.0.1:1: connect: connection refused";
+
+TEST_F(UninstallTest, AWriteRefusedByAnAdmissionWebhookNamesItAndIsRetriedOnTheNextPass) {
+  SeedScenario(true);
+  SetFlag("true");
+  api_.FailNext("delete", 8, Status::PermissionDenied(kDenied));
+  UninstallOptions o;
+  o.force = true;
+  ASSERT_EQ(Run(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  EXPECT_NE(err_.str().find("refused by admission webhook \"freeze.example.com\": backups are "
+                            "frozen; retrying until the timeout"),
+            std::string::npos)
+      << err_.str();
+}
+
+TEST_F(UninstallTest, ADeadWebhookHoldsTheRunUntilTheTimeoutThenEveryBlockerIsListed) {
+  SeedScenario(true);
+  SetFlag("true");
+  api_.FailNext("delete", 1000000, Status::Unavailable(kDeadWebhook));
+  UninstallOptions o;
+  o.force = true;
+  o.timeout = std::chrono::seconds(2);
+  EXPECT_EQ(Run(o), 1);
+  const std::string err = err_.str();
+  EXPECT_NE(err.find("admission webhook \"dead.example.com\" could not be called"),
+            std::string::npos)
+      << err;
+  EXPECT_GT(api_.calls("delete"), 64) << "every object tried, pass after pass, not only the first";
+  const size_t timed_out = err.find("timed out after 2s; blocking objects:");
+  ASSERT_NE(timed_out, std::string::npos) << err;
+  const std::string blockers = err.substr(timed_out);
+  for (const char* line : {"Volume vol-0 ", "Volume vol-2 ", "BackupTarget default ",
+                           "Backup backup-7 ", "SystemBackup system-backup-1 "}) {
+    EXPECT_NE(blockers.find(line), std::string::npos) << line << " not listed:\n" << blockers;
+  }
+  EXPECT_NE(blockers.find("last error: delete: admission webhook \"dead.example.com\" could not "
+                          "be called"),
+            std::string::npos)
+      << blockers;
+  // Once the webhook answers again, a new run finishes.
+  api_.FailNext("delete", 0, Status::Ok());
+  EXPECT_EQ(Run(), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+}
+
+TEST_F(UninstallTest, AFailedPatchOfTheTargetDoesNotEndTheRun) {
+  SeedScenario(true);
+  SetFlag("true");
+  api_.FailNext("patch", 3, Status::Unavailable("patch: HTTP 503: the server is shutting down"));
+  UninstallOptions o;
+  o.force = true;
+  ASSERT_EQ(Run(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  EXPECT_NE(err_.str().find("the server is shutting down; retrying"), std::string::npos)
+      << err_.str();
+}
+
+// ---- the final sweep, and decisions on fresh data ----
+
+TEST_F(UninstallTest, AVolumeCreatedAfterItsStepIsDeletedBeforeSuccessIsReported) {
+  SeedScenario(true);
+  SetFlag("true");
+  // Created while the Backups step runs, long after the Volumes step ended.
+  recorder_.AfterFirstDelete("backups", [this] {
+    api_.Seed(R("volumes"), {{"metadata", Meta("late-volume")}, {"spec", {{"Standby", false}}}});
+  });
+  UninstallOptions o;
+  o.force = true;
+  ASSERT_EQ(RunRecorded(o), 0) << err_.str();
+  EXPECT_FALSE(api_.Peek(R("volumes"), kNs, "late-volume").has_value())
+      << "a Volume created after step 1 was left behind; output:\n"
+      << out_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  EXPECT_NE(out_.str().find("final sweep: found 1 Volume; going through the steps again"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_NE(out_.str().find("final sweep: nothing left of"), std::string::npos) << out_.str();
+  EXPECT_GE(recorder_.IndexOf("delete", "volumes", "late-volume"), 0);
+}
+
+TEST_F(UninstallTest, ABackupThatCompletesBetweenListAndDeleteKeepsItsLabel) {
+  SeedScenario(true);
+  SetFlag("true");
+  // backup-1 failed when the pass listed it (no label needed) and completes just before its
+  // DELETE arrives: the DELETE's resourceVersion precondition fails, and the fresh copy is
+  // labelled before it goes.
+  api_.ChangeBeforeNextDelete("backups", "backup-1", [](json& backup) {
+    backup["status"]["state"] = "Completed";
+    backup["status"]["backupTargetName"] = "default";
+    backup["metadata"]["labels"]["backup-volume"] = "vol-1";
+  });
+  ASSERT_EQ(RunRecorded(), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  const int label = recorder_.IndexOf("label", "backups", "backup-1");
+  ASSERT_GE(label, 0) << "the completed Backup was deleted without delete-custom-resource-only";
+  int last_delete = -1;
+  const auto writes = recorder_.writes();
+  for (size_t i = 0; i < writes.size(); ++i) {
+    if (writes[i].verb == "delete" && writes[i].name == "backup-1") {
+      last_delete = static_cast<int>(i);
+    }
+  }
+  EXPECT_LT(label, last_delete);
+  EXPECT_EQ(recorder_.IndexOf("label", "backups", "backup-3"), -1)
+      << "a Backup that stayed failed still costs no label";
+}
+
+TEST_F(UninstallTest, AParentIsReleasedOnlyAfterAFreshReadOfItsChildren) {
+  api_.Seed(R("backupvolumes"), {{"metadata", Meta("vol-x-bv", {{"backup-volume", "vol-x"}})},
+                                 {"spec", {{"volumeName", "vol-x"}}}});
+  SetFlag("true");
+  // A Backup of vol-x appears after the pass listed everything, just as the BackupVolume's
+  // DELETE returns: the snapshot says "no children", the API server says otherwise.
+  recorder_.AfterFirstDelete("backupvolumes", [this] {
+    api_.Seed(R("backups"),
+              {{"metadata", Meta("late-backup", {{"backup-volume", "vol-x"}})},
+               {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}});
+  });
+  UninstallOptions o;
+  o.force = true;
+  ASSERT_EQ(RunRecorded(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  const int released = recorder_.IndexOf("release", "backupvolumes", "vol-x-bv");
+  ASSERT_GE(released, 0);
+  const int label = recorder_.IndexOf("label", "backups", "late-backup");
+  ASSERT_GE(label, 0) << "the late Backup went without its label";
+  EXPECT_LT(label, released) << "the BackupVolume was released while its late Backup remained";
+  EXPECT_LT(recorder_.IndexOf("delete", "backups", "late-backup"), released);
+}
+
+// ---- RBAC pre-flight ----
+
+TEST_F(UninstallTest, AMissingPermissionIsNamedAndNothingIsChanged) {
+  SeedScenario(true);
+  SetFlag("true");
+  api_.DenyAccess("delete", "backups");
+  api_.DenyAccess("patch", "engineimages");
+  api_.DenyAccess("delete", "validatingwebhookconfigurations");
+  UninstallOptions o;
+  o.webhook_configurations = {"bg-mutating", "bg-validating"};
+  EXPECT_EQ(Run(o), 2);
+  const std::string err = err_.str();
+  EXPECT_NE(err.find("missing permissions (nothing was changed)"), std::string::npos) << err;
+  EXPECT_NE(err.find("  delete backups.longhorn.io in namespace longhorn-system\n"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("  patch engineimages.longhorn.io in namespace longhorn-system\n"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("  delete validatingwebhookconfigurations.admissionregistration.k8s.io "
+                     "bg-validating\n"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(api_.calls("delete"), 0);
+  EXPECT_EQ(api_.calls("patch"), 0);
+}
+
+TEST_F(UninstallTest, EveryKindWhoseCrdExistsIsCheckedBeforeAnyWrite) {
+  SeedScenario(true);
+  SetFlag("true");
+  UninstallOptions o;
+  o.force = true;
+  o.webhook_configurations = {"bg-validating"};
+  ASSERT_EQ(Run(o), 0) << err_.str();
+  // 7 kinds (settings apart) x get, list, patch, delete; get on the Setting; 2 webhook kinds.
+  EXPECT_EQ(api_.calls("access-review"), 7 * 4 + 1 + 2);
+}
+
+// ---- confirmation ----
+
+TEST_F(UninstallTest, ConfirmNamespaceStandsInWhenTheSettingIsGone) {
+  SeedScenario(true);
+  UninstallOptions o;
+  o.force = true;
+  o.confirm_namespace = kNs;
+  EXPECT_EQ(Run(o), 0) << err_.str();
+  EXPECT_EQ(Remaining(), 0u);
+  EXPECT_NE(out_.str().find("--confirm-namespace longhorn-system confirms the uninstall"),
+            std::string::npos);
+}
+
+TEST_F(UninstallTest, ConfirmNamespaceMustBeTheUninstallsNamespace) {
+  SeedScenario(true);
+  UninstallOptions o;
+  o.confirm_namespace = "other";
+  EXPECT_EQ(Run(o), 2);
+  EXPECT_NE(err_.str().find("is not the namespace of the uninstall"), std::string::npos);
+  EXPECT_EQ(api_.calls("delete"), 0);
+}
+
+TEST_F(UninstallTest, ConfirmNamespaceDoesNotOverrideASettingThatSaysFalse) {
+  SeedScenario(true);
+  SetFlag("false");
+  UninstallOptions o;
+  o.confirm_namespace = kNs;
+  EXPECT_EQ(Run(o), 2);
+  EXPECT_NE(err_.str().find("stands in only when the Setting is gone"), std::string::npos);
+  EXPECT_EQ(api_.calls("delete"), 0);
+}
+
+TEST_F(UninstallTest, WithoutTheSettingTheRefusalSaysHowToConfirm) {
+  SeedScenario(true);
+  EXPECT_EQ(Run(), 2);
+  EXPECT_NE(err_.str().find("--confirm-namespace longhorn-system"), std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(UninstallConfirmed(api_, kNs, kNs));
+  EXPECT_FALSE(UninstallConfirmed(api_, kNs, "other"));
+  EXPECT_FALSE(UninstallConfirmed(api_, kNs));
 }
 
 }  // namespace

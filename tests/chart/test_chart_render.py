@@ -378,6 +378,22 @@ def test_uninstall_hook_identity_exists_before_the_job_and_is_scoped(defaults):
         assert cluster[kind] == [(["delete"], [MUTATING, VALIDATING])]
 
 
+@pytest.mark.parametrize("extra", [[], ["--set-json", "uninstallHook.extraResources=[]"]],
+                         ids=["defaults", "no-extra-resources"])
+def test_uninstall_hook_rbac_names_every_kind_of_the_engines_v1_10_crds(helm, extra):
+    """The uninstall's RBAC pre-flight checks get, list, patch and delete on every longhorn.io
+    kind whose CRD exists: the hook's Role grants them for all 22 kinds of the engine at v1.10.0
+    (settings: get and list only; the uninstall never writes them), whatever extraResources says."""
+    engine = {crd["spec"]["names"]["plural"] for crd in _engine_crds("v1.10.0").values()}
+    assert len(engine) == 22, sorted(engine)
+    name = f"{FULLNAME}-uninstall"
+    role = rules_by_resource(find(helm.render(*extra), "Role", name))
+    missing = sorted(r for r in engine - {"settings"}
+                     if role.get(r) != [(["delete", "get", "list", "patch"], None)])
+    assert not missing, f"the hook's Role lacks get, list, patch and delete on {missing}"
+    assert role["settings"] == [(["get", "list"], None)]
+
+
 def test_uninstall_hook_can_be_disabled(helm):
     objects = helm.render("--set", "uninstallHook.enabled=false")
     assert "Job" not in kinds(objects)

@@ -7,8 +7,10 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -80,6 +82,14 @@ class FakeKubeApi final : public kube::KubeApi {
     std::lock_guard<std::mutex> lock(mu_);
     delays_[verb] = delay;
   }
+  // The next DELETE of resource/name first changes the object with `change` (as another writer
+  // would just before the DELETE arrives): a DELETE with a resourceVersion precondition from an
+  // earlier read then answers Conflict.
+  void ChangeBeforeNextDelete(const std::string& resource, const std::string& name,
+                              std::function<void(json&)> change) {
+    std::lock_guard<std::mutex> lock(mu_);
+    before_delete_ = {resource + "/" + name, std::move(change)};
+  }
   int calls(const std::string& verb) {
     std::lock_guard<std::mutex> lock(mu_);
     return calls_[verb];
@@ -108,9 +118,24 @@ class FakeKubeApi final : public kube::KubeApi {
     return json{{"items", items}, {"metadata", {{"resourceVersion", std::to_string(rv_)}}}};
   }
 
+  // A SelfSubjectAccessReview of `verb` on `resource` (plural; any namespace and name) answers
+  // allowed: false from now on. Every other review is allowed.
+  void DenyAccess(const std::string& verb, const std::string& resource) {
+    std::lock_guard<std::mutex> lock(mu_);
+    denied_.insert(verb + " " + resource);
+  }
+
   Result<json> Create(const kube::ResourceRef& r, const std::string& ns, const json& in) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto f = Fault("create")) return *f;
+    if (r.resource == "selfsubjectaccessreviews") {  // answered, never stored
+      ++calls_["access-review"];
+      json review = in;
+      const json a = in.value("spec", json::object()).value("resourceAttributes", json::object());
+      const std::string key = a.value("verb", "") + " " + a.value("resource", "");
+      review["status"] = {{"allowed", denied_.count(key) == 0}};
+      return review;
+    }
     json obj = in;
     obj["metadata"]["namespace"] = ns;
     const Key key = KeyOf(r, obj);
@@ -152,12 +177,30 @@ class FakeKubeApi final : public kube::KubeApi {
   // As the API server: the object as it is after the DELETE (being deleted, or as it was last).
   Result<json> DeleteReturningObject(const kube::ResourceRef& r, const std::string& ns,
                                      const std::string& name, const std::string& uid) override {
+    return DeleteUnchanged(r, ns, name, uid, "");
+  }
+
+  Result<json> DeleteUnchanged(const kube::ResourceRef& r, const std::string& ns,
+                               const std::string& name, const std::string& uid,
+                               const std::string& resource_version) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto f = Fault("delete")) return *f;
     auto it = objects_.find({r.resource, ns, name});
     if (it == objects_.end()) return Status::NotFound("not found");
+    if (before_delete_.second && before_delete_.first == r.resource + "/" + name) {
+      // a concurrent writer acting between the caller's read and its DELETE
+      auto change = std::move(before_delete_.second);
+      before_delete_ = {};
+      change(it->second);
+      it->second["metadata"]["resourceVersion"] = std::to_string(++rv_);
+      Emit(r.resource, "MODIFIED", it->second);
+    }
     if (!uid.empty() && it->second["metadata"].value("uid", "") != uid) {
       return Status::Conflict("uid precondition failed");
+    }
+    if (!resource_version.empty() &&
+        it->second["metadata"].value("resourceVersion", "") != resource_version) {
+      return Status::Conflict("resourceVersion precondition failed");
     }
     json& obj = it->second;
     const json finalizers = obj["metadata"].value("finalizers", json::array());
@@ -277,6 +320,8 @@ class FakeKubeApi final : public kube::KubeApi {
   std::map<std::string, std::pair<int, Status>> faults_;
   std::map<std::string, int> calls_;
   std::map<std::string, std::chrono::milliseconds> delays_;
+  std::pair<std::string, std::function<void(json&)>> before_delete_;
+  std::set<std::string> denied_;  // "verb resource" of access reviews that are refused
   long long rv_ = 100;
   long long compacted_rv_ = 0;
   int end_generation_ = 0;
