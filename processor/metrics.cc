@@ -110,7 +110,6 @@ ProcessorMetrics::ProcessorMetrics(prometheus::Registry& registry, const std::st
   queue_observer_ = std::make_unique<QueueMetrics>(registry, kQueueName);
 }
 
-
 void ProcessorMetrics::Released(const std::string& kind, const std::string& reason) {
   releases_->Add({{"kind", kind}, {"reason", reason}}).Increment();
 }
