@@ -11,6 +11,9 @@ inline constexpr const char* kVersion = BACKUP_GUARD_VERSION;
 int Serve(int argc, char** argv);
 int CertsGenerate(int argc, char** argv);
 int Uninstall(int argc, char** argv);
+// Exit status 0: nothing stuck; 1: something is (see processor/diagnose.h); 2: the cluster could
+// not be read.
+int Diagnose(int argc, char** argv);
 int Sleep(int argc, char** argv);
 
 }  // namespace bg::cmd

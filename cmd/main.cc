@@ -14,6 +14,9 @@ void Usage() {
                "commands:\n"
                "  serve            run the admission webhook server and the finalizer processor\n"
                "  uninstall        delete the storage engine's custom resources in order\n"
+               "  diagnose         what holds every deletion, and the webhooks, CRDs and names "
+               "that can\n"
+               "                   hold an uninstall (needs only a kubeconfig)\n"
                "  certs generate   write ca.crt, tls.crt and tls.key for local use\n"
                "  sleep DURATION   wait, then exit 0 (a preStop hook in images without a shell)\n"
                "  version          print the version\n"
@@ -33,6 +36,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   if (command == "serve") return bg::cmd::Serve(argc, argv);
   if (command == "uninstall") return bg::cmd::Uninstall(argc, argv);
+  if (command == "diagnose") return bg::cmd::Diagnose(argc, argv);
   if (command == "sleep") return bg::cmd::Sleep(argc, argv);
   if (command == "version" || command == "--version") {
     std::printf("backup-guard %s\n", bg::cmd::kVersion);
