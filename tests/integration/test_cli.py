@@ -17,7 +17,8 @@ def run(*args, timeout=10):
                           stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("command", [["serve"], ["uninstall"], ["certs", "generate"], ["sleep"]])
+@pytest.mark.parametrize("command", [["serve"], ["uninstall"], ["diagnose"], ["certs", "generate"],
+                                     ["sleep"]])
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_on_every_command_exits_0(command, flag):
     proc = run(*command, flag)
