@@ -54,13 +54,21 @@ def pytest_configure(config):  # noqa: D103 - pytest hook
         "markers", "disruptive: stops a server or changes the webhook configurations for a "
         "while (restored afterwards); such tests run after all the others"
     )
+    config.addinivalue_line(
+        "markers", "engine_upgrade: upgrades the engine's CRDs in place from the oldest pinned "
+        "version (the plane must have started on it; the test fails otherwise). run-e2e.sh leaves "
+        "these out unless BG_PYTEST_MARK selects them; run-engine-versions.sh does on v1.7.2. "
+        "They run last of all"
+    )
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: D103 - pytest hook
     # Stable partition: the tests that take the webhook out of the API server's path for a while
     # run last, so a failed restore cannot make unrelated tests fail, and the API server metrics
-    # of the other tests are not mixed with deliberate webhook failures.
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    # of the other tests are not mixed with deliberate webhook failures. The CRD upgrade tests run
+    # after those: every other test of the run sees the CRDs the plane started with.
+    items.sort(key=lambda item: (item.get_closest_marker("engine_upgrade") is not None,
+                                 item.get_closest_marker("disruptive") is not None))
 
 
 # --------------------------------------------------------------------------------------------

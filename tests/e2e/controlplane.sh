@@ -131,8 +131,17 @@ start() { # name binary args...
   : >"$state/logs/$name.log"
   # stdin/stdout/stderr detached so that `$(controlplane.sh up)` does not wait for the children.
   "$bin" "$@" </dev/null >>"$state/logs/$name.log" 2>&1 &
-  echo $! >"$state/pids/$name"
-  log "started $name (pid $!, log $state/logs/$name.log)"
+  local pid=$!
+  echo "$pid" >"$state/pids/$name"
+  # Until the forked shell has exec'd the binary, /proc/PID/cmdline is still this script's, and
+  # `alive` would read a slow start on a loaded machine as an exit: wait (up to 10 s) for the exec.
+  local i
+  for ((i = 0; i < 200; i++)); do
+    pid_runs "$pid" "$name" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  log "started $name (pid $pid, log $state/logs/$name.log)"
 }
 
 wait_for() { # name description command...

@@ -802,7 +802,14 @@ def check_release_order(rec: WatchRecorder, release_grace: float, target: str = 
                                     f"{n2} was gone (rv {e2.rv})")
         elif plural == "backups":
             status = e.obj.get("status") or {}
-            no_data = not status.get("backupTargetName") or not lbl.get("backup-volume")
+            if "backupTargetName" in status:
+                no_data = not status["backupTargetName"] or not lbl.get("backup-volume")
+            else:
+                # Made under v1.7.2's CRDs, which prune status.backupTargetName: SPEC's rule for
+                # engines before v1.8 ("never uploaded": not Completed and no status.url). Reading
+                # the missing field as empty would count every Completed Backup as data-free.
+                no_data = (status.get("state") != "Completed" and not status.get("url")) \
+                    or not lbl.get("backup-volume")
             bv_rv = None
             for (p2, n2), e2 in deleted.items():
                 if p2 == "backupvolumes" and \

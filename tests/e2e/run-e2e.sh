@@ -7,14 +7,22 @@
 #   4. phase 1: pytest -m no_webhook (control-plane smoke; no backup-guard needed)
 #   5. generates the serving certificate with `$BACKUP_GUARD_BIN certs generate`, registers the
 #      webhooks (failurePolicy Fail) for https://127.0.0.1:<free port>
-#   6. phase 2: pytest -m "not no_webhook"; the `backup_guard` fixture starts the server on that port
+#   6. phase 2: pytest -m "not no_webhook and not engine_upgrade"; the `backup_guard` fixture starts
+#      the server on that port
 #
 # Usage: run-e2e.sh [--smoke] [--openssl-certs] [PYTEST-ARGS...]
 #   --smoke          stop after phase 1 (needs no backup-guard binary)
 #   --openssl-certs  make the serving certificate with openssl instead of the binary (debugging)
 # Environment: BACKUP_GUARD_BIN (default <repo>/build/backup-guard), BG_STATE_DIR (default: a fresh
 # /tmp/backup-guard-e2e.XXXXXX, removed after a green run and kept for its logs after a red one),
-# BACKUP_GUARD_CACHE (tools and venv cache).
+# BACKUP_GUARD_CACHE (tools and venv cache), BG_ENGINE_VERSION (the engine's CRDs the plane starts
+# with, default v1.10.0; tests/engine/versions.txt).
+#   BG_PYTEST_MARK=EXPR  narrows both phases to the tests that also match the marker expression EXPR
+#       (phase 1: -m "no_webhook and (EXPR)", phase 2: -m "not no_webhook and (EXPR)"). A phase that
+#       collects nothing is then not an error, but the run fails when neither phase collected a
+#       test. Without it, phase 2 leaves out the tests marked engine_upgrade (they need a plane
+#       started on the oldest pinned engine's CRDs); with it, EXPR alone decides
+#       (tests/e2e/run-engine-versions.sh selects them explicitly on v1.7.2).
 # A control plane that cannot be built or started, or a missing binary, is a failure (exit 1).
 set -euo pipefail
 
@@ -27,7 +35,7 @@ while (($#)); do
   case $1 in
     --smoke) smoke=1 ;;
     --openssl-certs) openssl_certs=1 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pytest_args+=("$1") ;;
   esac
   shift
@@ -80,12 +88,29 @@ pytest() { # phase-name marker-expression
   (cd "$root" && "$py" -m pytest -p no:cacheprovider -m "$2" tests/e2e ${pytest_args[@]+"${pytest_args[@]}"})
 }
 
+mark=${BG_PYTEST_MARK:-}
+if [ -n "$mark" ]; then
+  phase1_expr="no_webhook and ($mark)"
+  phase2_expr="not no_webhook and ($mark)"
+else
+  phase1_expr="no_webhook"
+  phase2_expr="not no_webhook and not engine_upgrade"
+fi
+# The caller narrowed the selection (-k, a path, a marker expression, ...): a phase may then collect
+# nothing. pytest's exit status 5 means "no tests collected".
+narrowed=0
+if ((${#pytest_args[@]})) || [ -n "$mark" ]; then narrowed=1; fi
+collected=0  # phases that ran at least one test
+
 failed=0
 rc=0
-pytest 1 no_webhook || rc=$?
-# 5 = nothing collected: an error unless the caller narrowed the selection (-k, a path, ...).
-if ((rc != 0)) && ! ((rc == 5 && ${#pytest_args[@]})); then
-  failed=1
+pytest 1 "$phase1_expr" || rc=$?
+if ((rc == 5)); then
+  log "phase 1 collected no tests"
+  ((narrowed)) || failed=1
+else
+  collected=$((collected + 1))
+  ((rc == 0)) || failed=1
 fi
 
 if ((!smoke)); then
@@ -119,12 +144,19 @@ print(*[x.getsockname()[1] for x in s])')
   "$here/register.sh" --kubeconfig "$BG_KUBECONFIG" --url "https://127.0.0.1:$BG_WEBHOOK_PORT" \
     --ca-file "$certs/ca.crt" --failure-policy Fail --timeout-seconds 10
   rc=0
-  pytest 2 "not no_webhook" || rc=$?
+  pytest 2 "$phase2_expr" || rc=$?
   if ((rc == 5)); then
     log "phase 2 collected no tests"
-  elif ((rc != 0)); then
-    failed=1
+    ((narrowed)) || failed=1
+  else
+    collected=$((collected + 1))
+    ((rc == 0)) || failed=1
   fi
+fi
+
+if [ -n "$mark" ] && ((collected == 0)); then
+  log "ERROR: no test matches BG_PYTEST_MARK='$mark' ${pytest_args[*]-}"
+  failed=1
 fi
 
 if ((failed)); then
