@@ -42,6 +42,11 @@ std::string Flags::Help() const {
 }
 
 Status Flags::Parse(int argc, char** argv, int first) {
+  if (usage_.empty()) {  // the command's own words: "backup-guard uninstall [flags]"
+    usage_ = "backup-guard";
+    for (int i = 1; i < first && i < argc; ++i) usage_ += std::string(" ") + argv[i];
+    usage_ += " [flags]";
+  }
   for (int i = first; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
       std::fputs(Help().c_str(), stdout);
@@ -112,11 +117,24 @@ Status ParseDurationSeconds(const std::string& text, double* seconds) {
   };
   if (text.empty()) return bad("empty");
   if (text[0] == '-') return bad("negative");
+  // A decimal number at `at` ("1", "1.5", ".5"; no sign, exponent, inf or nan), or -1.
+  auto number = [&](std::size_t at, double* value) -> long {
+    std::size_t end = at;
+    while (end < text.size() &&
+           (std::isdigit(static_cast<unsigned char>(text[end])) != 0 || text[end] == '.')) {
+      ++end;
+    }
+    const std::string digits = text.substr(at, end - at);
+    if (digits.empty() || digits == "." || std::count(digits.begin(), digits.end(), '.') > 1) {
+      return -1;
+    }
+    *value = std::strtod(digits.c_str(), nullptr);
+    return static_cast<long>(end);
+  };
+  double n = 0;
   // A bare number is seconds, as before durations took Go's form.
-  char* end = nullptr;
-  const double bare = std::strtod(text.c_str(), &end);
-  if (end != text.c_str() && *end == '\0') {
-    *seconds = bare;
+  if (number(0, &n) == static_cast<long>(text.size())) {
+    *seconds = n;
     return Status::Ok();
   }
   static const std::pair<const char*, double> kUnits[] = {
@@ -125,12 +143,9 @@ Status ParseDurationSeconds(const std::string& text, double* seconds) {
   double total = 0;
   std::size_t at = 0;
   while (at < text.size()) {
-    const char* start = text.c_str() + at;
-    const double n = std::strtod(start, &end);
-    if (end == start || !(std::isdigit(static_cast<unsigned char>(*start)) || *start == '.')) {
-      return bad("expected a number at " + text.substr(at));
-    }
-    at = static_cast<std::size_t>(end - text.c_str());
+    const long after = number(at, &n);
+    if (after < 0) return bad("expected a number at " + text.substr(at));
+    at = static_cast<std::size_t>(after);
     double scale = 0;
     std::size_t unit_length = 0;
     for (const auto& [unit, factor] : kUnits) {

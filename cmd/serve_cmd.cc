@@ -204,7 +204,8 @@ int Serve(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up mid-write is not a crash
 
   certs::CertificateMetrics cert_metrics(*metrics.registry());
-  processor::ProcessorMetrics processor_metrics(*metrics.registry());
+  processor::ProcessorMetrics processor_metrics(*metrics.registry(),
+                                                flags.Get("leader-election-id", "backup-guard"));
   Background bg;
   if (api_health) {
     // The probe goes to the API directly; it records its own outcome, with the failed checks.

@@ -88,19 +88,9 @@ std::size_t Informer::Size() const {
 
 bool Informer::Relist(std::string* resource_version) {
   auto list = api_.List(resource_, ns_, "");
-  if (!list.ok() && list.status().IsNotFound()) {
-    // The kind is not served (its CRD is not installed): an empty, synced cache.
-    std::set<std::string> gone;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& [name, obj] : objects_) gone.insert(name);
-      objects_.clear();
-    }
-    synced_ = true;
-    resource_version->clear();
-    for (const std::string& name : gone) on_change_(name);
-    return false;
-  }
+  // Any failure, a type the API server does not serve (yet) included, keeps the cache as it was
+  // and unsynced: an empty cache would read as "every object is gone", and absence releases
+  // finalizers.
   if (!list.ok()) {
     log::Warn("list failed",
               {{"resource", resource_.resource}, {"error", list.status().message()}});

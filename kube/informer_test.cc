@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "kube/rest_api.h"
 #include "tests/testing/fake_kube_api.h"
 
 namespace bg::kube {
@@ -89,6 +90,22 @@ TEST_F(InformerTest, ListFailuresAreRetriedWithBackoff) {
   Start();
   EXPECT_TRUE(informer_.Get("a").has_value());
   EXPECT_GE(api_.calls("list"), 3);
+}
+
+TEST_F(InformerTest, ATypeNotServedNeverLooksEmptyAndSynced) {
+  // What kube-apiserver answers while a CRD's handler starts: a 404 naming no object.
+  api_.FailNext("list", 1000000,
+                StatusFromHttp(404,
+                               R"({"kind":"Status","code":404,"reason":"NotFound","details":{},)"
+                               R"("message":"the server could not find the requested resource"})",
+                               "list backups"));
+  api_.Seed(ref_, Obj("a"));
+  thread_ = std::thread([this] { informer_.Run(stop_); });
+  ASSERT_TRUE(Eventually([&] { return api_.calls("list") >= 3; }));
+  EXPECT_FALSE(informer_.Synced()) << "an empty, synced cache would read as every object gone";
+  api_.FailNext("list", 0, Status::Ok());
+  ASSERT_TRUE(Eventually([&] { return informer_.Synced(); }));
+  EXPECT_TRUE(informer_.Get("a").has_value());
 }
 
 TEST(SelectorTest, EqualityTerms) {

@@ -228,6 +228,18 @@ std::optional<WebhookError> WebhookErrorOf(std::string_view message) {
   return std::nullopt;
 }
 
+namespace {
+
+bool NamesAnObject(const json& status) {
+  if (!status.is_object()) return false;
+  auto details = status.find("details");
+  if (details == status.end() || !details->is_object()) return false;
+  auto name = details->find("name");
+  return name != details->end() && name->is_string() && !name->get<std::string>().empty();
+}
+
+}  // namespace
+
 std::string ResourcePath(const ResourceRef& r, const std::string& ns, const std::string& name) {
   std::string path = r.group.empty() ? "/api/" + UrlEncode(r.version)
                                      : "/apis/" + UrlEncode(r.group) + "/" + UrlEncode(r.version);
@@ -254,7 +266,12 @@ Status StatusFromHttp(int http_status, const std::string& body, const std::strin
     case 403:
       return Status::PermissionDenied(std::move(m));
     case 404:
-      return Status::NotFound(std::move(m));
+      // Absence only when the answer names the object: kube-apiserver says "the server could not
+      // find the requested resource" with no details.name for a resource type it does not serve
+      // (yet: its CRD handler starting, an HA peer behind; kubernetes issue #115241), and that
+      // is an error, never a sign that an object is gone (SPEC.md, "Finalizer processor").
+      if (NamesAnObject(status)) return Status::NotFound(std::move(m));
+      return Status::Unavailable(m + " (no object named: the resource type is not served)");
     case 409:
       return Status::Conflict(std::move(m));
     case 410:

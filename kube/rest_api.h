@@ -94,6 +94,8 @@ std::string ResourcePath(const ResourceRef& r, const std::string& ns, const std:
 
 // The Status for a non-2xx answer `http_status` whose body is `body`: the mapping of kube/api.h,
 // with `what` and the API server's Status message (else the start of the body) in the text.
+// A 404 is NotFound only when its Status names the object (details.name); a 404 for a resource
+// type the API server does not serve is Unavailable.
 Status StatusFromHttp(int http_status, const std::string& body, const std::string& what);
 
 class RestKubeApi final : public KubeApi {

@@ -373,16 +373,38 @@ TEST_F(RestKubeApiTest, ListPagesWithAnExpiredContinueTokenIsGone) {
   EXPECT_EQ(seen, 1000u);
 }
 
-TEST_F(RestKubeApiTest, ListOfAMissingKindIsNotFound) {
-  transport_->AnswerAll(
-      404,
-      R"({"kind":"Status","code":404,"message":"the server could not find the requested resource"})");
+// kube-apiserver's answer for a resource type it does not serve (yet), e.g. while its CRD
+// handler starts: a 404 that names no object.
+constexpr char kTypeNotServed[] =
+    R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",)"
+    R"("message":"the server could not find the requested resource","reason":"NotFound",)"
+    R"("details":{},"code":404})";
+
+TEST_F(RestKubeApiTest, ListOfAKindNotServedIsAnErrorNotAbsence) {
+  transport_->AnswerAll(404, kTypeNotServed);
   Result<json> list = api().List(kBackups, kNs, "");
   ASSERT_FALSE(list.ok());
-  EXPECT_TRUE(list.status().IsNotFound());
+  EXPECT_EQ(list.status().code(), Status::Code::kUnavailable);
   EXPECT_EQ(list.status().message(),
             "list backups in longhorn-system: HTTP 404: the server could not find the requested "
-            "resource");
+            "resource (no object named: the resource type is not served)");
+}
+
+TEST_F(RestKubeApiTest, GetOfATypeNotServedIsAnErrorNotAbsence) {
+  transport_->AnswerAll(404, kTypeNotServed);
+  Result<json> got = api().Get(LonghornResource("backuptargets"), kNs, "default");
+  ASSERT_FALSE(got.ok());
+  EXPECT_FALSE(got.status().IsNotFound()) << "the parent must never count as gone";
+}
+
+TEST_F(RestKubeApiTest, GetOfAMissingObjectIsNotFound) {
+  transport_->AnswerAll(
+      404,
+      R"({"kind":"Status","status":"Failure","message":"backuptargets.longhorn.io \"default\" not found",)"
+      R"("reason":"NotFound","details":{"name":"default","group":"longhorn.io","kind":"backuptargets"},"code":404})");
+  Result<json> got = api().Get(LonghornResource("backuptargets"), kNs, "default");
+  ASSERT_FALSE(got.ok());
+  EXPECT_TRUE(got.status().IsNotFound());
 }
 
 TEST_F(RestKubeApiTest, ListFailingMidwayFailsWhole) {
@@ -424,7 +446,8 @@ TEST_F(RestKubeApiTest, HttpStatusMapsToStatusCodeWithTheServerMessage) {
   for (const auto& [http, code] : table) {
     transport_->AnswerAll(http, json{{"kind", "Status"},
                                      {"code", http},
-                                     {"message", "reason number " + std::to_string(http)}}
+                                     {"message", "reason number " + std::to_string(http)},
+                                     {"details", {{"name", "b-1"}}}}
                                     .dump());
     Result<json> got = api().Get(kBackups, kNs, "b-1");
     ASSERT_FALSE(got.ok()) << http;
@@ -441,7 +464,8 @@ TEST(StatusFromHttpTest, BodyWithoutStatusMessageIsQuoted) {
   EXPECT_EQ(s.message(), "get x: HTTP 502: <html>Bad Gateway</html>");
   EXPECT_EQ(StatusFromHttp(500, "", "get x").message(), "get x: HTTP 500");
   EXPECT_EQ(StatusFromHttp(404, "404 page not found\n", "get x").message(),
-            "get x: HTTP 404: 404 page not found");
+            "get x: HTTP 404: 404 page not found (no object named: the resource type is not "
+            "served)");
   EXPECT_LT(StatusFromHttp(500, std::string(100000, 'x'), "get x").message().size(), 400u);
 }
 
@@ -558,8 +582,8 @@ TEST_F(RestKubeApiTest, DeleteWithoutUidHasNoPrecondition) {
 }
 
 TEST_F(RestKubeApiTest, DeleteOfAMissingObjectIsNotFound) {
-  transport_->AnswerAll(404,
-                        R"({"kind":"Status","code":404,"message":"backups \"b-1\" not found"})");
+  transport_->AnswerAll(404, R"({"kind":"Status","code":404,"message":"backups \"b-1\" not found",)"
+                             R"("details":{"name":"b-1","kind":"backups"}})");
   Status s = api().Delete(kBackups, kNs, "b-1");
   EXPECT_TRUE(s.IsNotFound());
   EXPECT_THAT(s.message(), HasSubstr("not found"));
@@ -740,8 +764,10 @@ TEST_F(RestKubeApiTest, WatchOtherHttpErrorsAreMapped) {
   EXPECT_EQ(Watch().code(), Status::Code::kPermissionDenied);
   transport_->Script({Status::Ok(), 404, {"404 page not found\n"}});
   Status s = Watch();
-  EXPECT_TRUE(s.IsNotFound());
-  EXPECT_EQ(s.message(), "watch backups in longhorn-system: HTTP 404: 404 page not found");
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable) << "a 404 naming no object is no absence";
+  EXPECT_EQ(s.message(),
+            "watch backups in longhorn-system: HTTP 404: 404 page not found (no object named: the "
+            "resource type is not served)");
   transport_->Script({Status::Ok(), 500, {}});
   EXPECT_EQ(Watch().code(), Status::Code::kUnavailable);
 }

@@ -110,6 +110,7 @@ Controller::Controller(kube::KubeApi& api, ControllerOptions options, ProcessorM
     informers_[resource] = std::move(informer);
   }
   view_ = std::make_unique<CacheLookup>(options_.ns, raw);
+  if (metrics_ != nullptr) queue_.SetObserver(metrics_->queue_observer());
 }
 
 Controller::~Controller() { Stop(); }
@@ -333,6 +334,10 @@ void Controller::UpdateDeletingMetrics() {
     metrics_->SetDeleting(kube::LonghornResource(resource).kind, count, oldest);
   }
   metrics_->SetDepth(static_cast<double>(queue_.Depth()));
+  double unfinished = 0;
+  double longest = 0;
+  queue_.Unfinished(&unfinished, &longest);
+  metrics_->SetUnfinished(unfinished, longest);
   metrics_->SetLeader(is_leader_());
 }
 

@@ -2,7 +2,53 @@
 
 namespace bg::processor {
 
-ProcessorMetrics::ProcessorMetrics(prometheus::Registry& registry) {
+namespace {
+
+// Work is milliseconds (a cache read and a write or two) and waits are bounded by the backoff
+// cap (a few minutes), as client-go's buckets assume.
+const prometheus::Histogram::BucketBoundaries kQueueBuckets = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2,
+                                                               1e-1, 1,    10,   100,  1000};
+
+class QueueMetrics final : public QueueObserver {
+ public:
+  QueueMetrics(prometheus::Registry& registry, const std::string& name) {
+    const prometheus::Labels labels = {{"name", name}};
+    adds_ = &prometheus::BuildCounter()
+                 .Name("workqueue_adds_total")
+                 .Help("Total number of adds handled by workqueue.")
+                 .Register(registry)
+                 .Add(labels);
+    retries_ = &prometheus::BuildCounter()
+                    .Name("workqueue_retries_total")
+                    .Help("Total number of retries handled by workqueue.")
+                    .Register(registry)
+                    .Add(labels);
+    waited_ = &prometheus::BuildHistogram()
+                   .Name("workqueue_queue_duration_seconds")
+                   .Help("How long in seconds an item stays in workqueue before being requested.")
+                   .Register(registry)
+                   .Add(labels, kQueueBuckets);
+    worked_ = &prometheus::BuildHistogram()
+                   .Name("workqueue_work_duration_seconds")
+                   .Help("How long in seconds processing an item from workqueue takes.")
+                   .Register(registry)
+                   .Add(labels, kQueueBuckets);
+  }
+  void Added() override { adds_->Increment(); }
+  void Waited(double seconds) override { waited_->Observe(seconds); }
+  void Worked(double seconds) override { worked_->Observe(seconds); }
+  void Retried() override { retries_->Increment(); }
+
+ private:
+  prometheus::Counter* adds_;
+  prometheus::Counter* retries_;
+  prometheus::Histogram* waited_;
+  prometheus::Histogram* worked_;
+};
+
+}  // namespace
+
+ProcessorMetrics::ProcessorMetrics(prometheus::Registry& registry, const std::string& lease) {
   releases_ = &prometheus::BuildCounter()
                    .Name("backup_guard_finalizer_releases_total")
                    .Help("Finalizers released, by kind and the rule that allowed it.")
@@ -41,6 +87,27 @@ ProcessorMetrics::ProcessorMetrics(prometheus::Registry& registry) {
                  .Help("1 while this replica holds the lease and runs the processor.")
                  .Register(registry)
                  .Add({});
+  // The name and meaning client-go's leader election gives it, for dashboards and alerts
+  // written for any controller.
+  master_status_ = &prometheus::BuildGauge()
+                        .Name("leader_election_master_status")
+                        .Help("1 while this replica is the leader of the lease `name`, else 0.")
+                        .Register(registry)
+                        .Add({{"name", lease}});
+  // client-go's workqueue families, for the queue named as client-go's controllers name theirs.
+  constexpr char kQueueName[] = "backup-guard";
+  auto queue_gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add(
+        {{"name", kQueueName}});
+  };
+  queue_depth_ = queue_gauge("workqueue_depth", "Current depth of workqueue.");
+  unfinished_ = queue_gauge("workqueue_unfinished_work_seconds",
+                            "How many seconds of work has been done that is in progress and hasn't "
+                            "been observed by work_duration.");
+  longest_ = queue_gauge("workqueue_longest_running_processor_seconds",
+                         "How many seconds has the longest running processor for workqueue been "
+                         "running.");
+  queue_observer_ = std::make_unique<QueueMetrics>(registry, kQueueName);
 }
 
 void ProcessorMetrics::Released(const std::string& kind, const std::string& reason) {

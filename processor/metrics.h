@@ -10,22 +10,39 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <memory>
 #include <string>
+
+#include "processor/workqueue.h"
 
 namespace bg::processor {
 
 class ProcessorMetrics {
  public:
-  explicit ProcessorMetrics(prometheus::Registry& registry);
+  // `lease` names the leader-election Lease (the `name` of leader_election_master_status).
+  explicit ProcessorMetrics(prometheus::Registry& registry,
+                            const std::string& lease = "backup-guard");
   ProcessorMetrics(const ProcessorMetrics&) = delete;
   ProcessorMetrics& operator=(const ProcessorMetrics&) = delete;
 
   void Released(const std::string& kind, const std::string& reason);
   void Reconciled(const std::string& kind, const std::string& result, double seconds);
   void Retried() { retries_->Increment(); }
-  void SetDepth(double depth) { depth_->Set(depth); }
+  void SetDepth(double depth) {
+    depth_->Set(depth);
+    queue_depth_->Set(depth);
+  }
+  // The work queue's client-go families (workqueue_*{name="backup-guard"}).
+  QueueObserver* queue_observer() { return queue_observer_.get(); }
+  void SetUnfinished(double total_seconds, double longest_seconds) {
+    unfinished_->Set(total_seconds);
+    longest_->Set(longest_seconds);
+  }
   void SetDeleting(const std::string& kind, double count, double oldest_age_seconds);
-  void SetLeader(bool leader) { leader_->Set(leader ? 1 : 0); }
+  void SetLeader(bool leader) {
+    leader_->Set(leader ? 1 : 0);
+    master_status_->Set(leader ? 1 : 0);
+  }
 
  private:
   prometheus::Family<prometheus::Counter>* releases_;
@@ -36,6 +53,11 @@ class ProcessorMetrics {
   prometheus::Family<prometheus::Gauge>* deleting_;
   prometheus::Family<prometheus::Gauge>* oldest_;
   prometheus::Gauge* leader_;
+  prometheus::Gauge* master_status_;  // client-go's leader_election_master_status{name}
+  prometheus::Gauge* queue_depth_;
+  prometheus::Gauge* unfinished_;
+  prometheus::Gauge* longest_;
+  std::unique_ptr<QueueObserver> queue_observer_;
 };
 
 }  // namespace bg::processor

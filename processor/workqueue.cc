@@ -4,6 +4,10 @@
 
 namespace bg::processor {
 
+namespace {
+double Seconds(WorkQueue::Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+}  // namespace
+
 WorkQueue::WorkQueue(std::chrono::milliseconds base_delay, std::chrono::milliseconds max_delay)
     : base_delay_(base_delay), max_delay_(max_delay), delay_thread_([this] { DelayLoop(); }) {}
 
@@ -15,8 +19,10 @@ WorkQueue::~WorkQueue() {
 void WorkQueue::AddLocked(const std::string& key) {
   if (shutting_down_ || dirty_.count(key) > 0) return;
   dirty_.insert(key);
+  if (observer_ != nullptr) observer_->Added();
   if (processing_.count(key) > 0) return;  // queued again by Done()
   queue_.push_back(key);
+  queued_at_[key] = Clock::now();
   ready_cv_.notify_one();
 }
 
@@ -38,6 +44,7 @@ void WorkQueue::AddRateLimited(const std::string& key) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     const int retries = retries_[key]++;
+    if (observer_ != nullptr) observer_->Retried();
     // Cap the exponent first so the shift cannot overflow.
     const int exponent = std::min(retries, 30);
     const auto grown = std::chrono::milliseconds(base_delay_.count() * (1LL << exponent));
@@ -64,15 +71,25 @@ bool WorkQueue::Get(std::string* key) {
   *key = queue_.front();
   queue_.pop_front();
   dirty_.erase(*key);
-  processing_.insert(*key);
+  const auto now = Clock::now();
+  if (auto it = queued_at_.find(*key); it != queued_at_.end()) {
+    if (observer_ != nullptr) observer_->Waited(Seconds(now - it->second));
+    queued_at_.erase(it);
+  }
+  processing_[*key] = now;
   return true;
 }
 
 void WorkQueue::Done(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  processing_.erase(key);
+  const auto now = Clock::now();
+  if (auto it = processing_.find(key); it != processing_.end()) {
+    if (observer_ != nullptr) observer_->Worked(Seconds(now - it->second));
+    processing_.erase(it);
+  }
   if (dirty_.count(key) > 0 && !shutting_down_) {
     queue_.push_back(key);
+    queued_at_[key] = now;
     ready_cv_.notify_one();
   }
 }
@@ -82,6 +99,18 @@ void WorkQueue::ShutDown() {
   shutting_down_ = true;
   ready_cv_.notify_all();
   delay_cv_.notify_all();
+}
+
+void WorkQueue::Unfinished(double* total_seconds, double* longest_seconds) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = Clock::now();
+  *total_seconds = 0;
+  *longest_seconds = 0;
+  for (const auto& [key, since] : processing_) {
+    const double held = Seconds(now - since);
+    *total_seconds += held;
+    *longest_seconds = std::max(*longest_seconds, held);
+  }
 }
 
 std::size_t WorkQueue::Depth() const {

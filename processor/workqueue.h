@@ -19,6 +19,17 @@
 
 namespace bg::processor {
 
+// What a queue reports as it works: client-go's workqueue metrics. Called with the queue's lock
+// held, so implementations must be quick and must not call back into the queue.
+class QueueObserver {
+ public:
+  virtual ~QueueObserver() = default;
+  virtual void Added() = 0;                 // a key became queued
+  virtual void Waited(double seconds) = 0;  // from queued to handed to a worker
+  virtual void Worked(double seconds) = 0;  // from handed out to Done()
+  virtual void Retried() = 0;               // AddRateLimited
+};
+
 class WorkQueue {
  public:
   using Clock = std::chrono::steady_clock;
@@ -42,6 +53,12 @@ class WorkQueue {
   // Keys ready to be handed out (not counting delayed ones).
   std::size_t Depth() const;
 
+  // Set before the queue is used; not owned.
+  void SetObserver(QueueObserver* observer) { observer_ = observer; }
+  // Seconds the keys held by workers have been held: their sum and the longest (client-go's
+  // unfinished work and longest running processor).
+  void Unfinished(double* total_seconds, double* longest_seconds) const;
+
  private:
   void AddLocked(const std::string& key);
   void DelayLoop();
@@ -53,11 +70,13 @@ class WorkQueue {
   std::condition_variable ready_cv_;
   std::condition_variable delay_cv_;
   std::deque<std::string> queue_;
-  std::set<std::string> dirty_;       // queued or to be re-queued
-  std::set<std::string> processing_;  // held by a worker
+  std::set<std::string> dirty_;                          // queued or to be re-queued
+  std::map<std::string, Clock::time_point> processing_;  // held by a worker, since
+  std::map<std::string, Clock::time_point> queued_at_;   // in queue_, since
   std::multimap<Clock::time_point, std::string> delayed_;
   std::map<std::string, int> retries_;
   bool shutting_down_ = false;
+  QueueObserver* observer_ = nullptr;
   std::thread delay_thread_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <thread>
+#include <vector>
 
 namespace bg::processor {
 namespace {
@@ -93,6 +94,44 @@ TEST(WorkQueueTest, ManyWorkersNeverShareAKey) {
   for (auto& t : workers) t.join();
   EXPECT_FALSE(overlap);
   EXPECT_GT(processed.load(), 0);
+}
+
+class CountingObserver final : public QueueObserver {
+ public:
+  void Added() override { ++added; }
+  void Waited(double seconds) override { waited.push_back(seconds); }
+  void Worked(double seconds) override { worked.push_back(seconds); }
+  void Retried() override { ++retried; }
+  int added = 0;
+  int retried = 0;
+  std::vector<double> waited;
+  std::vector<double> worked;
+};
+
+TEST(WorkQueueTest, ReportsAddsWaitsWorkAndRetriesAsClientGoDoes) {
+  WorkQueue q(milliseconds(1), milliseconds(1));
+  CountingObserver seen;
+  q.SetObserver(&seen);
+  q.Add("a");
+  q.Add("a");  // already queued: no second add
+  std::string key;
+  ASSERT_TRUE(q.Get(&key));
+  double total = 0;
+  double longest = 0;
+  q.Unfinished(&total, &longest);
+  EXPECT_GE(total, 0.0);
+  EXPECT_EQ(total, longest) << "one key held";
+  q.Done(key);
+  q.Unfinished(&total, &longest);
+  EXPECT_EQ(total, 0.0);
+  q.AddRateLimited("a");
+  EXPECT_EQ(seen.added, 1);
+  EXPECT_EQ(seen.retried, 1);
+  ASSERT_EQ(seen.waited.size(), 1u);
+  ASSERT_EQ(seen.worked.size(), 1u);
+  EXPECT_GE(seen.waited[0], 0.0);
+  EXPECT_GE(seen.worked[0], 0.0);
+  q.ShutDown();
 }
 
 }  // namespace

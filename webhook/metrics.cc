@@ -39,6 +39,7 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
                "handshake_failed, handshake_timeout, request_timeout, idle_timeout, "
                "bad_request, connection_limit, max_requests, write_failed, shutdown).")
            .Register(*registry_);
+  process_ = std::make_unique<ProcessMetrics>(*registry_);
   prometheus::BuildGauge()
       .Name("backup_guard_build_info")
       .Help("Build information; the value is always 1.")
@@ -66,6 +67,7 @@ void Metrics::RecordConnectionClosed(const std::string& reason) {
 }
 
 std::string Metrics::Serialize() const {
+  process_->Update();
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 
+#include "webhook/process_metrics.h"
+
 namespace bg::webhook {
 
 class Metrics {
@@ -37,6 +39,7 @@ class Metrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<ProcessMetrics> process_;  // read at each scrape
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Histogram>* duration_;
   prometheus::Gauge* in_flight_;

@@ -126,7 +126,7 @@ def test_image_and_resources_come_from_values(helm, defaults):
 
 def test_self_managed_mode_args_and_no_ca_bundle(defaults):
     args = container(defaults)["args"]
-    assert args[:9] == ["serve", "--listen", "0.0.0.0:9443", "--metrics-listen", "0.0.0.0:8080",
+    assert args[:9] == ["serve", "--listen", ":9443", "--metrics-listen", ":8080",
                         "--namespace", NAMESPACE, "--log-level", "info"]
     assert flag_values(args, "--cert-secret") == [f"{FULLNAME}-tls"]
     assert flag_values(args, "--service-name") == [FULLNAME]

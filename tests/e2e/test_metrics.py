@@ -2,6 +2,8 @@
 show our two webhooks being called, never failing to be called and never failing open; our
 /metrics counts exactly the AdmissionReview requests the API server sent."""
 
+import time
+
 import requests
 from kubernetes import client
 
@@ -145,3 +147,42 @@ def test_our_metrics_label_denials_with_their_code(lh, backup_guard):
     assert delta(webhook="validation", kind="SystemBackup", operation="CREATE", allowed="false",
                  code="403") == 1
     assert delta(webhook="mutation", kind="SystemBackup", operation="CREATE") == 1
+
+
+def test_standard_families_of_any_controller_are_exported(lh_system, backup_guard):
+    """process_*, client-go's workqueue_* with the queue's name and leader_election_master_status:
+    the families dashboards and alerts written for any controller read."""
+    def scrape():
+        return Metrics(requests.get(f"{backup_guard.metrics_url}/metrics", timeout=5).text)
+
+    m = scrape()
+    for family in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                   "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
+                   "process_start_time_seconds"):
+        assert m.has(family), family
+    assert m.sum("process_resident_memory_bytes") > 1e6
+    assert 0 < m.sum("process_open_fds") <= m.sum("process_max_fds")
+    assert abs(m.sum("process_start_time_seconds") - time.time()) < 3600
+    for family in ("workqueue_depth", "workqueue_adds_total", "workqueue_retries_total",
+                   "workqueue_unfinished_work_seconds",
+                   "workqueue_longest_running_processor_seconds",
+                   "workqueue_queue_duration_seconds_count", "workqueue_work_duration_seconds_count"):
+        assert m.select(family, name="backup-guard"), family
+    # The session server's processor holds its lease.
+    statuses = [v for _, v in m.select("leader_election_master_status")]
+    assert statuses == [1.0], m.select("leader_election_master_status")
+    # Work goes through the queue of the session server's processor (in longhorn-system): adds
+    # and work durations are counted.
+    probe = f"metrics-probe-{int(time.time() * 1000) % 100000}"
+    lh_system.create(lh_system.body("BackupVolume", probe,
+                                    spec={"backupTargetName": "none", "volumeName": probe}))
+    lh_system.delete("BackupVolume", probe)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        m = scrape()
+        if m.sum("workqueue_adds_total", name="backup-guard") > 0 and \
+                m.sum("workqueue_work_duration_seconds_count", name="backup-guard") > 0:
+            break
+        time.sleep(0.5)
+    assert m.sum("workqueue_adds_total", name="backup-guard") > 0
+    assert m.sum("workqueue_work_duration_seconds_count", name="backup-guard") > 0
