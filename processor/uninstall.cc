@@ -262,6 +262,12 @@ class Uninstaller {
     if (!CheckConfirmation()) return 2;
     deadline_ = Clock::now() + options_.timeout;
     if (!DiscoverKinds()) return 1;
+    if (options_.before_first_write) {
+      if (Status s = options_.before_first_write(); !s.ok()) {
+        err_ << "uninstall: " << s.message() << std::endl;
+        return 1;
+      }
+    }
     if (options_.dry_run) return DryRun();
     for (const std::string& resource : order_) {
       if (!RunStep(resource)) return 1;
@@ -554,6 +560,7 @@ class Uninstaller {
   }
 
   bool Fail(const Status& s) {
+    if (options_.on_write_failed) options_.on_write_failed(s);
     err_ << "uninstall: " << s.message() << std::endl;
     return false;
   }

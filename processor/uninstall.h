@@ -18,6 +18,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <ostream>
 #include <string>
 
@@ -34,6 +35,13 @@ struct UninstallOptions {
   std::chrono::milliseconds poll_interval{1000};
   // Writes in flight at once (at least 1). The API client's rate limit applies on top.
   int workers = 32;
+
+  // Hooks for processor/uninstall_preflight.h (the receipt and stale webhooks). Called after the
+  // confirmation check and before the first write (in a dry run too); a failure ends the run
+  // with exit 1 before anything is written.
+  std::function<Status()> before_first_write;
+  // Called with the error of a write that ends the run.
+  std::function<void(const Status&)> on_write_failed;
 };
 
 // Exit status: 0 when nothing is left (or the dry run found the plan), 1 at the timeout or on an
