@@ -15,5 +15,8 @@ int Uninstall(int argc, char** argv);
 // not be read.
 int Diagnose(int argc, char** argv);
 int Sleep(int argc, char** argv);
+// Exit status 0: every backup of the receipt is back; 1: some are missing; 2: a bad receipt or an
+// unreadable cluster (see processor/receipt.h).
+int Verify(int argc, char** argv);
 
 }  // namespace bg::cmd

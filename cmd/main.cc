@@ -17,6 +17,8 @@ void Usage() {
                "  diagnose         what holds every deletion, and the webhooks, CRDs and names "
                "that can\n"
                "                   hold an uninstall (needs only a kubeconfig)\n"
+               "  verify           after a reinstall, which backups of an uninstall receipt "
+               "are back\n"
                "  certs generate   write ca.crt, tls.crt and tls.key for local use\n"
                "  sleep DURATION   wait, then exit 0 (a preStop hook in images without a shell)\n"
                "  version          print the version\n"
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
   if (command == "serve") return bg::cmd::Serve(argc, argv);
   if (command == "uninstall") return bg::cmd::Uninstall(argc, argv);
   if (command == "diagnose") return bg::cmd::Diagnose(argc, argv);
+  if (command == "verify") return bg::cmd::Verify(argc, argv);
   if (command == "sleep") return bg::cmd::Sleep(argc, argv);
   if (command == "version" || command == "--version") {
     std::printf("backup-guard %s\n", bg::cmd::kVersion);

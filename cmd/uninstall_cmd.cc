@@ -8,6 +8,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/flags.h"
+#include "cmd/uninstall_preflight_flags.h"
 #include "common/log.h"
 #include "kube/kubeconfig.h"
 #include "kube/rest_api.h"
@@ -38,8 +39,9 @@ bool NumberFlag(const Flags& flags, const std::string& name, double min, double 
 
 int Uninstall(int argc, char** argv) {
   Flags flags({"kubeconfig", "namespace", "timeout", "release-grace", "log-level",
-               "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace"},
-              {"dry-run", "force", "skip-unless-confirmed"});
+               "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace",
+               "receipt"},
+              {"dry-run", "force", "skip-unless-confirmed", "remove-stale-webhooks"});
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "uninstall: %s\n", s.message().c_str());
     return 2;
@@ -124,7 +126,8 @@ int Uninstall(int argc, char** argv) {
                  "nothing deleted"
               << std::endl;
   } else {
-    status = processor::RunUninstall(api, options, std::cout, std::cerr);
+    status = processor::RunUninstallWithPreflight(api, options, PreflightFromFlags(flags),
+                                                  std::cout, std::cerr);
   }
   // Webhook configurations go last, whatever happened above: a removed server must never leave
   // the API server calling it.

@@ -313,6 +313,12 @@ class Uninstaller {
     if (!CheckConfirmation()) return 2;
     deadline_ = Clock::now() + options_.timeout;
     if (int rc = DiscoverKinds(); rc != 0) return rc;
+    if (options_.before_first_write) {
+      if (Status s = options_.before_first_write(); !s.ok()) {
+        err_ << "uninstall: " << s.message() << std::endl;
+        return 1;
+      }
+    }
     if (options_.dry_run) return DryRun();
     if (int rc = Preflight(); rc != 0) return rc;
     while (true) {
@@ -591,6 +597,7 @@ class Uninstaller {
 
   void NoteFailure(const std::string& resource, const std::string& name, const std::string& verb,
                    const Status& s) {
+    if (options_.on_write_failed) options_.on_write_failed(s);
     std::lock_guard<std::mutex> lock(failures_mu_);
     failures_[resource + "/" + name] = Failure{KindOf(resource),
                                                name,

@@ -34,6 +34,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -58,6 +59,13 @@ struct UninstallOptions {
   // The webhook configurations the caller removes afterwards (--remove-webhook-configurations):
   // the pre-flight checks that they may be deleted.
   std::vector<std::string> webhook_configurations;
+
+  // Hooks for processor/uninstall_preflight.h (the receipt and stale webhooks). Called after the
+  // confirmation check and before the first write (in a dry run too); a failure ends the run
+  // with exit 1 before anything is written.
+  std::function<Status()> before_first_write;
+  // Called with the error of every failed write (from the writer threads; must be thread-safe).
+  std::function<void(const Status&)> on_write_failed;
 };
 
 // Exit status: 0 when nothing is left (or the dry run found the plan), 1 at the timeout, 2 when

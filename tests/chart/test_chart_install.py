@@ -369,7 +369,8 @@ def default_target_uid(kubectl) -> str:
 # ---- uninstall -------------------------------------------------------------------------------------
 
 EXPECTED_HOOK_ARGS = ["uninstall", "--namespace", NS, "--skip-unless-confirmed",
-                      "--remove-webhook-configurations", f"{MUTATING},{VALIDATING}"]
+                      "--remove-webhook-configurations", f"{MUTATING},{VALIDATING}",
+                         "--receipt", "/receipt/receipt.json"]
 
 
 def test_release_registers_the_pre_delete_hook(release, cluster_helm):

@@ -353,7 +353,8 @@ def test_uninstall_hook_job_runs_the_uninstall_with_its_own_service_account(defa
     c = pod["containers"][0]
     assert c["image"] == f"backup-guard:{APP_VERSION}"
     assert c["args"] == ["uninstall", "--namespace", NAMESPACE, "--skip-unless-confirmed",
-                         "--remove-webhook-configurations", f"{MUTATING},{VALIDATING}"]
+                         "--remove-webhook-configurations", f"{MUTATING},{VALIDATING}",
+                         "--receipt", "/receipt/receipt.json"]
     # The Job's pods must not look like webhook pods to the Service or the budget.
     selector = find(defaults, "Service")["spec"]["selector"]
     labels = job["spec"]["template"]["metadata"]["labels"]
@@ -372,6 +373,8 @@ def test_uninstall_hook_identity_exists_before_the_job_and_is_scoped(defaults):
               "backupbackingimages", "engines", "replicas", "nodes"):
         assert role[r] == [(["delete", "get", "list", "patch"], None)], r
     assert role["settings"] == [(["get", "list"], None)]
+    assert sorted(role["configmaps"]) == [(["create"], None),
+                                          (["patch"], ["backup-guard-uninstall-receipt"])]
     cluster = rules_by_resource(find(defaults, "ClusterRole", name))
     assert cluster["customresourcedefinitions"] == [(["get", "list"], None)]
     for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):

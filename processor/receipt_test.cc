@@ -1,0 +1,192 @@
+#include "processor/receipt.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "tests/testing/fake_kube_api.h"
+
+namespace bg::processor {
+namespace {
+
+using nlohmann::json;
+using testing::FakeKubeApi;
+
+constexpr char kNs[] = "longhorn-system";
+
+kube::ResourceRef R(const char* plural) { return kube::LonghornResource(plural); }
+
+json Backup(const std::string& name, const std::string& state, json labels, json status = {}) {
+  status["state"] = state;
+  return {{"metadata", {{"name", name}, {"namespace", kNs}, {"labels", std::move(labels)}}},
+          {"status", std::move(status)}};
+}
+
+class ReceiptTest : public ::testing::Test {
+ protected:
+  void SeedEngine() {
+    api_.Seed(R("backups"), Backup("b-labelled", "Completed",
+                                   {{"backup-volume", "vol-1"}, {"backup-target", "t1"}},
+                                   {{"volumeName", "other"},
+                                    {"backupTargetName", "other"},
+                                    {"url", "s3://b?backup=b-labelled&volume=vol-1"}}));
+    api_.Seed(R("backups"), Backup("b-status", "Completed", json::object(),
+                                   {{"volumeName", "vol-2"},
+                                    {"backupTargetName", "t2"},
+                                    {"url", "s3://b?backup=b-status&volume=vol-2"}}));
+    api_.Seed(R("backups"), Backup("b-old-engine", "Completed", json::object(),
+                                   {{"volumeName", "vol-3"}, {"url", "s3://x"}}));
+    api_.Seed(R("backups"), Backup("b-failed", "Error", {{"backup-target", "default"}}));
+    api_.Seed(R("backups"), Backup("b-running", "InProgress", {{"backup-volume", "vol-1"}}));
+    api_.Seed(R("systembackups"), {{"metadata",
+                                    {{"name", "sb-owned"},
+                                     {"namespace", kNs},
+                                     {"ownerReferences",
+                                      {{{"apiVersion", "longhorn.io/v1beta2"},
+                                        {"kind", "BackupTarget"},
+                                        {"name", "t1"},
+                                        {"uid", "u"}}}}}},
+                                   {"status", {{"state", "Ready"}, {"version", "v1.10.0"}}}});
+    api_.Seed(R("systembackups"), {{"metadata", {{"name", "sb-unowned"}, {"namespace", kNs}}},
+                                   {"status", {{"state", "Ready"}, {"version", "v1.9.0"}}}});
+    api_.Seed(R("systembackups"), {{"metadata", {{"name", "sb-error"}, {"namespace", kNs}}},
+                                   {"status", {{"state", "Error"}}}});
+  }
+
+  FakeKubeApi api_;
+};
+
+TEST_F(ReceiptTest, ReceiptHoldsEveryCompletedBackupAndReadySystemBackupWithTargetVolumeAndUrl) {
+  SeedEngine();
+  auto r = BuildReceipt(api_, kNs, "2026-01-01T00:00:00Z");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->backups.size(), 3u);
+  std::map<std::string, ReceiptBackup> by_name;
+  for (const auto& b : r->backups) by_name[b.name] = b;
+  // Labels first, then status, then the default target (engines before v1.8).
+  EXPECT_EQ(by_name["b-labelled"].volume, "vol-1");
+  EXPECT_EQ(by_name["b-labelled"].target, "t1");
+  EXPECT_EQ(by_name["b-labelled"].url, "s3://b?backup=b-labelled&volume=vol-1");
+  EXPECT_EQ(by_name["b-status"].volume, "vol-2");
+  EXPECT_EQ(by_name["b-status"].target, "t2");
+  EXPECT_EQ(by_name["b-old-engine"].target, "default");
+  EXPECT_EQ(by_name.count("b-failed"), 0u);
+  EXPECT_EQ(by_name.count("b-running"), 0u);
+  ASSERT_EQ(r->system_backups.size(), 2u);
+  std::map<std::string, ReceiptSystemBackup> sbs;
+  for (const auto& sb : r->system_backups) sbs[sb.name] = sb;
+  EXPECT_EQ(sbs["sb-owned"].target, "t1");
+  EXPECT_EQ(sbs["sb-owned"].version, "v1.10.0");
+  EXPECT_EQ(sbs["sb-unowned"].target, "default");
+}
+
+TEST_F(ReceiptTest, ReceiptRoundTripsThroughJson) {
+  SeedEngine();
+  auto r = BuildReceipt(api_, kNs, "2026-01-01T00:00:00Z");
+  ASSERT_TRUE(r.ok());
+  const json doc = ToJson(*r);
+  EXPECT_EQ(doc["kind"], kReceiptKind);
+  EXPECT_EQ(doc["namespace"], kNs);
+  auto back = ParseReceipt(doc.dump());
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(ToJson(*back), doc);
+}
+
+TEST_F(ReceiptTest, ABadReceiptIsAClearErrorNeverAnException) {
+  EXPECT_NE(ParseReceipt("{not json").status().message().find("not valid JSON"), std::string::npos);
+  EXPECT_NE(ParseReceipt("[]").status().message().find("not a JSON object"), std::string::npos);
+  EXPECT_NE(ParseReceipt(R"({"kind":"ConfigMap"})").status().message().find("not a backup-guard"),
+            std::string::npos);
+  const std::string head = std::string(R"({"kind":")") + kReceiptKind + "\",";
+  EXPECT_NE(ParseReceipt(head + R"("backups":[]})").status().message().find("systemBackups"),
+            std::string::npos);
+  auto s = ParseReceipt(head + R"("backups":[{"volume":"v"}],"systemBackups":[]})").status();
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("backups[0]: \"name\" is missing"), std::string::npos) << s.message();
+  s = ParseReceipt(head + R"("backups":[],"systemBackups":[{"name":7}]})").status();
+  EXPECT_NE(s.message().find("systemBackups[0]: \"name\" is not a string"), std::string::npos)
+      << s.message();
+}
+
+TEST_F(ReceiptTest, TheReceiptFileIsWrittenAtomicallyAndReplaced) {
+  char dir_template[] = "/tmp/receipt-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string path = std::string(dir_template) + "/r.json";
+  ASSERT_TRUE(WriteFileAtomically(path, "first").ok());
+  ASSERT_TRUE(WriteFileAtomically(path, "second").ok());
+  std::ifstream in(path);
+  std::stringstream got;
+  got << in.rdbuf();
+  EXPECT_EQ(got.str(), "second");
+  EXPECT_FALSE(WriteFileAtomically(std::string(dir_template) + "/no/such/dir/r.json", "x").ok());
+  std::remove(path.c_str());
+  rmdir(dir_template);
+}
+
+TEST_F(ReceiptTest, DefaultReceiptPathIsTimestampedInTheWorkingDirectory) {
+  EXPECT_EQ(DefaultReceiptPath(1767225600), "backup-guard-receipt-20260101T000000Z.json");
+  EXPECT_EQ(Rfc3339Utc(1767225600), "2026-01-01T00:00:00Z");
+}
+
+TEST_F(ReceiptTest, TheReceiptConfigMapIsCreatedThenReplaced) {
+  ASSERT_TRUE(StoreReceiptConfigMap(api_, kNs, "one").ok());
+  auto cm = api_.Peek(kConfigMaps, kNs, kReceiptConfigMap);
+  ASSERT_TRUE(cm.has_value());
+  EXPECT_EQ((*cm)["data"][kReceiptConfigMapKey], "one");
+  ASSERT_TRUE(StoreReceiptConfigMap(api_, kNs, "two").ok());
+  EXPECT_EQ((*api_.Peek(kConfigMaps, kNs, kReceiptConfigMap))["data"][kReceiptConfigMapKey], "two");
+  api_.FailNext("create", 1, Status::PermissionDenied("configmaps is forbidden"));
+  auto s = StoreReceiptConfigMap(api_, kNs, "three");
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("forbidden"), std::string::npos);
+}
+
+TEST_F(ReceiptTest, VerifyNamesWhatIsBackAndWhatIsMissing) {
+  Receipt r;
+  r.ns = kNs;
+  r.backups = {{"b-back", "vol-1", "default", "u"},
+               {"b-missing", "vol-1", "default", "u"},
+               {"b-other-volume", "vol-1", "default", "u"},
+               {"b-no-volume-recorded", "", "default", "u"}};
+  r.system_backups = {{"sb-back", "default", "v"}, {"sb-missing", "default", "v"}};
+  api_.Seed(R("backups"), Backup("b-back", "Completed", {{"backup-volume", "vol-1"}}));
+  api_.Seed(R("backups"), Backup("b-other-volume", "Completed", {{"backup-volume", "vol-9"}}));
+  api_.Seed(R("backups"),
+            Backup("b-no-volume-recorded", "Completed", json::object(), {{"volumeName", "x"}}));
+  api_.Seed(R("systembackups"), {{"metadata", {{"name", "sb-back"}, {"namespace", kNs}}}});
+  auto v = VerifyReceipt(api_, kNs, r);
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ(v->missing(), 3u);
+  const json doc = ToJson(*v, kNs);
+  EXPECT_FALSE(doc["allBack"].get<bool>());
+  std::map<std::string, std::string> missing;
+  for (const json& e : doc["missing"]) missing[e["name"]] = e["why"];
+  EXPECT_EQ(missing["b-missing"], "not found");
+  EXPECT_EQ(missing["b-other-volume"], "found with volume \"vol-9\", not \"vol-1\"");
+  EXPECT_EQ(missing["sb-missing"], "not found");
+  EXPECT_EQ(doc["back"].size(), 3u);
+
+  api_.Seed(R("backups"),
+            Backup("b-missing", "Completed", json::object(), {{"volumeName", "vol-1"}}));
+  api_.Seed(R("backups"), Backup("b-other-volume", "Completed", {{"backup-volume", "vol-1"}}));
+  api_.Seed(R("systembackups"), {{"metadata", {{"name", "sb-missing"}, {"namespace", kNs}}}});
+  v = VerifyReceipt(api_, kNs, r);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->missing(), 0u);
+  EXPECT_TRUE(ToJson(*v, kNs)["allBack"].get<bool>());
+}
+
+TEST_F(ReceiptTest, VerifyOnAnUnreadableClusterIsAnError) {
+  api_.FailNext("list", 1, Status::Unavailable("connection refused"));
+  auto v = VerifyReceipt(api_, kNs, Receipt{});
+  EXPECT_FALSE(v.ok());
+  EXPECT_NE(v.status().message().find("connection refused"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bg::processor
