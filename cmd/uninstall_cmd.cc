@@ -38,10 +38,10 @@ bool NumberFlag(const Flags& flags, const std::string& name, double min, double 
 }  // namespace
 
 int Uninstall(int argc, char** argv) {
-  Flags flags({"kubeconfig", "namespace", "timeout", "release-grace", "log-level",
-               "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace",
-               "receipt"},
-              {"dry-run", "force", "skip-unless-confirmed", "remove-stale-webhooks"});
+  Flags flags(
+      {"kubeconfig", "namespace", "timeout", "release-grace", "log-level",
+       "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace", "receipt"},
+      {"dry-run", "force", "skip-unless-confirmed", "remove-stale-webhooks"});
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "uninstall: %s\n", s.message().c_str());
     return 2;
