@@ -886,6 +886,11 @@ class Uninstaller {
       return false;
     }
     std::this_thread::sleep_for(options_.poll_interval);
+    if (options_.between_passes) {
+      if (Status s = options_.between_passes(); !s.ok()) {
+        err_ << "uninstall: " << s.message() << std::endl;
+      }
+    }
     return true;
   }
 

@@ -66,6 +66,9 @@ struct UninstallOptions {
   std::function<Status()> before_first_write;
   // Called with the error of every failed write (from the writer threads; must be thread-safe).
   std::function<void(const Status&)> on_write_failed;
+  // Called between passes, on the uninstall's own thread (e.g. to remove a webhook configuration
+  // that has died since the start); an error is reported and the run goes on.
+  std::function<Status()> between_passes;
 };
 
 // Exit status: 0 when nothing is left (or the dry run found the plan), 1 at the timeout, 2 when

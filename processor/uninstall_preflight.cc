@@ -159,6 +159,18 @@ int RunUninstallWithPreflight(kube::KubeApi& api, UninstallOptions options,
   options.on_write_failed = [&](const Status& s) {
     if (IsWebhookCallFailure(s)) webhook_call_failed = true;
   };
+  // A webhook that dies during the run: between passes, the configurations are checked again
+  // after a write was refused because a call failed, and stale ones removed (with the flag).
+  options.between_passes = [&]() -> Status {
+    if (!webhook_call_failed.exchange(false)) return Status::Ok();
+    err << "uninstall: a write was refused because a webhook call failed; checking the webhook "
+           "configurations"
+        << std::endl;
+    size_t removed = 0;
+    if (Status s = HandleStaleWebhooks(api, options, preflight, out, &removed); !s.ok()) return s;
+    if (removed > 0) out << "resuming the uninstall" << std::endl;
+    return Status::Ok();
+  };
   int status = RunUninstall(api, options, out, err);
   for (int resumes = 0; status == 1 && webhook_call_failed && resumes < preflight.max_resumes;
        ++resumes) {
