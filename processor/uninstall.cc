@@ -313,6 +313,11 @@ class Uninstaller {
     if (!CheckConfirmation()) return 2;
     deadline_ = Clock::now() + options_.timeout;
     if (int rc = DiscoverKinds(); rc != 0) return rc;
+    // Permissions first: a missing one ends the run (exit 2) before anything is read or written
+    // on the hooks' behalf (the receipt, stale webhooks).
+    if (!options_.dry_run) {
+      if (int rc = Preflight(); rc != 0) return rc;
+    }
     if (options_.before_first_write) {
       if (Status s = options_.before_first_write(); !s.ok()) {
         err_ << "uninstall: " << s.message() << std::endl;
@@ -320,7 +325,6 @@ class Uninstaller {
       }
     }
     if (options_.dry_run) return DryRun();
-    if (int rc = Preflight(); rc != 0) return rc;
     while (true) {
       for (const std::string& resource : order_) {
         if (!RunStep(resource)) return 1;

@@ -127,8 +127,8 @@ class FakeKubeApi final : public kube::KubeApi {
 
   Result<json> Create(const kube::ResourceRef& r, const std::string& ns, const json& in) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto f = Fault("create")) return *f;
-    if (r.resource == "selfsubjectaccessreviews") {  // answered, never stored
+    // Access reviews are answered, never stored, and not "create" faults: those are for writes.
+    if (r.resource == "selfsubjectaccessreviews") {
       ++calls_["access-review"];
       json review = in;
       const json a = in.value("spec", json::object()).value("resourceAttributes", json::object());
@@ -136,6 +136,7 @@ class FakeKubeApi final : public kube::KubeApi {
       review["status"] = {{"allowed", denied_.count(key) == 0}};
       return review;
     }
+    if (auto f = Fault("create")) return *f;
     json obj = in;
     obj["metadata"]["namespace"] = ns;
     const Key key = KeyOf(r, obj);
