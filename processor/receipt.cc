@@ -31,7 +31,7 @@ std::string OwnerTarget(const json& obj) {
     if (longhorn::StringAt(ref, {"kind"}) != "BackupTarget") continue;
     const std::string api_version = longhorn::StringAt(ref, {"apiVersion"});
     if (api_version.rfind(std::string(longhorn::kGroup) + "/", 0) != 0) continue;
-    const std::string name = longhorn::StringAt(ref, {"name"});
+    std::string name = longhorn::StringAt(ref, {"name"});
     if (!name.empty()) return name;
   }
   return "";
