@@ -446,8 +446,13 @@ def scrape(server) -> Metrics:
 
 
 def uninstall_cmd(kubeconfig, ns: str, *args) -> list[str]:
+    """The uninstall's receipt goes to a temporary folder unless `args` names one (the last
+    --receipt wins), not into the working directory."""
+    receipts = Path(os.environ.get("BG_STATE_DIR") or "/tmp") / "receipts"
+    receipts.mkdir(parents=True, exist_ok=True)
+    receipt = receipts / f"{ns}-{time.strftime('%Y%m%dT%H%M%S')}-{next(_seq)}.json"
     return [str(backup_guard_bin()), "uninstall", "--kubeconfig", str(kubeconfig),
-            "--namespace", ns, *args]
+            "--namespace", ns, "--receipt", str(receipt), *args]
 
 
 def run_uninstall(kubeconfig, ns: str, *args, timeout: float = 150) -> subprocess.CompletedProcess:
