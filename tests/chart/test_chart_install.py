@@ -370,7 +370,7 @@ def default_target_uid(kubectl) -> str:
 
 EXPECTED_HOOK_ARGS = ["uninstall", "--namespace", NS, "--skip-unless-confirmed",
                       "--remove-webhook-configurations", f"{MUTATING},{VALIDATING}",
-                         "--receipt", "/receipt/receipt.json"]
+                      "--receipt", "/receipt/receipt.json"]
 
 
 def test_release_registers_the_pre_delete_hook(release, cluster_helm):
@@ -445,8 +445,15 @@ def run_hook(kubectl, job: dict, kubeconfig: Path) -> subprocess.CompletedProces
     """The hook Job's container, run locally: the image's entrypoint is the binary."""
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert "command" not in container, "the image's ENTRYPOINT (/backup-guard) runs the args"
-    return run([backup_guard_bin(), *container["args"], "--kubeconfig", kubeconfig],
-               check=False, timeout=300)
+    # The container's volumes (the receipt's emptyDir) become local folders; an argument under a
+    # path that no volume mounts would fail in the pod (read-only root filesystem), and here.
+    args = list(container["args"])
+    for mount in container.get("volumeMounts", []):
+        path = mount["mountPath"].rstrip("/")
+        local = kubeconfig.parent / "hook-volumes" / path.strip("/")
+        local.mkdir(parents=True, exist_ok=True)
+        args = [str(local) + a[len(path):] if a.startswith(path + "/") else a for a in args]
+    return run([backup_guard_bin(), *args, "--kubeconfig", kubeconfig], check=False, timeout=300)
 
 
 def test_helm_uninstall_runs_the_pre_delete_hook(release, kubectl, cluster_helm):
