@@ -52,6 +52,10 @@ def populate(kube: Kube, ns: str):
         "apiVersion": "longhorn.io/v1beta2", "kind": "BackupTarget",
         "metadata": {"name": "default"},
         "spec": {"backupTargetURL": TARGET_URL, "credentialSecret": "", "pollInterval": "300s"}})
+    # Available, as the engine reports a target it can reach: the Completed Backups' data is then
+    # the engine's to delete, and the processor must keep them.
+    kube.ok("PATCH", kube.lh(ns, "backuptargets", "default", "status"),
+            content_type="application/merge-patch+json", body={"status": {"available": True}})
     kube.ok("POST", kube.lh(ns, "backupvolumes"), body={
         "apiVersion": "longhorn.io/v1beta2", "kind": "BackupVolume",
         "metadata": {"name": "bv-vol-1",
