@@ -202,7 +202,7 @@ def uninstall_section(un, out):
     lines = ["## Uninstall at scale, against the real control plane", ""]
     lines.append(
         "One control plane (tests/e2e/controlplane.sh: etcd, kube-apiserver v1.34.3, kube-controller-manager; "
-        "the CRD subset from tests/e2e/manifests/crds.yaml; no webhook registered), reused for every run and "
+        "the engine's v1.10.0 CRDs from tests/engine/engine-crds.sh; no webhook registered), reused for every run and "
         "seeded again before each. Size N = N Backups (half failed: state Error, empty target name), N/20 "
         "BackupVolumes, N/10 SystemBackups (state Ready, no owner reference, as before an upgrade), N/50 "
         "BackupBackingImages, one default BackupTarget, every one with the `longhorn.io` finalizer, and the "
