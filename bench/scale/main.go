@@ -193,7 +193,7 @@ func seed(args []string) {
 			bi := fmt.Sprintf("bi-%04d", i)
 			u := obj("BackupBackingImage", fmt.Sprintf("bbi-%04d", i), *ns,
 				map[string]any{"backup-target": "default", "backing-image": bi},
-				map[string]any{"backingImage": bi, "backupTargetName": "default"})
+				map[string]any{"backingImage": bi, "backupTargetName": "default", "userCreated": true})
 			return createWithStatus(ctx, dc, "backupbackingimages", *ns, u, map[string]any{"state": "Completed"})
 		}},
 	}
