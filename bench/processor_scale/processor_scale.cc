@@ -223,11 +223,12 @@ int main(int argc, char** argv) {
   std::sort(latencies.begin(), latencies.end());
   controller.Stop();
 
+  const int volumes = n / 10;
+  const double cache_kib = static_cast<double>(rss_synced - rss_before);
   std::printf(
       "| %d | %d | %zu B | %.0f MiB (%.1f KiB/object) | %.0f ms | %.0f ms, %.0f re-queued | "
       "%.1f ms / %.1f ms |\n",
-      n, n / 10, object_bytes, (rss_synced - rss_before) / 1024.0,
-      static_cast<double>(rss_synced - rss_before) / (n + n / 10), sync_ms, relist_ms, requeued,
-      latencies[latencies.size() / 2], latencies.back());
+      n, volumes, object_bytes, cache_kib / 1024.0, cache_kib / static_cast<double>(n + volumes),
+      sync_ms, relist_ms, requeued, latencies[latencies.size() / 2], latencies.back());
   return 0;
 }
