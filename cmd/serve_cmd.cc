@@ -5,6 +5,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "certs/identity.h"
 #include "certs/metrics.h"
 #include "certs/self_managed.h"
+#include "cmd/background.h"
 #include "cmd/cluster.h"
 #include "cmd/commands.h"
 #include "cmd/flags.h"
@@ -48,25 +50,6 @@ std::string Identity() {
   gethostname(host, sizeof(host) - 1);
   return std::string(host) + "_" + std::to_string(getpid());
 }
-
-// Background loops and the objects they use, stopped in reverse order of need.
-struct Background {
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  std::unique_ptr<kube::LeaderElector> elector;
-  std::thread election;
-  std::unique_ptr<processor::Controller> controller;
-
-  ~Background() { Stop(); }
-  void Stop() {
-    stop = true;
-    if (election.joinable()) election.join();  // gives the Lease up for a fast takeover
-    if (controller) controller->Stop();
-    for (std::thread& t : threads) {
-      if (t.joinable()) t.join();
-    }
-  }
-};
 
 // Every flag of `serve`, with the default --help shows (the code below applies the same ones).
 const std::vector<FlagSpec>& ServeFlags() {
@@ -160,6 +143,18 @@ int Serve(int argc, char** argv) {
     return std::chrono::seconds(static_cast<long long>(durations[name]));
   };
   options.shutdown_grace = seconds("shutdown-grace");
+  const bool leader_elect = flags.Get("leader-elect", "true") == "true";
+  kube::LeaderElectionOptions le;
+  le.lease_name = flags.Get("leader-election-id", "backup-guard");
+  le.ns = flags.Get("namespace", "longhorn-system");
+  le.identity = Identity();
+  le.lease_duration = Millis(durations["leader-election-lease-duration"]);
+  le.renew_deadline = Millis(durations["leader-election-renew-deadline"]);
+  le.retry_period = Millis(durations["leader-election-retry-period"]);
+  if (Status s = kube::ValidateLeaderElectionTimings(le); leader_elect && !s.ok()) {
+    std::fprintf(stderr, "serve: %s\n", s.message().c_str());
+    return 2;
+  }
   options.client_ca_file = flags.Get("client-ca-file");
   const std::string ns = flags.Get("namespace", "longhorn-system");
   const int workers = std::atoi(flags.Get("processor-workers", "4").c_str());
@@ -192,8 +187,24 @@ int Serve(int argc, char** argv) {
     connection->lookup = std::make_unique<kube::KubeLookup>(connection->transport, lo);
   }
   kube::ResourceLookup& cluster = *connection->lookup;
+  // Fencing: with leader election, every write but the elector's own must reach the API server
+  // while this replica's leadership holds (see RestKubeApiOptions::write_deadline). The elector
+  // is bound below, once it exists; until then no such write is sent.
+  std::atomic<const kube::LeaderElector*> fence{nullptr};
+  std::unique_ptr<kube::RestKubeApi> lease_api;  // the elector's: it renews what fences the rest
   std::unique_ptr<kube::RestKubeApi> api;
-  if (connection->transport) api = std::make_unique<kube::RestKubeApi>(connection->transport);
+  if (connection->transport) {
+    lease_api = std::make_unique<kube::RestKubeApi>(connection->transport);
+    kube::RestKubeApiOptions ao;
+    if (leader_elect) {
+      ao.write_deadline = [&fence]() -> std::optional<kube::Clock::TimePoint> {
+        const kube::LeaderElector* elector = fence.load();
+        if (elector == nullptr) return std::nullopt;
+        return elector->LeadershipDeadline();
+      };
+    }
+    api = std::make_unique<kube::RestKubeApi>(connection->transport, ao);
+  }
 
   // Block the stop signals in every thread; the main thread waits for them below.
   sigset_t stop_signals;
@@ -214,19 +225,11 @@ int Serve(int argc, char** argv) {
   }
 
   // Leader election: the Lease holder is the only writer (processor, certificate Secret).
-  const bool leader_elect = flags.Get("leader-elect", "true") == "true";
-  if (api && leader_elect) {
-    kube::LeaderElectionOptions le;
-    le.lease_name = flags.Get("leader-election-id", "backup-guard");
-    le.ns = ns;
-    le.identity = Identity();
-    le.lease_duration = Millis(durations["leader-election-lease-duration"]);
-    le.renew_deadline = Millis(durations["leader-election-renew-deadline"]);
-    le.retry_period = Millis(durations["leader-election-retry-period"]);
+  if (lease_api && leader_elect) {
     Background* b = &bg;
     processor::ProcessorMetrics* pm = &processor_metrics;
     bg.elector = std::make_unique<kube::LeaderElector>(
-        *api, le,
+        *lease_api, le,
         [b, pm] {
           pm->SetLeader(true);
           if (b->controller) b->controller->EnqueueAll();
@@ -234,6 +237,7 @@ int Serve(int argc, char** argv) {
         [pm] { pm->SetLeader(false); });
   }
   kube::LeaderElector* elector = bg.elector.get();
+  fence = elector;
   const std::function<bool()> is_leader = [elector, leader_elect, has_api = api != nullptr] {
     if (!has_api) return false;
     return !leader_elect || elector->IsLeader();
@@ -294,7 +298,9 @@ int Serve(int argc, char** argv) {
     bg.controller->Start();
     if (!leader_elect) processor_metrics.SetLeader(true);
   }
-  if (elector != nullptr) bg.election = std::thread([elector, b = &bg] { elector->Run(b->stop); });
+  if (elector != nullptr) {
+    bg.election = std::thread([elector, b = &bg] { elector->Run(b->stop_election); });
+  }
 
   webhook::Registry mutation = mutators::BuildMutationRegistry(cluster);
   webhook::Registry validation = validators::BuildValidationRegistry(cluster);
@@ -325,8 +331,22 @@ int Serve(int argc, char** argv) {
   // they move to other replicas instead of reusing a connection that is about to close.
   server.BeginDrain();
   std::this_thread::sleep_for(Millis(durations["shutdown-delay"]));
+  const auto shutdown_started = std::chrono::steady_clock::now();
   server.Shutdown();
+  // The listener waits up to the grace for answers in progress, then leaves the workers still
+  // computing one to the exiting process. Those use the server, the registries, the lookups and
+  // the metrics of this frame: unwinding it (and the static destructors after main) would free
+  // them under the workers. So then the process ends here, with everything they use still alive.
+  const bool answers_may_run =
+      metrics.in_flight().Value() > 0 ||
+      std::chrono::steady_clock::now() - shutdown_started >= options.shutdown_grace;
   bg.Stop();
+  if (answers_may_run) {
+    log::Warn("answers still running after the shutdown grace; exiting without unwinding",
+              {{"shutdown_grace_s", options.shutdown_grace.count()}});
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }
   log::Info("stopped");
   return 0;
 }

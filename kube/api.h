@@ -80,7 +80,8 @@ class KubeApi {
                            const std::string& label_selector, const PageFn& on_page);
   // Streams events from `resource_version` (allowWatchBookmarks=true) until the server ends the
   // stream (Ok), `on_event` returns false (Ok), `stop` becomes true (Ok), or an error. A 410
-  // answer, or an ERROR event with code 410, returns Gone.
+  // answer, an ERROR event with code 410, or an event that cannot be read (malformed, too
+  // large) returns Gone: the stream cannot be resumed from the last version seen, list again.
   virtual Status Watch(const ResourceRef& r, const std::string& ns,
                        const std::string& resource_version,
                        const std::function<bool(const WatchEvent&)>& on_event,

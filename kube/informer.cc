@@ -21,6 +21,19 @@ std::string NameOf(const json& obj) {
   return name.is_string() ? name.get<std::string>() : "";
 }
 
+bool BeingDeleted(const json& obj) {
+  return obj.is_object() && obj.contains("metadata") && obj["metadata"].is_object() &&
+         obj["metadata"].contains("deletionTimestamp") &&
+         !obj["metadata"]["deletionTimestamp"].is_null();
+}
+
+// controller-runtime's default cache transform (cache.TransformStripManagedFields).
+void StripManagedFields(json& obj) {
+  if (obj.is_object() && obj.contains("metadata") && obj["metadata"].is_object()) {
+    obj["metadata"].erase("managedFields");
+  }
+}
+
 std::string VersionOf(const json& obj) {
   if (!obj.is_object() || !obj.contains("metadata") || !obj["metadata"].is_object()) return "";
   const json& rv = obj["metadata"].value("resourceVersion", json());
@@ -81,6 +94,22 @@ std::vector<json> Informer::List(const std::string& label_selector) const {
   return out;
 }
 
+std::vector<json> Informer::ListDeleting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<json> out;
+  out.reserve(deleting_.size());
+  for (const std::string& name : deleting_) out.push_back(objects_.at(name));
+  return out;
+}
+
+std::vector<std::string> Informer::Names() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  out.reserve(objects_.size());
+  for (const auto& [name, obj] : objects_) out.push_back(name);
+  return out;
+}
+
 std::size_t Informer::Size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return objects_.size();
@@ -97,21 +126,44 @@ bool Informer::Relist(std::string* resource_version) {
     return false;
   }
   std::map<std::string, json> fresh;
-  const json& items = list->value("items", json::array());
-  if (items.is_array()) {
-    for (const json& item : items) {
-      const std::string name = NameOf(item);
-      if (!name.empty()) fresh[name] = item;
+  std::set<std::string> deleting;
+  json body = std::move(list).value();
+  json* items = body.is_object() && body.contains("items") ? &body["items"] : nullptr;
+  if (items != nullptr && items->is_array()) {
+    for (json& item : *items) {
+      std::string name = NameOf(item);
+      if (name.empty()) continue;
+      StripManagedFields(item);
+      if (BeingDeleted(item)) deleting.insert(name);
+      fresh.emplace(std::move(name), std::move(item));
     }
   }
-  std::set<std::string> touched;
+  // What changed across the gap: added, removed, or at another resourceVersion.
+  std::vector<std::string> touched;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [name, obj] : objects_) touched.insert(name);
-    for (const auto& [name, obj] : fresh) touched.insert(name);
+    auto old_it = objects_.begin();
+    auto new_it = fresh.begin();
+    while (old_it != objects_.end() || new_it != fresh.end()) {
+      if (new_it == fresh.end() || (old_it != objects_.end() && old_it->first < new_it->first)) {
+        touched.push_back(old_it->first);  // gone
+        ++old_it;
+      } else if (old_it == objects_.end() || new_it->first < old_it->first) {
+        touched.push_back(new_it->first);  // new
+        ++new_it;
+      } else {
+        const std::string old_version = VersionOf(old_it->second);
+        if (old_version.empty() || old_version != VersionOf(new_it->second)) {
+          touched.push_back(new_it->first);
+        }
+        ++old_it;
+        ++new_it;
+      }
+    }
     objects_ = std::move(fresh);
+    deleting_ = std::move(deleting);
   }
-  *resource_version = VersionOf(*list);
+  *resource_version = VersionOf(body);
   relists_.fetch_add(1);
   synced_ = true;
   for (const std::string& name : touched) on_change_(name);
@@ -128,8 +180,16 @@ void Informer::Apply(const WatchEvent& event, std::string* resource_version) {
     std::lock_guard<std::mutex> lock(mu_);
     if (event.type == "DELETED") {
       objects_.erase(name);
+      deleting_.erase(name);
     } else if (event.type == "ADDED" || event.type == "MODIFIED") {
-      objects_[name] = event.object;
+      json& cached = objects_[name];
+      cached = event.object;
+      StripManagedFields(cached);
+      if (BeingDeleted(cached)) {
+        deleting_.insert(name);
+      } else {
+        deleting_.erase(name);
+      }
     } else {
       return;
     }
@@ -160,7 +220,10 @@ void Informer::Run(const std::atomic<bool>& stop) {
         stop);
     if (stop.load()) return;
     if (st.code() == Status::Code::kGone) {
-      log::Info("watch expired, relisting", {{"resource", resource_.resource}});
+      // Expired, or an event it cannot read: resuming from resource_version would fail the same
+      // way.
+      log::Info("watch cannot resume, relisting",
+                {{"resource", resource_.resource}, {"reason", st.message()}});
       need_list = true;
       continue;
     }

@@ -108,6 +108,69 @@ TEST_F(InformerTest, ATypeNotServedNeverLooksEmptyAndSynced) {
   EXPECT_TRUE(informer_.Get("a").has_value());
 }
 
+// Issue 14, suspect 3: a relist reported every cached name, so each one re-queued the whole
+// cache (50,000 reconciles for one new object).
+TEST_F(InformerTest, RelistReportsOnlyWhatChangedAcrossTheGap) {
+  api_.Seed(ref_, Obj("same"));
+  api_.Seed(ref_, Obj("changed"));
+  api_.Seed(ref_, Obj("removed"));
+  Start();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    changed_.clear();
+  }
+  const int relists = informer_.relists();
+  // Across a gap the watch cannot bridge: one object changes, one goes, one comes.
+  api_.SeedSilently(ref_, Obj("changed", {{"x", "2"}}));
+  api_.SeedSilently(ref_, Obj("added"));
+  api_.CompactHistory();
+  ASSERT_TRUE(api_.Delete(ref_, "ns", "removed", "").ok());
+  api_.CompactHistory();
+  api_.EndWatches();
+  ASSERT_TRUE(Eventually([&] { return informer_.relists() > relists; }));
+  ASSERT_TRUE(Eventually([&] { return Changed().size() >= 3; }));
+  EXPECT_EQ(Changed(), (std::set<std::string>{"changed", "added", "removed"}));
+  EXPECT_TRUE(informer_.Get("same").has_value());
+  EXPECT_FALSE(informer_.Get("removed").has_value());
+}
+
+TEST_F(InformerTest, CachedObjectsCarryNoManagedFields) {
+  json listed = Obj("listed");
+  listed["metadata"]["managedFields"] = json::array({{{"manager", "longhorn-manager"}}});
+  api_.Seed(ref_, listed);
+  Start();
+  json watched = Obj("watched");
+  watched["metadata"]["managedFields"] = listed["metadata"]["managedFields"];
+  api_.Seed(ref_, watched);
+  ASSERT_TRUE(Eventually([&] { return informer_.Get("watched").has_value(); }));
+  for (const char* name : {"listed", "watched"}) {
+    const json obj = *informer_.Get(name);
+    EXPECT_FALSE(obj["metadata"].contains("managedFields")) << name;
+    EXPECT_EQ(obj["metadata"]["name"], name);
+  }
+}
+
+TEST_F(InformerTest, ListDeletingHoldsOnlyObjectsBeingDeleted) {
+  json deleting = Obj("deleting");
+  deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z";
+  api_.Seed(ref_, deleting);
+  api_.Seed(ref_, Obj("kept"));
+  Start();
+  auto names = [&] {
+    std::set<std::string> out;
+    for (const json& o : informer_.ListDeleting()) out.insert(o["metadata"]["name"]);
+    return out;
+  };
+  EXPECT_EQ(names(), std::set<std::string>{"deleting"});
+  json later = Obj("kept");
+  later["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:01Z";
+  api_.Seed(ref_, later);
+  ASSERT_TRUE(Eventually([&] { return names().size() == 2; }));
+  ASSERT_TRUE(api_.Delete(ref_, "ns", "deleting", "").ok());
+  ASSERT_TRUE(Eventually([&] { return names() == std::set<std::string>{"kept"}; }));
+  EXPECT_EQ(informer_.Names(), (std::vector<std::string>{"kept"}));
+}
+
 TEST(SelectorTest, EqualityTerms) {
   json o = Obj("a", {{"k", "v"}, {"k2", "v2"}});
   EXPECT_TRUE(MatchesSelector(o, ""));

@@ -31,10 +31,42 @@ LeaderElector::LeaderElector(KubeApi& api, LeaderElectionOptions options,
       on_started_(std::move(on_started)),
       on_stopped_(std::move(on_stopped)) {}
 
-bool LeaderElector::IsLeader() const {
-  if (!leader_.load()) return false;
-  const auto last = Clock::time_point(Clock::duration(last_renew_.load()));
-  return Clock::now() - last < options_.renew_deadline;
+Status ValidateLeaderElectionTimings(const LeaderElectionOptions& o) {
+  auto text = [](std::chrono::milliseconds d) {
+    return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + "s"
+                                 : std::to_string(d.count()) + "ms";
+  };
+  if (o.lease_duration.count() <= 0 || o.renew_deadline.count() <= 0 ||
+      o.retry_period.count() <= 0) {
+    return Status::InvalidArgument(
+        "--leader-election-lease-duration, --leader-election-renew-deadline and "
+        "--leader-election-retry-period must be positive");
+  }
+  if (o.lease_duration <= o.renew_deadline) {
+    return Status::InvalidArgument("--leader-election-lease-duration (" + text(o.lease_duration) +
+                                   ") must be greater than --leader-election-renew-deadline (" +
+                                   text(o.renew_deadline) +
+                                   "): a leader must stop writing before another may take over");
+  }
+  // client-go's JitterFactor.
+  constexpr double kJitterFactor = 1.2;
+  if (std::chrono::duration<double>(o.renew_deadline) <=
+      std::chrono::duration<double>(o.retry_period) * kJitterFactor) {
+    return Status::InvalidArgument("--leader-election-renew-deadline (" + text(o.renew_deadline) +
+                                   ") must be greater than 1.2 x --leader-election-retry-period (" +
+                                   text(o.retry_period) + "), as in client-go");
+  }
+  return Status::Ok();
+}
+
+bool LeaderElector::IsLeader() const { return LeadershipDeadline().has_value(); }
+
+std::optional<std::chrono::steady_clock::time_point> LeaderElector::LeadershipDeadline() const {
+  if (!leader_.load()) return std::nullopt;
+  const auto deadline =
+      Clock::time_point(Clock::duration(last_renew_.load())) + options_.renew_deadline;
+  if (Clock::now() >= deadline) return std::nullopt;
+  return deadline;
 }
 
 void LeaderElector::SetLeader(bool leader) {
@@ -113,12 +145,15 @@ void LeaderElector::Release() {
 
 void LeaderElector::Run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
-    const bool ok = TryAcquireOrRenew();
+    const Clock::time_point attempt_started = Clock::now();
+    // A renewal slower than the renew deadline does not count: leadership is measured from the
+    // attempt's start, so it would already have lapsed.
+    const bool ok = TryAcquireOrRenew() && Clock::now() - attempt_started < options_.renew_deadline;
     if (ok) {
       // A renewal that completed after the deadline had passed: this replica stopped acting in
       // between (work was dropped), so it starts again as a new leader would, re-queueing all.
       const bool lapsed = leader_.load() && !IsLeader();
-      last_renew_ = Clock::now().time_since_epoch().count();
+      last_renew_ = attempt_started.time_since_epoch().count();
       if (lapsed) SetLeader(false);
       SetLeader(true);
     } else if (leader_.load() && !IsLeader()) {

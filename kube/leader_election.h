@@ -4,8 +4,14 @@
 //  - The leader renews every retry_period. If no renewal has succeeded for renew_deadline, it stops
 //    being leader at once: IsLeader() turns false the moment the deadline passes, even before the
 //    loop notices, so callers that check it before each write never act on a stale lease.
+//  - Leadership is counted from the start of the renewal that succeeded (not its end), and a
+//    renewal that took longer than renew_deadline does not count: the Lease may have been seen
+//    as renewed as soon as the PUT landed. LeadershipDeadline() says until when this replica may
+//    write; a write must reach the API server by then (RestKubeApiOptions::write_deadline).
+//    Because renew_deadline < lease_duration, a successor cannot take the Lease before that.
 //  - On stop, a leader gives the Lease up (empty holder) so another replica takes over without
-//    waiting out lease_duration.
+//    waiting out lease_duration. The caller stops everything that writes under the Lease first
+//    (cmd/background.h), so no write of this replica is in flight once the holder is emptied.
 //
 // Thread-safety: Run() on its own thread; IsLeader() from any thread. The callbacks run on the
 // Run() thread.
@@ -15,6 +21,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "kube/api.h"
@@ -30,6 +37,12 @@ struct LeaderElectionOptions {
   std::chrono::milliseconds retry_period{2000};
 };
 
+// client-go's rules (leaderelection.NewLeaderElector): every timing positive, lease_duration >
+// renew_deadline (a successor waits out the lease; this replica must have stopped writing by
+// then), and renew_deadline > retry_period * 1.2 (client-go's jitter factor: at least one retry
+// fits in the deadline). InvalidArgument naming the flags otherwise.
+Status ValidateLeaderElectionTimings(const LeaderElectionOptions& options);
+
 class LeaderElector {
  public:
   LeaderElector(KubeApi& api, LeaderElectionOptions options, std::function<void()> on_started,
@@ -39,6 +52,9 @@ class LeaderElector {
 
   void Run(const std::atomic<bool>& stop);
   bool IsLeader() const;
+  // While leader: the moment leadership lapses unless renewed (start of the last successful
+  // renewal + renew_deadline), on the steady clock. Nothing when not leader.
+  std::optional<std::chrono::steady_clock::time_point> LeadershipDeadline() const;
   const std::string& identity() const { return options_.identity; }
 
  private:
@@ -53,7 +69,8 @@ class LeaderElector {
   std::function<void()> on_stopped_;
 
   std::atomic<bool> leader_{false};
-  std::atomic<Clock::rep> last_renew_{0};  // steady-clock ticks of the last successful renewal
+  // Steady-clock ticks of the start of the last successful renewal.
+  std::atomic<Clock::rep> last_renew_{0};
 
   // What we last saw of the Lease, and when (by our clock): the basis of expiry decisions.
   std::string observed_holder_;

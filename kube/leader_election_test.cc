@@ -106,5 +106,40 @@ TEST(LeaderElectionTest, ExpiredLeaseOfACrashedHolderIsTaken) {
   ASSERT_TRUE(Eventually([&] { return b.elector.IsLeader(); }, 4000));
 }
 
+TEST(LeaderElectionTest, TimingsAreValidatedAsClientGoDoes) {
+  LeaderElectionOptions o;  // 15 s, 10 s, 2 s
+  EXPECT_TRUE(ValidateLeaderElectionTimings(o).ok());
+  EXPECT_TRUE(ValidateLeaderElectionTimings(Fast("a")).ok());
+  o.renew_deadline = o.lease_duration;
+  Status s = ValidateLeaderElectionTimings(o);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("--leader-election-lease-duration (15s) must be greater than "
+                             "--leader-election-renew-deadline (15s)"),
+            std::string::npos)
+      << s.message();
+  o = LeaderElectionOptions();
+  o.retry_period = std::chrono::milliseconds(8500);  // 1.2 x 8.5 s > 10 s
+  s = ValidateLeaderElectionTimings(o);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("1.2 x --leader-election-retry-period (8500ms)"), std::string::npos)
+      << s.message();
+  o = LeaderElectionOptions();
+  o.retry_period = std::chrono::milliseconds(0);
+  EXPECT_EQ(ValidateLeaderElectionTimings(o).code(), Status::Code::kInvalidArgument);
+}
+
+TEST(LeaderElectionTest, LeadershipDeadlineIsRenewDeadlineAfterTheLastRenewalStarted) {
+  FakeKubeApi api;
+  Candidate a(api, "a");
+  ASSERT_TRUE(Eventually([&] { return a.elector.IsLeader(); }));
+  const auto deadline = a.elector.LeadershipDeadline();
+  ASSERT_TRUE(deadline.has_value());
+  const auto left = *deadline - std::chrono::steady_clock::now();
+  EXPECT_GT(left, std::chrono::milliseconds(0));
+  EXPECT_LE(left, Fast("a").renew_deadline);
+  a.Stop();
+  EXPECT_FALSE(a.elector.LeadershipDeadline().has_value());
+}
+
 }  // namespace
 }  // namespace bg::kube

@@ -53,6 +53,13 @@ Status WithContext(const Status& s, const std::string& what) {
   return Status::Internal(std::move(m));
 }
 
+// A watch event that cannot be read. Resuming from the last version read would bring the same
+// event back for ever (the cache would freeze), so it is Gone: the caller lists again, which
+// yields a version past it.
+Status Unreadable(const std::string& message) {
+  return Status::Gone(message + " (cannot resume past it: list again)");
+}
+
 // Names the API server cannot hold; "." and ".." would also change the path's meaning.
 bool IsAddressableName(const std::string& name) {
   return !name.empty() && name != "." && name != "..";
@@ -319,7 +326,22 @@ Result<HttpResponse> RestKubeApi::Exchange(std::string_view method, const std::s
                                            const std::string& what) {
   for (int attempt = 1;; ++attempt) {
     limiter_.Acquire();
-    Result<HttpResponse> response = transport_->Request(method, path, body, content_type);
+    std::string target = path;
+    if (method != "GET" && options_.write_deadline) {
+      const std::optional<Clock::TimePoint> deadline = options_.write_deadline();
+      const Clock* clock = options_.clock != nullptr ? options_.clock : Clock::Real();
+      const long long left_ms =
+          deadline ? std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clock->Now())
+                         .count()
+                   : 0;
+      if (left_ms < 1) {
+        return Status::Unavailable(what +
+                                   ": not sent: the leadership it was made under has lapsed");
+      }
+      target += (target.find('?') == std::string::npos ? "?" : "&");
+      target += "timeout=" + std::to_string(left_ms) + "ms";
+    }
+    Result<HttpResponse> response = transport_->Request(method, target, body, content_type);
     const std::optional<std::chrono::milliseconds> wait = RetryDelay(method, response, attempt);
     if (!wait) return response;
     log::Info("retrying a Kubernetes API request",
@@ -549,7 +571,7 @@ Status RestKubeApi::Watch(const ResourceRef& r, const std::string& ns,
         !event.contains("object") || !event["object"].is_object()) {
       log::Warn("malformed watch event; ending the watch",
                 {{"resource", r.resource}, {"namespace", ns}, {"line", Excerpt(line)}});
-      return end_with(Status::Unavailable(what + ": malformed event: " + Excerpt(line)));
+      return end_with(Unreadable(what + ": malformed event: " + Excerpt(line)));
     }
     WatchEvent e{event["type"].get<std::string>(), std::move(event["object"])};
     if (e.type == "ERROR") {
@@ -578,8 +600,8 @@ Status RestKubeApi::Watch(const ResourceRef& r, const std::string& ns,
       const size_t newline = chunk.find('\n');
       const std::string_view piece = chunk.substr(0, newline);
       if (pending.size() + piece.size() > max_line) {
-        return end_with(Status::Unavailable(what + ": event larger than " +
-                                            std::to_string(max_line) + " bytes"));
+        return end_with(
+            Unreadable(what + ": event larger than " + std::to_string(max_line) + " bytes"));
       }
       if (newline == std::string_view::npos) {
         pending.append(piece);
@@ -605,7 +627,7 @@ Status RestKubeApi::Watch(const ResourceRef& r, const std::string& ns,
   if (stop.load() || http_status == 0) return Status::Ok();
   if (http_status != 200) return StatusFromHttp(http_status, error_body, what);
   // The server writes a newline after every event; a last line without one is still an event
-  // when it is complete JSON (a truncated one fails to parse and ends with Unavailable).
+  // when it is complete JSON (a truncated one fails to parse and ends with Gone).
   if (!pending.empty()) {
     handle_line(pending);
     if (ended) return outcome;

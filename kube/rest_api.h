@@ -60,8 +60,8 @@ struct RestKubeApiOptions {
   // so that the watches of many replicas do not all restart at the same moment.
   std::chrono::seconds watch_timeout{300};
   std::chrono::seconds watch_timeout_jitter{60};
-  // One watch event (one object) larger than this ends the watch with Unavailable. Objects are
-  // limited to about 1.5 MiB by etcd; this only bounds a misbehaving stream.
+  // One watch event (one object) larger than this ends the watch with Gone (list again). Objects
+  // are limited to about 1.5 MiB by etcd; this only bounds a misbehaving stream.
   size_t max_watch_event_bytes = size_t{16} * 1024 * 1024;
   const Clock* clock = nullptr;  // measures the rate limiter; null: Clock::Real()
   struct Retry {
@@ -73,6 +73,12 @@ struct RestKubeApiOptions {
   } retry;
   // Waits between attempts; null: std::this_thread::sleep_for. For tests.
   std::function<void(std::chrono::milliseconds)> sleep;
+  // Fencing for a client that writes only under a Lease (LeaderElector::LeadershipDeadline):
+  // when set, every write (any method but GET) and each of its retries asks it for a deadline
+  // on `clock`. Nothing, or a deadline already passed: the write is not sent (Unavailable).
+  // Otherwise the request carries `timeout=<ms left>ms`, so the API server gives it up at the
+  // deadline instead of applying it after another replica has taken the Lease.
+  std::function<std::optional<Clock::TimePoint>()> write_deadline;
 };
 
 // The retry policy of a command that is not inside an admission request (`uninstall`): 6 attempts
@@ -136,9 +142,10 @@ class RestKubeApi final : public KubeApi {
   // Each complete line is one event, handed to `on_event` at once (BOOKMARK events included).
   //  - non-200 answer: the mapped Status (410 is Gone);
   //  - ERROR event: Gone when its Status has code 410, else Unavailable with its message;
-  //  - a line that is not an event (not JSON, no type, no object) or longer than
-  //    max_watch_event_bytes: Unavailable, so that the caller resumes from the last version it
-  //    saw instead of silently missing an event;
+  //  - a line that is not an event (not JSON, no type, no object), longer than
+  //    max_watch_event_bytes, or cut short at the end of the stream: Gone. The event is not
+  //    skipped silently, and resuming from the last version seen would read the same event again
+  //    for ever, so the caller must list again (the list's version is past it);
   //  - the server ending the stream, `on_event` returning false, `stop` set: Ok.
   // An empty `resource_version` starts from the current state (the server sends it as ADDED).
   Status Watch(const ResourceRef& r, const std::string& ns, const std::string& resource_version,

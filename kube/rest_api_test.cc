@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "kube/informer.h"
 #include "kube/kube_lookup.h"
 #include "kube/testutil.h"
 
@@ -772,7 +773,7 @@ TEST_F(RestKubeApiTest, WatchOtherHttpErrorsAreMapped) {
   EXPECT_EQ(Watch().code(), Status::Code::kUnavailable);
 }
 
-TEST_F(RestKubeApiTest, WatchMalformedLinesEndTheWatchWithoutLosingEarlierEvents) {
+TEST_F(RestKubeApiTest, WatchMalformedLinesEndTheWatchAsGoneWithoutLosingEarlierEvents) {
   for (const std::string& bad : std::vector<std::string>{
            "this is not json", R"({"type":"ADDED"})", "[1,2,3]", R"({"type":5,"object":{}})",
            R"({"type":"ADDED","object":"a string"})", R"({"type":"ADDED","object":{"a":)",
@@ -783,13 +784,13 @@ TEST_F(RestKubeApiTest, WatchMalformedLinesEndTheWatchWithoutLosingEarlierEvents
          {Event("ADDED", "a", "8") + "\n" + bad + "\n", Event("ADDED", "b", "9") + "\n"}});
     events_.clear();
     Status s = Watch();
-    EXPECT_EQ(s.code(), Status::Code::kUnavailable) << bad;
+    EXPECT_EQ(s.code(), Status::Code::kGone) << bad;
     EXPECT_THAT(s.message(), HasSubstr("malformed event")) << bad;
     EXPECT_THAT(events_, ElementsAre("ADDED a")) << bad;
   }
 }
 
-TEST_F(RestKubeApiTest, WatchLineOverTheLimitIsUnavailable) {
+TEST_F(RestKubeApiTest, WatchLineOverTheLimitIsGone) {
   options_.max_watch_event_bytes = 200;
   const std::string big = Event("ADDED", std::string(300, 'x'), "9");
   transport_->Script(
@@ -797,20 +798,79 @@ TEST_F(RestKubeApiTest, WatchLineOverTheLimitIsUnavailable) {
        200,
        {Event("ADDED", "a", "8") + "\n" + big.substr(0, 150), big.substr(150), "\n"}});
   Status s = Watch();
-  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  EXPECT_EQ(s.code(), Status::Code::kGone);
   EXPECT_THAT(s.message(), HasSubstr("larger than 200 bytes"));
   EXPECT_THAT(events_, ElementsAre("ADDED a"));
   // Stopped reading as soon as the limit was passed.
   EXPECT_EQ(transport_->chunks_delivered(), 2);
 }
 
+// An informer over the REST client: a watch that ends on an event it cannot read, or with 410
+// Gone, lists again and watches from the new list's version. Resuming from the version before
+// the event would read the same event again for ever, and the cache would freeze (issue 14,
+// suspect 2).
+TEST_F(RestKubeApiTest, InformerRelistsAfterAWatchItCannotResume) {
+  options_.max_watch_event_bytes = 200;
+  const std::string huge = Event("MODIFIED", std::string(300, 'x'), "11");
+  const std::vector<std::pair<std::string, StreamScript>> endings = {
+      {"oversized event", {Status::Ok(), 200, {huge + "\n"}}},
+      {"malformed event",
+       {Status::Ok(),
+        200,
+        {R"({"type":"MODIFIED","object":{"metadata":)"
+         "\n"}}},
+      {"ERROR event 410",
+       {Status::Ok(),
+        200,
+        {R"({"type":"ERROR","object":{"kind":"Status","code":410,)"
+         R"("message":"too old resource version"}})"
+         "\n"}}},
+      {"HTTP 410", {Status::Ok(), 410, {R"({"kind":"Status","code":410,"reason":"Expired"})"}}},
+  };
+  for (const auto& [ending, script] : endings) {
+    transport_ = std::make_shared<FakeTransport>();
+    api_.reset();
+    std::atomic<int> lists{0};
+    transport_->SetHandler([&lists](const Recorded&) {
+      // The first list is at version 10; the second, after the unreadable event, at 20 and
+      // holds the object as it is now.
+      const int n = ++lists;
+      const std::string rv = n == 1 ? "10" : "20";
+      const std::string name = n == 1 ? "a" : "b";
+      return HttpResponse{200, R"({"kind":"BackupList","metadata":{"resourceVersion":")" + rv +
+                                   R"("},"items":[{"metadata":{"name":")" + name +
+                                   R"(","resourceVersion":")" + rv + R"("}}]})"};
+    });
+    transport_->Script(script);
+    StreamScript idle;
+    idle.hold_open = true;
+    transport_->Script(idle);
+    Informer informer(api(), kBackups, kNs, [](const std::string&) {});
+    std::atomic<bool> stop{false};
+    std::thread runner([&] { informer.Run(stop); });
+    for (int i = 0; i < 500 && transport_->streams().size() < 2; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    stop = true;
+    runner.join();
+    const std::vector<Recorded> streams = transport_->streams();
+    ASSERT_GE(streams.size(), 2u) << ending;
+    EXPECT_THAT(streams[0].path, HasSubstr("resourceVersion=10&")) << ending;
+    EXPECT_THAT(streams[1].path, HasSubstr("resourceVersion=20&"))
+        << ending << ": the second watch must follow a new list, not resume before the event";
+    EXPECT_EQ(lists.load(), 2) << ending;
+    EXPECT_TRUE(informer.Get("b").has_value()) << ending;
+    EXPECT_FALSE(informer.Get("a").has_value()) << ending;
+  }
+}
+
 TEST_F(RestKubeApiTest, WatchLastLineWithoutNewlineIsStillAnEvent) {
   transport_->Script({Status::Ok(), 200, {Event("ADDED", "a", "8")}});
   ASSERT_TRUE(Watch().ok());
   EXPECT_THAT(events_, ElementsAre("ADDED a"));
-  // A truncated last line is not.
+  // A truncated last line is not: Gone, so the caller lists again instead of missing it.
   transport_->Script({Status::Ok(), 200, {Event("ADDED", "a", "8").substr(0, 20)}});
-  EXPECT_EQ(Watch().code(), Status::Code::kUnavailable);
+  EXPECT_EQ(Watch().code(), Status::Code::kGone);
 }
 
 TEST_F(RestKubeApiTest, WatchEndsWhenTheCallbackSaysSo) {
@@ -982,6 +1042,52 @@ TEST_F(RestKubeApiRetryTest, TimeoutsOfReadsPatchesAndDeletesAreRetried) {
   EXPECT_TRUE(api().MergePatch(kBackups, kNs, "b-1", {{"metadata", json::object()}}).ok());
   EXPECT_TRUE(api().Delete(kBackups, kNs, "b-1", "uid-1").ok());
   EXPECT_EQ(transport_->requests().size(), 6u);
+}
+
+// Fencing (issue 14, suspect 4): a write made under a Lease carries what is left of the
+// leadership as the API server's timeout, and none is sent (nor retried) once it has lapsed.
+TEST_F(RestKubeApiTest, WritesCarryWhatIsLeftOfTheLeadershipAsTheirServerTimeout) {
+  ManualClock clock;
+  options_.clock = &clock;
+  options_.write_deadline = [&clock]() -> std::optional<Clock::TimePoint> {
+    return clock.Now() + std::chrono::milliseconds(2500);
+  };
+  transport_->AnswerAll(200, R"({"kind":"Backup","metadata":{"name":"b-1"}})");
+  ASSERT_TRUE(api().Get(kBackups, kNs, "b-1").ok());
+  ASSERT_TRUE(api().MergePatch(kBackups, kNs, "b-1", {{"metadata", json::object()}}).ok());
+  ASSERT_TRUE(api().Delete(kBackups, kNs, "b-1", "uid-1").ok());
+  ASSERT_TRUE(api().Create(kSecrets, kNs, {{"metadata", {{"name", "s"}}}}).ok());
+  EXPECT_THAT(transport_->request_lines(),
+              ElementsAre(std::string("GET ") + kBackupsPath + "/b-1",
+                          std::string("PATCH ") + kBackupsPath + "/b-1?timeout=2500ms",
+                          std::string("DELETE ") + kBackupsPath + "/b-1?timeout=2500ms",
+                          "POST /api/v1/namespaces/longhorn-system/secrets?timeout=2500ms"));
+}
+
+TEST_F(RestKubeApiTest, NoWriteIsSentOnceTheLeadershipHasLapsed) {
+  std::optional<Clock::TimePoint> deadline;  // not leader
+  options_.write_deadline = [&deadline] { return deadline; };
+  Status patched = api().MergePatch(kBackups, kNs, "b-1", {{"metadata", json::object()}}).status();
+  EXPECT_EQ(patched.code(), Status::Code::kUnavailable);
+  EXPECT_THAT(patched.message(), HasSubstr("leadership"));
+  deadline = Clock::Real()->Now() - std::chrono::milliseconds(1);  // lapsed a moment ago
+  EXPECT_EQ(api().Delete(kBackups, kNs, "b-1", "uid-1").code(), Status::Code::kUnavailable);
+  EXPECT_TRUE(api().Get(kBackups, kNs, "b-1").ok()) << "reads are not fenced";
+  EXPECT_THAT(transport_->request_lines(),
+              ElementsAre(std::string("GET ") + kBackupsPath + "/b-1"));
+}
+
+TEST_F(RestKubeApiRetryTest, RetriesOfAWriteStopWhenTheLeadershipLapses) {
+  std::atomic<int> renewals_left{2};  // leadership holds for the first two attempts only
+  options_.write_deadline = [&renewals_left]() -> std::optional<Clock::TimePoint> {
+    if (renewals_left.fetch_sub(1) <= 0) return std::nullopt;
+    return Clock::Real()->Now() + std::chrono::seconds(5);
+  };
+  transport_->AnswerAll(503, R"({"kind":"Status","code":503,"message":"etcd timeout"})");
+  Status s = api().MergePatch(kBackups, kNs, "b-1", {{"metadata", json::object()}}).status();
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  EXPECT_THAT(s.message(), HasSubstr("leadership"));
+  EXPECT_EQ(transport_->requests().size(), 2u);
 }
 
 TEST_F(RestKubeApiRetryTest, ACreateOrUpdateWhoseOutcomeIsUnknownIsNotSentAgain) {

@@ -100,6 +100,7 @@ Controller::Controller(kube::KubeApi& api, ControllerOptions options, ProcessorM
       metrics_(metrics),
       is_leader_(std::move(is_leader)),
       executor_(api, options_.ns, is_leader_),
+      deletions_(options_.clock != nullptr ? options_.clock : kube::Clock::Real()),
       queue_(options_.backoff_base, options_.backoff_max) {
   std::map<std::string, kube::Informer*> raw;
   for (const std::string& resource : WatchedResources()) {
@@ -141,9 +142,7 @@ void Controller::Stop() {
 
 void Controller::EnqueueAll() {
   for (const auto& [resource, informer] : informers_) {
-    for (const json& obj : informer->List()) {
-      queue_.Add(Key(resource, longhorn::StringAt(obj, {"metadata", "name"})));
-    }
+    for (const std::string& name : informer->Names()) queue_.Add(Key(resource, name));
   }
 }
 
@@ -169,7 +168,7 @@ void Controller::OnChange(const std::string& resource, const std::string& name) 
     // every child waiting for release is looked at again.
     for (std::string_view child :
          {res::kBackups, res::kBackupVolumes, res::kBackupBackingImages, res::kSystemBackups}) {
-      for (const json& obj : InformerFor(std::string(child))->List()) {
+      for (const json& obj : InformerFor(std::string(child))->ListDeleting()) {
         if (NeedsRelease(obj)) {
           queue_.Add(Key(std::string(child), longhorn::StringAt(obj, {"metadata", "name"})));
         }
@@ -199,7 +198,7 @@ void Controller::OnChange(const std::string& resource, const std::string& name) 
       }
     } else {
       // Unknown volume (the backup is gone): re-check every BackupVolume being deleted.
-      for (const json& bv : InformerFor(std::string(res::kBackupVolumes))->List()) {
+      for (const json& bv : InformerFor(std::string(res::kBackupVolumes))->ListDeleting()) {
         if (NeedsRelease(bv)) {
           queue_.Add(
               Key(std::string(res::kBackupVolumes), longhorn::StringAt(bv, {"metadata", "name"})));
@@ -214,6 +213,7 @@ RuleContext Controller::Context() {
   ctx.ns = options_.ns;
   ctx.now = std::chrono::system_clock::now();
   ctx.release_grace = options_.release_grace;
+  ctx.deletions = &deletions_;
   auto flag = view_->Get(res::kSettings, options_.ns, longhorn::kDeletingConfirmationFlag);
   ctx.uninstall_confirmed = flag && longhorn::ConfirmationFlagTrue(*flag);
   return ctx;
@@ -243,12 +243,15 @@ Status Controller::Reconcile(const std::string& key) {
     return executor_.Cascade(PlanBackupTarget(*obj, *view_, ctx));
   }
   if (!NeedsRelease(*obj)) return Status::Ok();
+  // Starts this deletion's monotonic reading even before an uninstall is confirmed, so that a
+  // confirmation long after the deletion releases it without waiting another grace.
+  (void)SecondsDeletingIn(*obj, ctx);
 
   const Plan plan = PlanFor(resource, *obj, *view_, ctx);
   if (Status s = executor_.Cascade(plan); !s.ok()) return s;
   if (!plan.release) {
     if (ctx.uninstall_confirmed) {
-      const long long deleting = SecondsDeleting(*obj, ctx.now);
+      const long long deleting = SecondsDeletingIn(*obj, ctx);
       const long long left = options_.release_grace.count() - std::max(0LL, deleting);
       queue_.AddAfter(key, std::chrono::milliseconds((std::max(0LL, left) + 1) * 1000));
     }
@@ -326,7 +329,7 @@ void Controller::UpdateDeletingMetrics() {
     if (resource == res::kSettings) continue;
     double count = 0;
     double oldest = 0;
-    for (const json& obj : informer->List()) {
+    for (const json& obj : informer->ListDeleting()) {
       if (!NeedsRelease(obj)) continue;
       ++count;
       oldest = std::max(oldest, static_cast<double>(std::max(0LL, SecondsDeleting(obj, now))));

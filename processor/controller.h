@@ -19,8 +19,10 @@
 #include <vector>
 
 #include "kube/api.h"
+#include "kube/clock.h"
 #include "kube/informer.h"
 #include "kube/lookup.h"
+#include "processor/deletion_clock.h"
 #include "processor/executor.h"
 #include "processor/metrics.h"
 #include "processor/workqueue.h"
@@ -34,6 +36,8 @@ struct ControllerOptions {
   std::chrono::seconds release_grace{90};
   std::chrono::milliseconds backoff_base{100};
   std::chrono::milliseconds backoff_max{60000};
+  // The monotonic clock the uninstall grace is measured with (DeletionClock); null: the real one.
+  const kube::Clock* clock = nullptr;
 };
 
 // The kinds the processor watches, in SPEC.md's table order.
@@ -86,6 +90,7 @@ class Controller {
   ProcessorMetrics* metrics_;  // may be null
   const std::function<bool()> is_leader_;
   Executor executor_;
+  DeletionClock deletions_;
   WorkQueue queue_;
   std::map<std::string, std::unique_ptr<kube::Informer>> informers_;
   std::unique_ptr<CacheLookup> view_;

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "kube/clock.h"
 #include "tests/testing/fake_kube_api.h"
 
 namespace bg::processor {
@@ -50,6 +51,7 @@ class ControllerTest : public ::testing::Test {
     o.backoff_base = std::chrono::milliseconds(5);
     o.backoff_max = std::chrono::milliseconds(50);
     o.release_grace = std::chrono::seconds(1);
+    o.clock = clock_;
     controller_ = std::make_unique<Controller>(api_, o, nullptr, [this] { return leader_.load(); });
     controller_->Start();
     ASSERT_TRUE(Eventually([&] { return controller_->Synced(); }));
@@ -73,6 +75,7 @@ class ControllerTest : public ::testing::Test {
   }
 
   FakeKubeApi api_;
+  const kube::Clock* clock_ = nullptr;  // the grace's monotonic clock; null: the real one
   json target_;
   std::atomic<bool> leader_{true};
   std::unique_ptr<Controller> controller_;
@@ -160,6 +163,26 @@ TEST_F(ControllerTest, DeadApiServerIsRetriedWithBackoffUntilItAnswers) {
   ASSERT_TRUE(api_.Delete(R("backups"), kNs, "failed", "").ok());
   EXPECT_TRUE(Eventually([&] { return Gone("backups", "failed"); }));
   EXPECT_GE(api_.calls("patch"), 6);
+}
+
+// The fake API stamps deletions 2026-01-01, long before this test runs: to the local wall clock
+// the deletion is months old, as a just-made deletion is to a replica whose clock is ahead. The
+// grace is still counted from when the processor first saw the deletion (issue 14, suspect 10).
+TEST_F(ControllerTest, UninstallGraceIsCountedFromTheFirstSightingNotTheLocalWallClock) {
+  kube::ManualClock monotonic;
+  clock_ = &monotonic;
+  api_.Seed(R("volumes"), {{"metadata", Meta("vol-1")}, {"spec", {{"Standby", true}}}});
+  api_.Seed(R("settings"),
+            {{"metadata", {{"name", "deleting-confirmation-flag"}, {"namespace", kNs}}},
+             {"value", "true"}});
+  Start();
+  const int patches = api_.calls("patch");
+  ASSERT_TRUE(api_.Delete(R("volumes"), kNs, "vol-1", "").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // reconciled and re-queued
+  EXPECT_FALSE(Gone("volumes", "vol-1")) << "released before the grace had passed";
+  EXPECT_EQ(api_.calls("patch"), patches);
+  monotonic.Advance(std::chrono::seconds(1));
+  EXPECT_TRUE(Eventually([&] { return Gone("volumes", "vol-1"); }));
 }
 
 TEST_F(ControllerTest, UninstallGraceReleasesWhatTheEngineWouldOwn) {

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "common/longhorn.h"
+#include "processor/deletion_clock.h"
 
 namespace bg::processor {
 
@@ -22,7 +23,7 @@ Plan Release(const char* why) {
 // SPEC: during an uninstall, an object still deleting after the grace period is released.
 Plan ApplyUninstallGrace(Plan plan, const json& obj, const RuleContext& ctx) {
   if (plan.release || !ctx.uninstall_confirmed || !longhorn::IsBeingDeleted(obj)) return plan;
-  const long long deleting = SecondsDeleting(obj, ctx.now);
+  const long long deleting = SecondsDeletingIn(obj, ctx);
   if (deleting >= 0 && deleting >= ctx.release_grace.count()) {
     plan.release = true;
     plan.reason = reason::kUninstallGrace;
@@ -155,12 +156,24 @@ bool NeedsRelease(const json& obj) {
   return longhorn::IsBeingDeleted(obj) && longhorn::HasFinalizer(obj, longhorn::kFinalizer);
 }
 
-long long SecondsDeleting(const json& obj, std::chrono::system_clock::time_point now) {
+std::optional<std::chrono::system_clock::time_point> DeletionTime(const json& obj) {
   const std::string ts = longhorn::StringAt(obj, {"metadata", "deletionTimestamp"});
   std::tm tm{};
-  if (ts.empty() || strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return -1;
-  const auto then = std::chrono::system_clock::from_time_t(timegm(&tm));
-  return std::chrono::duration_cast<std::chrono::seconds>(now - then).count();
+  if (ts.empty() || strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) {
+    return std::nullopt;
+  }
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+long long SecondsDeleting(const json& obj, std::chrono::system_clock::time_point now) {
+  const auto then = DeletionTime(obj);
+  if (!then) return -1;
+  return std::chrono::duration_cast<std::chrono::seconds>(now - *then).count();
+}
+
+long long SecondsDeletingIn(const json& obj, const RuleContext& ctx) {
+  return ctx.deletions != nullptr ? ctx.deletions->SecondsDeleting(obj, ctx.now)
+                                  : SecondsDeleting(obj, ctx.now);
 }
 
 // Engine: controller/backup_controller.go, reconcile (deletion branch): the remote backup is

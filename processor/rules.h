@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,12 +41,22 @@ struct Plan {
   std::size_t children_remaining = 0;
 };
 
+class DeletionClock;
+
 struct RuleContext {
   std::string ns;
   bool uninstall_confirmed = false;  // deleting-confirmation-flag is "true"
   std::chrono::system_clock::time_point now;
   std::chrono::seconds release_grace{90};
+  // Measures the uninstall grace so that a local clock ahead of the API server's cannot shorten
+  // it (processor/deletion_clock.h); the processor sets it. Null: `now` against
+  // deletionTimestamp alone, as `diagnose` and `backup-guard uninstall` read it (a command
+  // restarted after a crash must not wait the grace again for what it deleted before).
+  DeletionClock* deletions = nullptr;
 };
+
+// How long `obj` has been deleting under `ctx`: by ctx.deletions when set, else SecondsDeleting.
+long long SecondsDeletingIn(const nlohmann::json& obj, const RuleContext& ctx);
 
 // The engine's own test for whether it deletes an object's data in the backup store when the
 // object is deleted: its BackupTarget is *available* (exists, is not being deleted, has a URL and
@@ -110,6 +121,9 @@ Plan PlanFor(const std::string& resource, const nlohmann::json& obj, kube::Resou
 // The upgrade rule: the owner reference a SystemBackup without one should get now, or null.
 nlohmann::json MissingOwnerReference(const nlohmann::json& system_backup,
                                      kube::ResourceLookup& view, const std::string& ns);
+
+// metadata.deletionTimestamp (the API server's clock), or nothing when absent or unparseable.
+std::optional<std::chrono::system_clock::time_point> DeletionTime(const nlohmann::json& obj);
 
 // Seconds since metadata.deletionTimestamp, or -1 when absent or unparseable.
 long long SecondsDeleting(const nlohmann::json& obj, std::chrono::system_clock::time_point now);

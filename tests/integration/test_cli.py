@@ -83,3 +83,18 @@ def test_default_listeners_answer_on_ipv4_and_ipv6(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.parametrize("lease,renew,retry,named", [
+    ("10s", "10s", "2s", "--leader-election-lease-duration (10s) must be greater than "
+                         "--leader-election-renew-deadline (10s)"),
+    ("15s", "20s", "2s", "--leader-election-lease-duration (15s) must be greater than"),
+    ("15s", "10s", "10s", "--leader-election-renew-deadline (10s) must be greater than 1.2 x "
+                          "--leader-election-retry-period (10s)"),
+    ("15s", "10s", "0s", "must be positive"),
+])
+def test_lease_timings_that_client_go_refuses_exit_2_with_the_rule(lease, renew, retry, named):
+    proc = run("serve", "--leader-election-lease-duration", lease,
+               "--leader-election-renew-deadline", renew, "--leader-election-retry-period", retry)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert named in proc.stderr, proc.stderr
