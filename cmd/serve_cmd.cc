@@ -266,6 +266,7 @@ int Serve(int argc, char** argv) {
     so.leaf_lifetime = seconds("cert-lifetime");
     so.ca_lifetime = seconds("ca-lifetime");
     so.sync_interval = Millis(durations["cert-sync-interval"]);
+    so.replica_id = Identity();  // publishes the certificate it serves (CA rotation step 3)
     self_managed = std::make_unique<certs::SelfManagedCertificates>(*api, so, certificates,
                                                                     &cert_metrics, is_leader);
     // Until the Secret is read the listener serves a throwaway pair and /readyz says no.
