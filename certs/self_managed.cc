@@ -93,18 +93,27 @@ bool StillVerifies(X509* leaf, const std::vector<X509Ptr>& cas, std::time_t now)
   });
 }
 
-// The key of a replica's entry in the publication: a name part of at most 63 characters.
+std::string Hex(const unsigned char* bytes, unsigned int n) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out += kHex[bytes[i] >> 4];
+    out += kHex[bytes[i] & 0xf];
+  }
+  return out;
+}
+
+// The key of a replica's entry in the publication: its name part is 16 characters (at most 63).
 std::string EntryKey(const std::string& replica_id) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   EVP_Digest(replica_id.data(), replica_id.size(), digest, &n, EVP_sha256(), nullptr);
-  static const char kHex[] = "0123456789abcdef";
-  std::string key = kServedAnnotationPrefix;
-  for (unsigned int i = 0; i < 8 && i < n; ++i) {
-    key += kHex[digest[i] >> 4];
-    key += kHex[digest[i] & 0xf];
-  }
-  return key;
+  return kServedAnnotationPrefix + Hex(digest, std::min(n, 8U));
+}
+
+std::string StringField(const json& obj, const char* key) {
+  return obj.is_object() && obj.contains(key) && obj[key].is_string() ? obj[key].get<std::string>()
+                                                                      : "";
 }
 
 std::string Annotation(const json& obj, const char* key) {
@@ -129,13 +138,7 @@ std::string Fingerprint(X509* cert) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   if (cert == nullptr || X509_digest(cert, EVP_sha256(), digest, &n) != 1) return "";
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
-  return out;
+  return Hex(digest, n);
 }
 
 SelfManagedCertificates::SelfManagedCertificates(kube::KubeApi& api, SelfManagedOptions options,
@@ -274,10 +277,9 @@ Status SelfManagedCertificates::LeaderPass(json& secret) {
     } else if (cas.size() > 1 && by_current && Now() - leaf_issued >= overlap_s) {
       // Step 3 waits until the bundles still trust the new CA and every live replica serves
       // its leaf, unless no old CA can verify anything any more.
-      const bool old_cas_expired =
-          std::all_of(cas.begin() + 1, cas.end(), [now](const X509Ptr& old) {
-            return AsnToTime(X509_get0_notAfter(old.get())) <= now;
-          });
+      const bool old_cas_expired = std::all_of(
+          cas.begin() + 1, cas.end(),
+          [now](const X509Ptr& old) { return AsnToTime(X509_get0_notAfter(old.get())) <= now; });
       std::string wait = WhyBundlesDoNotTrust(ca);
       if (wait.empty()) wait = WhyReplicasDoNotServe(Fingerprint(ca));
       if (wait.empty() || old_cas_expired) {
@@ -296,6 +298,7 @@ Status SelfManagedCertificates::LeaderPass(json& secret) {
   auto updated = api_.Update(kSecrets, options_.ns, secret);
   if (!updated.ok()) return updated.status();  // a 409 retries on the next pass
   log::Info("certificate Secret updated", {{"secret", options_.secret_name}, {"why", why}});
+  last_wait_.clear();  // the next wait is news again
   secret = std::move(updated).value();
   return Status::Ok();
 }
@@ -338,7 +341,7 @@ std::string SelfManagedCertificates::WhyBundlesDoNotTrust(X509* ca) {
       if (config.status().IsNotFound()) continue;  // nothing calls through it
       return "cannot read " + ref.kind + " " + name + ": " + config.status().message();
     }
-    const json& hooks = config->value("webhooks", json::array());
+    const json hooks = config->is_object() ? config->value("webhooks", json()) : json();
     if (!hooks.is_array()) continue;
     for (const json& hook : hooks) {
       const json client = hook.is_object() ? hook.value("clientConfig", json::object()) : json();
@@ -349,8 +352,8 @@ std::string SelfManagedCertificates::WhyBundlesDoNotTrust(X509* ca) {
       const bool has = std::any_of(trusted.begin(), trusted.end(),
                                    [ca](const X509Ptr& c) { return X509_cmp(c.get(), ca) == 0; });
       if (!has) {
-        return "the caBundle of webhook " + (hook.is_object() ? hook.value("name", "") : "") +
-               " in " + ref.kind + " " + name + " does not hold the new CA yet";
+        return "the caBundle of webhook " + StringField(hook, "name") + " in " + ref.kind + " " +
+               name + " does not hold the new CA yet";
       }
     }
   }
@@ -376,11 +379,11 @@ std::string SelfManagedCertificates::WhyReplicasDoNotServe(const std::string& ca
   }
   const long long now = Now();
   const long long expiry_s = std::max<long long>(
-      1, std::chrono::duration_cast<std::chrono::seconds>(
-             options_.publication_expiry.count() > 0 ? options_.publication_expiry
-                                                     : 6 * options_.sync_interval)
+      1, std::chrono::duration_cast<std::chrono::seconds>(options_.publication_expiry.count() > 0
+                                                              ? options_.publication_expiry
+                                                              : 6 * options_.sync_interval)
              .count());
-  const json& meta = lease->value("metadata", json::object());
+  const json meta = lease->is_object() ? lease->value("metadata", json()) : json();
   json ann = meta.is_object() ? meta.value("annotations", json::object()) : json::object();
   if (!ann.is_object()) ann = json::object();
   std::map<std::string, Seen> seen;
@@ -401,9 +404,9 @@ std::string SelfManagedCertificates::WhyReplicasDoNotServe(const std::string& ca
     }
     if (key == own_key) self_live = true;
     const json parsed = json::parse(entry.value, nullptr, /*allow_exceptions=*/false);
-    const std::string ca = parsed.is_object() ? parsed.value("ca", "") : "";
-    if (ca != ca_fingerprint && waiting.empty()) {
-      const std::string replica = parsed.is_object() ? parsed.value("replica", key) : key;
+    if (StringField(parsed, "ca") != ca_fingerprint && waiting.empty()) {
+      const std::string replica =
+          StringField(parsed, "replica").empty() ? key : StringField(parsed, "replica");
       waiting = "replica " + replica + " still serves a certificate of another CA";
     }
   }
@@ -412,9 +415,8 @@ std::string SelfManagedCertificates::WhyReplicasDoNotServe(const std::string& ca
     // Entries of replicas that are gone: removed, so the Lease stays small.
     json patch = json::object();
     for (const std::string& key : gone) patch[key] = nullptr;
-    auto pruned =
-        api_.MergePatch(kube::kLeases, options_.ns, PublicationName(),
-                        json{{"metadata", {{"annotations", patch}}}});
+    auto pruned = api_.MergePatch(kube::kLeases, options_.ns, PublicationName(),
+                                  json{{"metadata", {{"annotations", patch}}}});
     log::Info("served-certificate entries of replicas that are gone removed",
               {{"lease", PublicationName()}, {"entries", gone}, {"ok", pruned.ok()}});
   }
@@ -429,7 +431,8 @@ Status SelfManagedCertificates::Publish() {
                       {"leaf", served_leaf_fp_},
                       {"ca", served_ca_fp_},
                       {"beat", ++beat_}};
-  const json patch = {{"metadata", {{"annotations", {{EntryKey(options_.replica_id), entry.dump()}}}}}};
+  const json patch = {
+      {"metadata", {{"annotations", {{EntryKey(options_.replica_id), entry.dump()}}}}}};
   auto patched = api_.MergePatch(kube::kLeases, options_.ns, PublicationName(), patch);
   if (patched.ok()) return Status::Ok();
   if (!patched.status().IsNotFound()) return patched.status();

@@ -24,7 +24,10 @@ const kube::ResourceRef kValidating{"admissionregistration.k8s.io", "v1",
 class ResourceFaults final : public kube::KubeApi {
  public:
   ResourceFaults(kube::KubeApi& api, std::string verb, std::string resource, Status status)
-      : api_(api), verb_(std::move(verb)), resource_(std::move(resource)), status_(std::move(status)) {}
+      : api_(api),
+        verb_(std::move(verb)),
+        resource_(std::move(resource)),
+        status_(std::move(status)) {}
   bool failing = true;
 
   Result<json> Get(const kube::ResourceRef& r, const std::string& ns,
