@@ -500,9 +500,9 @@ void SelfManagedCertificates::ServeFrom(const std::string& cert_pem, const std::
 }
 
 Status SelfManagedCertificates::SyncOnce() {
-  const Status synced = SyncSecret();
+  Status synced = SyncSecret();
   // Published even when the Secret cannot be read: the leader must know what is still served.
-  const Status published = Publish();
+  Status published = Publish();
   if (!synced.ok()) return synced;
   return published;
 }
@@ -522,7 +522,7 @@ Status SelfManagedCertificates::SyncSecret() {
   const std::string ca_bundle = DataField(obj, "ca.crt");
   ServeFrom(DataField(obj, "tls.crt"), DataField(obj, "tls.key"), ca_bundle);
   if (!is_leader_() || ca_bundle.empty()) return Status::Ok();
-  const Status patched = PatchCaBundles(ca_bundle);
+  Status patched = PatchCaBundles(ca_bundle);
   // While the serving certificate waits for step 2, the bundles are read back right after they
   // were written, so the overlap starts as soon as they hold the new CA.
   std::vector<X509Ptr> cas = ParseCertificates(ca_bundle);

@@ -109,7 +109,8 @@ const std::vector<FlagSpec>& ServeFlags() {
       {"validating-webhook-configuration", "", "a configuration whose caBundle the leader keeps"},
       {"cert-lifetime", "720h", "serving certificate lifetime (renewed at two-thirds)"},
       {"ca-lifetime", "87600h", "CA lifetime (renewed at two-thirds)"},
-      {"cert-sync-interval", "10s", "how often every replica re-reads the certificate Secret"},
+      {"cert-sync-interval", "10s",
+       "how often every replica re-reads the certificate Secret and publishes what it serves"},
   };
   return specs;
 }
