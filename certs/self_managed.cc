@@ -461,7 +461,8 @@ Status SelfManagedCertificates::Withdraw() {
 void SelfManagedCertificates::NoteWait(const std::string& why) {
   if (why == last_wait_) return;
   last_wait_ = why;
-  log::Warn("certificate rotation waits", {{"secret", options_.secret_name}, {"why", why}});
+  // Info, not a warning: each rotation waits a few sync intervals at steps 2 and 3 by design.
+  log::Info("certificate rotation waits", {{"secret", options_.secret_name}, {"why", why}});
 }
 
 void SelfManagedCertificates::ServeFrom(const std::string& cert_pem, const std::string& key_pem,
