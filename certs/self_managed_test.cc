@@ -15,6 +15,83 @@ using testing::FakeKubeApi;
 const kube::ResourceRef kSecrets{"", "v1", "secrets", "Secret"};
 const kube::ResourceRef kMutating{"admissionregistration.k8s.io", "v1",
                                   "mutatingwebhookconfigurations", "MutatingWebhookConfiguration"};
+const kube::ResourceRef kValidating{"admissionregistration.k8s.io", "v1",
+                                    "validatingwebhookconfigurations",
+                                    "ValidatingWebhookConfiguration"};
+
+// One replica's view of the fake API, where chosen verbs on one resource fail while `failing`
+// (a replica whose Secret GETs fail, or whose caBundle writes do).
+class ResourceFaults final : public kube::KubeApi {
+ public:
+  ResourceFaults(kube::KubeApi& api, std::string verb, std::string resource, Status status)
+      : api_(api),
+        verb_(std::move(verb)),
+        resource_(std::move(resource)),
+        status_(std::move(status)) {}
+  bool failing = true;
+
+  Result<json> Get(const kube::ResourceRef& r, const std::string& ns,
+                   const std::string& name) override {
+    if (Fails("get", r)) return status_;
+    return api_.Get(r, ns, name);
+  }
+  Result<json> List(const kube::ResourceRef& r, const std::string& ns,
+                    const std::string& selector) override {
+    if (Fails("list", r)) return status_;
+    return api_.List(r, ns, selector);
+  }
+  Result<json> Create(const kube::ResourceRef& r, const std::string& ns, const json& o) override {
+    if (Fails("create", r)) return status_;
+    return api_.Create(r, ns, o);
+  }
+  Result<json> Update(const kube::ResourceRef& r, const std::string& ns, const json& o) override {
+    if (Fails("update", r)) return status_;
+    return api_.Update(r, ns, o);
+  }
+  Result<json> MergePatch(const kube::ResourceRef& r, const std::string& ns,
+                          const std::string& name, const json& patch) override {
+    if (Fails("patch", r)) return status_;
+    return api_.MergePatch(r, ns, name, patch);
+  }
+  Status Delete(const kube::ResourceRef& r, const std::string& ns, const std::string& name,
+                const std::string& uid) override {
+    if (Fails("delete", r)) return status_;
+    return api_.Delete(r, ns, name, uid);
+  }
+  Status Watch(const kube::ResourceRef& r, const std::string& ns, const std::string& from,
+               const std::function<bool(const kube::WatchEvent&)>& on_event,
+               const std::atomic<bool>& stop) override {
+    return api_.Watch(r, ns, from, on_event, stop);
+  }
+
+ private:
+  bool Fails(const std::string& verb, const kube::ResourceRef& r) const {
+    return failing && verb == verb_ && r.resource == resource_;
+  }
+  kube::KubeApi& api_;
+  const std::string verb_, resource_;
+  const Status status_;
+};
+
+json WebhookConfiguration(const std::string& name) {
+  return {{"metadata", {{"name", name}, {"namespace", ""}}},
+          {"webhooks", {{{"name", "a"}, {"clientConfig", {{"url", "https://x"}}}}}}};
+}
+
+// The CA certificates in the caBundle of the configuration's first webhook.
+std::vector<X509Ptr> BundleOf(FakeKubeApi& api, const kube::ResourceRef& r,
+                              const std::string& name) {
+  json config = *api.Peek(r, "", name);
+  const json& client = config["webhooks"][0]["clientConfig"];
+  if (!client.contains("caBundle")) return {};
+  return ParseCertificates(*kube::DecodeBase64(client["caBundle"].get<std::string>()));
+}
+
+bool Holds(const std::vector<X509Ptr>& bundle, X509* ca) {
+  for (const X509Ptr& c : bundle)
+    if (X509_cmp(c.get(), ca) == 0) return true;
+  return false;
+}
 
 std::string Field(const json& secret, const char* key) {
   return *kube::DecodeBase64(secret["data"][key].get<std::string>());
@@ -22,8 +99,9 @@ std::string Field(const json& secret, const char* key) {
 
 class SelfManagedTest : public ::testing::Test {
  protected:
-  SelfManagedOptions Options() {
+  SelfManagedOptions Options(const std::string& replica = "replica-a") {
     SelfManagedOptions o;
+    o.replica_id = replica;
     o.ns = "ns";
     o.secret_name = "bg-tls";
     o.service_name = "bg";
@@ -163,6 +241,196 @@ TEST_F(SelfManagedTest, DeadApiServerKeepsTheServedPair) {
   EXPECT_FALSE(certs.SyncOnce().ok());
   EXPECT_EQ(store.Current(), before);
   EXPECT_TRUE(certs.Ready());
+}
+
+// Suspect 5 of issue 14: step 2 was gated on elapsed time only, so a caBundle write that kept
+// failing left the API server trusting only the old CA while the leaf came from the new one.
+TEST_F(SelfManagedTest, CaRotationStep2WaitsUntilBothConfigurationsTrustTheNewCa) {
+  api_.Seed(kMutating, WebhookConfiguration("bg-mutating"));
+  api_.Seed(kValidating, WebhookConfiguration("bg-validating"));
+  ResourceFaults validating_writes_fail(api_, "update", "validatingwebhookconfigurations",
+                                        Status::Unavailable("HTTP 500: etcdserver: timeout"));
+  validating_writes_fail.failing = false;
+  SelfManagedOptions o = Options();
+  o.validating_configuration = "bg-validating";
+  o.leaf_lifetime = std::chrono::hours(24 * 90);
+  CertificateStore store;
+  SelfManagedCertificates certs(validating_writes_fail, o, store, nullptr, [] { return true; });
+  ASSERT_TRUE(certs.SyncOnce().ok());
+  const std::string old_leaf = Field(Secret(), "tls.crt");
+  ASSERT_EQ(BundleOf(api_, kValidating, "bg-validating").size(), 1u);
+
+  validating_writes_fail.failing = true;
+  offset_ = 21 * 24 * 3600;  // the CA is past two-thirds: step 1
+  EXPECT_FALSE(certs.SyncOnce().ok()) << "the validating caBundle write fails";
+  auto cas = ParseCertificates(Field(Secret(), "ca.crt"));
+  ASSERT_EQ(cas.size(), 2u) << "step 1: both CAs";
+  X509* new_ca = cas.front().get();
+  EXPECT_TRUE(Holds(BundleOf(api_, kMutating, "bg-mutating"), new_ca));
+  EXPECT_FALSE(Holds(BundleOf(api_, kValidating, "bg-validating"), new_ca));
+  for (int pass = 0; pass < 5; ++pass) {
+    offset_ += 60;  // far past the overlap (3 s)
+    certs.SyncOnce();
+    ASSERT_EQ(Field(Secret(), "tls.crt"), old_leaf)
+        << "pass " << pass << ": the leaf must stay with the old CA while the validating "
+        << "configuration trusts only the old CA";
+  }
+
+  validating_writes_fail.failing = false;
+  ASSERT_TRUE(certs.SyncOnce().ok()) << "the write goes through";
+  EXPECT_TRUE(Holds(BundleOf(api_, kValidating, "bg-validating"), new_ca));
+  ASSERT_TRUE(certs.SyncOnce().ok());
+  EXPECT_EQ(Field(Secret(), "tls.crt"), old_leaf)
+      << "read back trusted just now: the API servers' caches get the overlap first";
+  offset_ += 5;
+  ASSERT_TRUE(certs.SyncOnce().ok());
+  EXPECT_NE(Field(Secret(), "tls.crt"), old_leaf) << "step 2";
+  EXPECT_EQ(X509_verify(store.Current()->leaf(), X509_get0_pubkey(new_ca)), 1);
+}
+
+// The same when the write "succeeds" but the bundle read back is not ours (someone else, e.g. a
+// helm upgrade that owns the field, wrote an older one): the gate is what is read back.
+TEST_F(SelfManagedTest, CaRotationStep2WaitsWhenTheBundleReadBackLacksTheNewCa) {
+  api_.Seed(kMutating, WebhookConfiguration("bg-mutating"));
+  SelfManagedOptions o = Options();
+  o.leaf_lifetime = std::chrono::hours(24 * 90);
+  CertificateStore store;
+  SelfManagedCertificates certs(api_, o, store, nullptr, [] { return true; });
+  ASSERT_TRUE(certs.SyncOnce().ok());
+  const std::string old_leaf = Field(Secret(), "tls.crt");
+  const json old_config = *api_.Peek(kMutating, "", "bg-mutating");
+  offset_ = 21 * 24 * 3600;
+  ASSERT_TRUE(certs.SyncOnce().ok());
+  ASSERT_EQ(ParseCertificates(Field(Secret(), "ca.crt")).size(), 2u);
+  for (int pass = 0; pass < 3; ++pass) {
+    api_.Seed(kMutating, old_config);  // overwritten between our passes
+    offset_ += 60;
+    ASSERT_TRUE(certs.SyncOnce().ok());
+    ASSERT_EQ(Field(Secret(), "tls.crt"), old_leaf) << "pass " << pass;
+  }
+}
+
+// An expired leaf fails every call anyway: it is replaced even while the bundle lags.
+TEST_F(SelfManagedTest, CaRotationStep2GoesAheadWhenTheOldLeafHasExpired) {
+  api_.Seed(kMutating, WebhookConfiguration("bg-mutating"));
+  ResourceFaults writes_fail(api_, "update", "mutatingwebhookconfigurations",
+                             Status::Conflict("the object has been modified"));
+  writes_fail.failing = false;
+  CertificateStore store;
+  SelfManagedOptions o = Options();
+  o.leaf_lifetime = std::chrono::hours(24 * 22);
+  SelfManagedCertificates certs(writes_fail, o, store, nullptr, [] { return true; });
+  ASSERT_TRUE(certs.SyncOnce().ok());
+  const std::string old_leaf = Field(Secret(), "tls.crt");
+  writes_fail.failing = true;
+  offset_ = 21 * 24 * 3600;
+  certs.SyncOnce();
+  certs.SyncOnce();
+  EXPECT_EQ(Field(Secret(), "tls.crt"), old_leaf);
+  offset_ = 22 * 24 * 3600 + 60;  // the old leaf has expired
+  certs.SyncOnce();
+  EXPECT_NE(Field(Secret(), "tls.crt"), old_leaf);
+}
+
+class RotationWithTwoReplicasTest : public SelfManagedTest {
+ protected:
+  void SetUp() override {
+    api_.Seed(kMutating, WebhookConfiguration("bg-mutating"));
+    SelfManagedOptions lo = Options("replica-a");
+    lo.leaf_lifetime = std::chrono::hours(24 * 90);
+    SelfManagedOptions fo = Options("replica-b");
+    fo.leaf_lifetime = lo.leaf_lifetime;
+    leader_ = std::make_unique<SelfManagedCertificates>(api_, lo, leader_store_, nullptr,
+                                                        [] { return true; });
+    follower_ = std::make_unique<SelfManagedCertificates>(follower_api_, fo, follower_store_,
+                                                          nullptr, [] { return false; });
+    follower_api_.failing = false;
+    ASSERT_TRUE(leader_->SyncOnce().ok());
+    ASSERT_TRUE(follower_->SyncOnce().ok());
+    old_leaf_ = Field(Secret(), "tls.crt");
+    old_key_ = Field(Secret(), "tls.key");
+    // The follower's Secret GETs fail from now on (its /readyz stays 200: it still serves).
+    follower_api_.failing = true;
+    offset_ = 21 * 24 * 3600;
+    ASSERT_TRUE(leader_->SyncOnce().ok());  // step 1
+    EXPECT_FALSE(follower_->SyncOnce().ok());
+    offset_ += 5;
+    ASSERT_TRUE(leader_->SyncOnce().ok());  // step 2 (the bundle was read back at step 1)
+    ASSERT_NE(Field(Secret(), "tls.crt"), old_leaf_) << "step 2";
+    EXPECT_FALSE(follower_->SyncOnce().ok());
+  }
+  size_t CasInSecret() { return ParseCertificates(Field(Secret(), "ca.crt")).size(); }
+  json Publication() { return *api_.Peek(kube::kLeases, "ns", "bg-tls-served"); }
+
+  ResourceFaults follower_api_{api_, "get", "secrets", Status::PermissionDenied("HTTP 403")};
+  CertificateStore leader_store_, follower_store_;
+  std::unique_ptr<SelfManagedCertificates> leader_, follower_;
+  std::string old_leaf_, old_key_;
+};
+
+// Suspect 6 of issue 14: step 3 assumed every replica had re-read the Secret.
+TEST_F(RotationWithTwoReplicasTest, CaRotationStep3WaitsUntilEveryLiveReplicaServesTheNewLeaf) {
+  for (int pass = 0; pass < 5; ++pass) {
+    offset_ += 1;  // within the follower's publication expiry (6 s), which it keeps renewing
+    ASSERT_TRUE(leader_->SyncOnce().ok());
+    EXPECT_FALSE(follower_->SyncOnce().ok());
+    ASSERT_EQ(CasInSecret(), 2u) << "pass " << pass << ": replica-b still serves the old leaf";
+  }
+  EXPECT_EQ(X509_cmp(follower_store_.Current()->leaf(),
+                     (*TlsIdentity::FromPem(old_leaf_, old_key_))->leaf()),
+            0)
+      << "replica-b still serves the old leaf";
+  // The follower can read the Secret again: it serves the new leaf and says so.
+  follower_api_.failing = false;
+  ASSERT_TRUE(follower_->SyncOnce().ok());
+  offset_ += 1;
+  ASSERT_TRUE(leader_->SyncOnce().ok());
+  EXPECT_EQ(CasInSecret(), 1u) << "step 3 once both replicas serve the new leaf";
+  auto bundle = ParseCertificates(Field(Secret(), "ca.crt"));
+  EXPECT_EQ(X509_verify(follower_store_.Current()->leaf(), X509_get0_pubkey(bundle[0].get())), 1);
+}
+
+// A replica that is gone stops renewing its entry; once the leader has seen it unchanged for
+// the expiry (on its own clock), it no longer holds step 3, and the entry is removed.
+TEST_F(RotationWithTwoReplicasTest, AReplicaWhoseEntryStopsChangingIsGoneAfterTheExpiry) {
+  ASSERT_EQ(Publication()["metadata"]["annotations"].size(), 2u);
+  offset_ += 5;  // replica-b no longer publishes; the leader sees its entry for the first time
+  ASSERT_TRUE(leader_->SyncOnce().ok());
+  EXPECT_EQ(CasInSecret(), 2u);
+  offset_ += 5;  // unchanged for 5 s on the leader's clock: not yet the expiry (6 s)
+  ASSERT_TRUE(leader_->SyncOnce().ok());
+  EXPECT_EQ(CasInSecret(), 2u);
+  offset_ += 2;
+  ASSERT_TRUE(leader_->SyncOnce().ok());
+  EXPECT_EQ(CasInSecret(), 1u) << "replica-b's entry expired";
+  EXPECT_EQ(Publication()["metadata"]["annotations"].size(), 1u) << "and was removed";
+}
+
+// A replica that stops cleanly removes its own entry.
+TEST_F(SelfManagedTest, AReplicaThatStopsRemovesItsPublishedEntry) {
+  CertificateStore leader_store, store;
+  SelfManagedCertificates leader(api_, Options("replica-a"), leader_store, nullptr,
+                                 [] { return true; });
+  SelfManagedCertificates follower(api_, Options("replica-b"), store, nullptr,
+                                   [] { return false; });
+  ASSERT_TRUE(leader.SyncOnce().ok());
+  std::atomic<bool> stop{false};
+  std::thread run([&] { follower.Run(stop); });
+  for (int i = 0; i < 200; ++i) {
+    auto lease = api_.Peek(kube::kLeases, "ns", "bg-tls-served");
+    if (lease && (*lease)["metadata"]["annotations"].size() == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ((*api_.Peek(kube::kLeases, "ns", "bg-tls-served"))["metadata"]["annotations"].size(),
+            2u);
+  stop = true;
+  run.join();
+  json annotations = (*api_.Peek(kube::kLeases, "ns", "bg-tls-served"))["metadata"]["annotations"];
+  ASSERT_EQ(annotations.size(), 1u);
+  const json entry = json::parse(annotations.begin()->get<std::string>());
+  EXPECT_EQ(entry["replica"], "replica-a");
+  EXPECT_EQ(entry["leaf"], Fingerprint(leader_store.Current()->leaf()));
+  EXPECT_EQ(entry["ca"], Fingerprint(ParseCertificates(Field(Secret(), "ca.crt"))[0].get()));
 }
 
 }  // namespace

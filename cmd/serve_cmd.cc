@@ -92,7 +92,8 @@ const std::vector<FlagSpec>& ServeFlags() {
       {"validating-webhook-configuration", "", "a configuration whose caBundle the leader keeps"},
       {"cert-lifetime", "720h", "serving certificate lifetime (renewed at two-thirds)"},
       {"ca-lifetime", "87600h", "CA lifetime (renewed at two-thirds)"},
-      {"cert-sync-interval", "10s", "how often every replica re-reads the certificate Secret"},
+      {"cert-sync-interval", "10s",
+       "how often every replica re-reads the certificate Secret and publishes what it serves"},
   };
   return specs;
 }
@@ -270,6 +271,7 @@ int Serve(int argc, char** argv) {
     so.leaf_lifetime = seconds("cert-lifetime");
     so.ca_lifetime = seconds("ca-lifetime");
     so.sync_interval = Millis(durations["cert-sync-interval"]);
+    so.replica_id = Identity();  // publishes the certificate it serves (CA rotation step 3)
     self_managed = std::make_unique<certs::SelfManagedCertificates>(*api, so, certificates,
                                                                     &cert_metrics, is_leader);
     // Until the Secret is read the listener serves a throwaway pair and /readyz says no.

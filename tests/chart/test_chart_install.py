@@ -230,6 +230,8 @@ SERVER_ALLOWED = (
     + [("create", "leases.coordination.k8s.io", NS),
        ("get", f"leases.coordination.k8s.io/{FULLNAME}", NS),
        ("update", f"leases.coordination.k8s.io/{FULLNAME}", NS),
+       ("get", f"leases.coordination.k8s.io/{FULLNAME}-tls-served", NS),
+       ("patch", f"leases.coordination.k8s.io/{FULLNAME}-tls-served", NS),
        ("create", "secrets", NS)]
     + [(verb, f"secrets/{FULLNAME}-tls", NS) for verb in ("get", "update", "patch")]
     + [(verb, f"mutatingwebhookconfigurations/{MUTATING}", None)
@@ -253,6 +255,9 @@ SERVER_DENIED = [
     ("*", "*", NS),
     ("*", "*", None),
     ("update", "leases.coordination.k8s.io/other", NS),
+    ("patch", "leases.coordination.k8s.io/other", NS),
+    ("list", "leases.coordination.k8s.io", NS),
+    ("update", f"leases.coordination.k8s.io/{FULLNAME}-tls-served", NS),
     ("delete", f"leases.coordination.k8s.io/{FULLNAME}", NS),
     ("list", "mutatingwebhookconfigurations", None),
     ("patch", "mutatingwebhookconfigurations/other", None),
@@ -335,6 +340,11 @@ def test_server_manages_its_own_certificate_with_the_chart_args(release, kubectl
         assert {"ca.crt", "tls.crt", "tls.key"} <= set(secret["data"])
         assert_ca_bundles_trust(kubectl, secret)
         assert_mutated(create_system_backup(kubectl, "sb-self-managed"), default_target_uid(kubectl))
+        # The replica publishes the certificate it serves, under the chart's RBAC.
+        served = wait_until(
+            lambda: (kubectl.get_or_none("lease", f"{FULLNAME}-tls-served", "-n", NS) or {})
+            .get("metadata", {}).get("annotations"), 30, f"Lease {FULLNAME}-tls-served")
+        assert any(k.startswith("served.backup-guard.longhorn.io/") for k in served), served
     assert_no_permission_errors(server)
 
 

@@ -276,6 +276,7 @@ def assert_mounts_certificate_files(objects, secret):
     # Without self-managed certificates the server needs neither Secrets nor webhook writes.
     role = find(objects, "Role", FULLNAME)
     assert all("secrets" not in r["resources"] for r in role["rules"])
+    assert all(not n.endswith("-served") for r in role["rules"] for n in r.get("resourceNames", []))
     cluster_role = find(objects, "ClusterRole", FULLNAME)
     assert all(r["apiGroups"] != ["admissionregistration.k8s.io"] for r in cluster_role["rules"])
 
@@ -309,7 +310,9 @@ def test_server_role_grants_exactly_what_the_server_uses(defaults):
               "backupbackingimages", "volumes"):
         assert rules[r] == [(sorted(["get", "list", "watch", "patch", "update", "delete"]), None)]
     assert rules["settings"] == [(["get", "list", "watch"], None)]
-    assert rules["leases"] == [(["create"], None), (["get", "update"], [FULLNAME])]
+    # The second Lease: where each replica publishes the certificate it serves (self-managed).
+    assert rules["leases"] == [(["create"], None), (["get", "update"], [FULLNAME]),
+                               (["get", "patch"], [f"{FULLNAME}-tls-served"])]
     assert rules["secrets"] == [(["create"], None),
                                 (["get", "patch", "update"], [f"{FULLNAME}-tls"])]
     cluster = rules_by_resource(find(defaults, "ClusterRole", FULLNAME))

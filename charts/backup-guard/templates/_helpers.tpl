@@ -50,6 +50,11 @@
 {{- end }}
 {{- end }}
 
+{{/* Lease where every replica publishes the certificate it serves (self-managed mode). */}}
+{{- define "backup-guard.servedLeaseName" -}}
+{{- printf "%s-served" (include "backup-guard.tlsSecretName" .) }}
+{{- end }}
+
 {{/* cert-manager Certificate for the serving certificate. */}}
 {{- define "backup-guard.servingCertificateName" -}}
 {{- printf "%s-serving" (include "backup-guard.fullname" .) }}
