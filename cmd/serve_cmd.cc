@@ -145,8 +145,7 @@ int Serve(int argc, char** argv) {
     return Fail("--metrics-listen: " + s.message());
   }
   if (const std::string probes = flags.Get("health-probe-bind-address", "0"); probes != "0") {
-    if (Status s =
-            ParseHostPort(probes, &options.health_probe_host, &options.health_probe_port);
+    if (Status s = ParseHostPort(probes, &options.health_probe_host, &options.health_probe_port);
         !s.ok()) {
       return Fail("--health-probe-bind-address: " + s.message());
     }
@@ -166,8 +165,8 @@ int Serve(int argc, char** argv) {
     }
     options.max_connections = static_cast<std::size_t>(max_connections);
     options.connection_reserve = static_cast<std::size_t>(reserve);
-    if (Status s = ParseByteSize(flags.Get("body-buffer-budget", "64Mi"),
-                                 &options.body_budget_bytes);
+    if (Status s =
+            ParseByteSize(flags.Get("body-buffer-budget", "64Mi"), &options.body_budget_bytes);
         !s.ok()) {
       return Fail("--body-buffer-budget: " + s.message());
     }

@@ -131,7 +131,8 @@ TEST(RequestParserTest, DeclaredBodyIsNotReservedBeforeItArrives) {
 
 TEST(RequestParserTest, ChunkedBodyPromisesWhatArrivedPlusTheCurrentChunk) {
   RequestParser parser(SmallLimits());
-  std::string buffer = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n10\r\nab";
+  std::string buffer =
+      "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n10\r\nab";
   ASSERT_EQ(parser.Consume(buffer), Progress::kNeedMore);
   EXPECT_EQ(parser.BodyBytesPromised(), std::size_t{4 + 16});
 }

@@ -228,8 +228,8 @@ void Server::InstallProbeRoutes() {
   });
 }
 
-Status Server::StartPlain(PlainListener& listener, const std::string& what,
-                          const std::string& host, int port) {
+Status Server::StartPlain(PlainListener& listener, const std::string& what, const std::string& host,
+                          int port) {
   // /metrics is scraped a few times a minute and probes come every few seconds; a small pool of
   // the plain HTTP server suffices.
   constexpr std::size_t kPlainWorkers = 4;
@@ -315,8 +315,8 @@ Status Server::Start() {
 
   metrics_listener_.server = std::make_unique<httplib::Server>();
   InstallMetricsRoutes();
-  if (Status s = StartPlain(metrics_listener_, "metrics", options_.metrics_host,
-                            options_.metrics_port);
+  if (Status s =
+          StartPlain(metrics_listener_, "metrics", options_.metrics_host, options_.metrics_port);
       !s.ok()) {
     return s;
   }
@@ -332,12 +332,11 @@ Status Server::Start() {
     }
   }
   probe_thread_ = std::thread([this] { ProbeOwnListener(); });
-  log::Info("listening",
-            {{"admission", options_.listen_host + ":" + std::to_string(port_)},
-             {"metrics", options_.metrics_host + ":" + std::to_string(metrics_port_)},
-             {"health_probes", probes_ ? options_.health_probe_host + ":" +
-                                             std::to_string(probes_->port)
-                                       : std::string("off")}});
+  log::Info("listening", {{"admission", options_.listen_host + ":" + std::to_string(port_)},
+                          {"metrics", options_.metrics_host + ":" + std::to_string(metrics_port_)},
+                          {"health_probes", probes_ ? options_.health_probe_host + ":" +
+                                                          std::to_string(probes_->port)
+                                                    : std::string("off")}});
   return Status::Ok();
 }
 

@@ -1,8 +1,8 @@
 // The admission server: a TLS listener for AdmissionReview calls, /healthz and /readyz, a plain
 // HTTP listener for /metrics, and optionally a plain HTTP listener for /healthz and /readyz alone
 // (the health probe port), which kubelet probes can use without sharing the webhook port's
-// connection cap with every other client. It alone decodes, enforces limits, echoes the uid and encodes;
-// handlers (the registries) never see HTTP.
+// connection cap with every other client. It alone decodes, enforces limits, echoes the uid and
+// encodes; handlers (the registries) never see HTTP.
 //
 // The TLS side is an event-driven listener (webhook/tls_listener.h): idle, handshaking and slow
 // connections cost no thread, and only complete requests reach a worker.

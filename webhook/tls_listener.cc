@@ -547,7 +547,8 @@ class TlsListener::Loop {
     const auto& o = owner_.options_;
     const std::size_t idle_share =
         o.max_connections > o.connection_reserve ? o.max_connections - o.connection_reserve : 1;
-    while (idle_.size() > idle_share && idle_.front() != c) Close(idle_.front(), CloseReason::kEvicted);
+    while (idle_.size() > idle_share && idle_.front() != c)
+      Close(idle_.front(), CloseReason::kEvicted);
   }
 
   // At the cap: closes the oldest idle connection, else the oldest handshaking one. False when

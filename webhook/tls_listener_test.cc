@@ -277,7 +277,8 @@ TEST_F(TlsListenerTest, BareConnectsAtTheCapCannotKeepAHandshakeOut) {
     ASSERT_TRUE(client.Send("GET /healthz HTTP/1.1\r\n\r\n"));
     EXPECT_NE(client.ReadResponse().find("200 OK"), std::string::npos) << "round " << round;
   }
-  EXPECT_TRUE(observer_.WaitClosed(CloseReason::kEvicted, 1));  // the later rounds reuse a freed slot
+  EXPECT_TRUE(
+      observer_.WaitClosed(CloseReason::kEvicted, 1));  // the later rounds reuse a freed slot
   EXPECT_EQ(observer_.closed(CloseReason::kConnectionLimit), 0);
   for (int fd : bare) close(fd);
 }
