@@ -110,6 +110,25 @@ Status ParseHostPort(const std::string& text, std::string* host, int* port) {
   return Status::Ok();
 }
 
+Status ParseByteSize(const std::string& text, std::size_t* bytes) {
+  std::size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])) != 0) {
+    ++digits;
+  }
+  const std::string suffix = text.substr(digits);
+  int shift = -1;
+  if (suffix.empty()) shift = 0;
+  if (suffix == "Ki") shift = 10;
+  if (suffix == "Mi") shift = 20;
+  if (suffix == "Gi") shift = 30;
+  if (digits == 0 || digits > 12 || shift < 0) {
+    return Status::InvalidArgument("bad size " + text +
+                                   ": expected a whole number of bytes, or with Ki, Mi or Gi");
+  }
+  *bytes = static_cast<std::size_t>(std::stoull(text.substr(0, digits))) << shift;
+  return Status::Ok();
+}
+
 Status ParseDurationSeconds(const std::string& text, double* seconds) {
   auto bad = [&](const std::string& why) {
     return Status::InvalidArgument("bad duration " + text + ": " + why +

@@ -46,6 +46,10 @@ class Flags {
 // Splits "host:port", "[v6]:port" or ":port" (an empty host: every address, IPv6 and IPv4).
 Status ParseHostPort(const std::string& text, std::string* host, int* port);
 
+// Parses a byte size: a whole number with an optional binary suffix ("65536", "64Mi", "1Gi"; Ki,
+// Mi, Gi as in Kubernetes quantities).
+Status ParseByteSize(const std::string& text, std::size_t* bytes);
+
 // Parses a Go duration ("90s", "1h30m", "250ms", "1.5h", "0") or a bare number of seconds.
 Status ParseDurationSeconds(const std::string& text, double* seconds);
 

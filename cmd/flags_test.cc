@@ -94,5 +94,18 @@ TEST(FlagsTest, HelpListsEveryFlagWithItsDefault) {
   EXPECT_NE(help.find("-h, --help"), std::string::npos) << help;
 }
 
+TEST(ParseByteSizeTest, AcceptsBytesAndBinarySuffixesAndRefusesTheRest) {
+  std::size_t bytes = 0;
+  ASSERT_TRUE(ParseByteSize("65536", &bytes).ok());
+  EXPECT_EQ(bytes, 65536u);
+  ASSERT_TRUE(ParseByteSize("64Mi", &bytes).ok());
+  EXPECT_EQ(bytes, std::size_t{64} << 20);
+  ASSERT_TRUE(ParseByteSize("1Gi", &bytes).ok());
+  EXPECT_EQ(bytes, std::size_t{1} << 30);
+  for (const char* bad : {"", "Mi", "64M", "64 Mi", "-1", "1.5Gi", "64MiB"}) {
+    EXPECT_FALSE(ParseByteSize(bad, &bytes).ok()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace bg::cmd

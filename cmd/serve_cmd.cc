@@ -61,6 +61,13 @@ const std::vector<FlagSpec>& ServeFlags() {
        "plain HTTP listener for /metrics",
        false,
        {"metrics-bind-address"}},
+      {"health-probe-bind-address", "0",
+       "plain HTTP listener for /healthz and /readyz alone, for kubelet probes (\"0\": none)"},
+      {"max-connections", "10000",
+       "open TLS connections at most; at the cap the oldest idle connection makes room"},
+      {"connection-reserve", "1000", "of those, slots idle connections may not take"},
+      {"body-buffer-budget", "64Mi",
+       "request body bytes buffered across all connections; past it new bodies get 503"},
       {"tls-cert-file", "", "file mode: serve this PEM certificate and reload it when it changes"},
       {"tls-key-file", "", "file mode: its key"},
       {"client-ca-file", "", "webhook calls must present a client certificate signed by this CA"},
@@ -120,6 +127,38 @@ int Serve(int argc, char** argv) {
                                &options.metrics_port);
       !s.ok()) {
     return Fail("--metrics-listen: " + s.message());
+  }
+  if (const std::string probes = flags.Get("health-probe-bind-address", "0"); probes != "0") {
+    if (Status s = ParseHostPort(probes, &options.health_probe_host, &options.health_probe_port);
+        !s.ok()) {
+      return Fail("--health-probe-bind-address: " + s.message());
+    }
+  }
+  {
+    auto whole = [&](const char* name, const char* fallback) {
+      const std::string text = flags.Get(name, fallback);
+      char* end = nullptr;
+      const long n = std::strtol(text.c_str(), &end, 10);
+      return text.empty() || *end != '\0' ? -1L : n;
+    };
+    const long max_connections = whole("max-connections", "10000");
+    const long reserve = whole("connection-reserve", "1000");
+    if (max_connections < 2) return Fail("--max-connections must be a whole number, at least 2");
+    if (reserve < 0 || reserve >= max_connections) {
+      return Fail("--connection-reserve must be 0 or more and below --max-connections");
+    }
+    options.max_connections = static_cast<std::size_t>(max_connections);
+    options.connection_reserve = static_cast<std::size_t>(reserve);
+    if (Status s =
+            ParseByteSize(flags.Get("body-buffer-budget", "64Mi"), &options.body_budget_bytes);
+        !s.ok()) {
+      return Fail("--body-buffer-budget: " + s.message());
+    }
+    // Large bodies may take three quarters of the budget (see TlsListenerOptions).
+    if (options.body_budget_bytes - options.body_budget_bytes / 4 < options.max_body_bytes) {
+      return Fail("--body-buffer-budget must let one largest body (" +
+                  std::to_string(options.max_body_bytes) + " bytes) through: at least 4/3 of it");
+    }
   }
   std::map<std::string, double> durations = {{"shutdown-grace", 20},
                                              {"shutdown-delay", 2},

@@ -120,7 +120,7 @@ RequestParser::Progress RequestParser::Consume(std::string& buffer) {
   }
   if (state_ == State::kBody) {
     const std::size_t take = std::min(body_left_, buffer.size());
-    request_.body.append(buffer, 0, take);
+    AppendBody(buffer, 0, take);
     buffer.erase(0, take);
     body_left_ -= take;
     if (take > 0) expect_continue_ = false;
@@ -226,8 +226,10 @@ RequestParser::Progress RequestParser::ParseHead(std::string_view head) {
     state_ = State::kChunkSize;
   } else if (length > 0) {
     state_ = State::kBody;
+    // Nothing is reserved for the declared length: memory follows the bytes that arrive, so a
+    // client that announces 7 MiB and sends nothing costs nothing (the listener's body budget
+    // counts the declared length instead).
     body_left_ = length;
-    request_.body.reserve(length);
   } else {
     state_ = State::kDone;
   }
@@ -269,7 +271,7 @@ RequestParser::Progress RequestParser::ConsumeChunked(std::string& buffer) {
       expect_continue_ = false;
     } else if (state_ == State::kChunkData) {
       const std::size_t take = std::min(body_left_, buffer.size() - pos);
-      request_.body.append(buffer, pos, take);
+      AppendBody(buffer, pos, take);
       pos += take;
       body_left_ -= take;
       if (body_left_ > 0) break;
@@ -302,6 +304,17 @@ RequestParser::Progress RequestParser::ConsumeChunked(std::string& buffer) {
   }
   buffer.erase(0, pos);
   return result;
+}
+
+void RequestParser::AppendBody(const std::string& from, std::size_t pos, std::size_t count) {
+  std::string& body = request_.body;
+  const std::size_t needed = body.size() + count;
+  if (needed > body.capacity()) {
+    // Doubling keeps appends amortised; the cap keeps the buffer within what was promised, so
+    // the memory of a body never exceeds what the body budget charged for it.
+    body.reserve(std::min(std::max(needed, body.capacity() * 2), BodyBytesPromised()));
+  }
+  body.append(from, pos, count);
 }
 
 Request RequestParser::Take() {

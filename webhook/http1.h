@@ -62,6 +62,11 @@ class RequestParser {
   bool ExpectsContinue() const { return expect_continue_; }
   // True once any byte of the current request has arrived.
   bool Started() const { return started_; }
+  // Body bytes the current request has committed to: those received plus the rest of the declared
+  // Content-Length or of the current chunk. What a body budget must cover before more is read.
+  std::size_t BodyBytesPromised() const { return request_.body.size() + body_left_; }
+  // Bytes the body buffer holds in memory now (its capacity), for tests.
+  std::size_t BodyCapacity() const { return request_.body.capacity(); }
 
   Request Take();  // after kComplete; resets the parser for the next request
   int error_status() const { return error_status_; }
@@ -73,6 +78,8 @@ class RequestParser {
   Progress Fail(int status, std::string message);
   Progress ParseHead(std::string_view head);
   Progress ConsumeChunked(std::string& buffer);
+  // Appends `count` bytes of `from` at `pos` to the body, growing it by at most what is promised.
+  void AppendBody(const std::string& from, std::size_t pos, std::size_t count);
 
   Limits limits_;
   State state_ = State::kHeaders;

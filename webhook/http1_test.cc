@@ -118,6 +118,25 @@ TEST(RequestParserTest, DeclaredBodyOverTheLimitIs413BeforeItArrives) {
   EXPECT_NE(parser.error_message().find("exceeds the limit of 64 bytes"), std::string::npos);
 }
 
+TEST(RequestParserTest, DeclaredBodyIsNotReservedBeforeItArrives) {
+  Limits limits;
+  limits.max_body_bytes = std::size_t{7} * 1024 * 1024;
+  RequestParser parser(limits);
+  std::string buffer = "POST /x HTTP/1.1\r\nContent-Length: 7340032\r\n\r\n" + std::string(10, 'a');
+  ASSERT_EQ(parser.Consume(buffer), Progress::kNeedMore);
+  // Memory follows the bytes received; the promise is what a budget has to cover.
+  EXPECT_LT(parser.BodyCapacity(), std::size_t{64} * 1024);
+  EXPECT_EQ(parser.BodyBytesPromised(), std::size_t{7340032});
+}
+
+TEST(RequestParserTest, ChunkedBodyPromisesWhatArrivedPlusTheCurrentChunk) {
+  RequestParser parser(SmallLimits());
+  std::string buffer =
+      "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n10\r\nab";
+  ASSERT_EQ(parser.Consume(buffer), Progress::kNeedMore);
+  EXPECT_EQ(parser.BodyBytesPromised(), std::size_t{4 + 16});
+}
+
 TEST(RequestParserTest, ChunkedBodyOverTheLimitIs413) {
   RequestParser parser(SmallLimits());
   std::string buffer = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" +

@@ -37,7 +37,8 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
            .Help(
                "TLS connections the admission listener closed, by reason (client, "
                "handshake_failed, handshake_timeout, request_timeout, idle_timeout, "
-               "bad_request, connection_limit, max_requests, write_failed, shutdown).")
+               "bad_request, connection_limit, max_requests, write_failed, shutdown, evicted, "
+               "body_budget).")
            .Register(*registry_);
   process_ = std::make_unique<ProcessMetrics>(*registry_);
   prometheus::BuildGauge()

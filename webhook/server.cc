@@ -13,11 +13,11 @@
 namespace bg::webhook {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = Server::Clock;
 
-// How long shutdown waits for the metrics listener's keep-alive connections (a scraper's) to end
+// How long shutdown waits for the plain listeners' keep-alive connections (a scraper's) to end
 // by themselves before leaving them to process exit.
-constexpr std::chrono::milliseconds kMetricsIdleWait{1500};
+constexpr std::chrono::milliseconds kPlainIdleWait{1500};
 
 // TLS 1.2 suites: ECDHE with AEAD ciphers only. TLS 1.3 suites are all AEAD.
 constexpr char kTls12Ciphers[] =
@@ -205,12 +205,76 @@ void Server::RefusedRequest(int status, const std::string& message, http1::Respo
 }
 
 void Server::InstallMetricsRoutes() {
-  plain_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  httplib::Server& plain = *metrics_listener_.server;
+  plain.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_.Serialize(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  plain_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+  plain.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok", "text/plain");
   });
+}
+
+// The same answers as the TLS listener's /healthz and /readyz.
+void Server::InstallProbeRoutes() {
+  httplib::Server& plain = *probes_->server;
+  plain.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok", "text/plain");
+  });
+  plain.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    http1::Response answer;
+    Readyz(answer);
+    res.status = answer.status;
+    res.set_content(answer.body, answer.content_type);
+  });
+}
+
+Status Server::StartPlain(PlainListener& listener, const std::string& what, const std::string& host,
+                          int port) {
+  // /metrics is scraped a few times a minute and probes come every few seconds; a small pool of
+  // the plain HTTP server suffices.
+  constexpr std::size_t kPlainWorkers = 4;
+  httplib::Server& plain = *listener.server;
+  plain.new_task_queue = [] { return new httplib::ThreadPool(kPlainWorkers); };
+  plain.set_tcp_nodelay(true);
+  plain.set_read_timeout(options_.request_timeout);
+  plain.set_write_timeout(options_.write_timeout);
+  plain.set_keep_alive_timeout(5);  // seconds; scrapers and kubelet reconnect cheaply
+  plain.set_payload_max_length(options_.max_body_bytes);
+  // An empty host is every address of both families (see TlsListener::Start).
+  plain.set_socket_options([](socket_t sock) {
+    const int one = 1;
+    const int zero = 0;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));  // no-op on IPv4 sockets
+  });
+  auto bind = [&](const std::string& h) {
+    return port == 0 ? plain.bind_to_any_port(h) : (plain.bind_to_port(h, port) ? port : -1);
+  };
+  listener.port = bind(host.empty() ? "::" : host);
+  if (listener.port <= 0 && host.empty()) listener.port = bind("0.0.0.0");
+  if (listener.port <= 0) {
+    return Status::Unavailable("cannot listen on " + host + ":" + std::to_string(port) + " for " +
+                               what + ": " + std::strerror(errno));
+  }
+  listener.running = true;
+  listener.thread = std::thread([&listener] {
+    listener.server->listen_after_bind();
+    listener.running = false;
+  });
+  return Status::Ok();
+}
+
+void Server::StopPlain(PlainListener& listener, Clock::time_point idle_deadline) {
+  while (listener.running.load() && Clock::now() < idle_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!listener.thread.joinable()) return;
+  if (!listener.running.load()) {
+    listener.thread.join();
+    return;
+  }
+  listener.thread.detach();
+  (void)listener.server.release();  // still used by the detached thread until the process exits
 }
 
 Status Server::Start() {
@@ -233,6 +297,8 @@ Status Server::Start() {
   listener.write_timeout = options_.write_timeout;
   listener.max_requests_per_connection = options_.keep_alive_max_requests;
   listener.max_connections = options_.max_connections;
+  listener.connection_reserve = options_.connection_reserve;
+  listener.body_budget_bytes = options_.body_budget_bytes;
   listener.workers = options_.worker_threads;
   connection_metrics_ = std::make_unique<ConnectionMetrics>(metrics_);
   tls_ = std::make_unique<TlsListener>(
@@ -247,43 +313,30 @@ Status Server::Start() {
   if (Status s = tls_->Start(); !s.ok()) return s;
   port_ = tls_->port();
 
-  // /metrics is scraped a few times a minute; a small pool of the plain HTTP server suffices.
-  constexpr std::size_t kMetricsWorkers = 4;
-  plain_ = std::make_unique<httplib::Server>();
-  plain_->new_task_queue = [] { return new httplib::ThreadPool(kMetricsWorkers); };
-  plain_->set_tcp_nodelay(true);
-  plain_->set_read_timeout(options_.request_timeout);
-  plain_->set_write_timeout(options_.write_timeout);
-  plain_->set_keep_alive_timeout(5);  // seconds; scrapers reconnect cheaply
-  plain_->set_payload_max_length(options_.max_body_bytes);
+  metrics_listener_.server = std::make_unique<httplib::Server>();
   InstallMetricsRoutes();
-  // An empty host is every address of both families (see TlsListener::Start).
-  plain_->set_socket_options([](socket_t sock) {
-    const int one = 1;
-    const int zero = 0;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));  // no-op on IPv4 sockets
-  });
-  auto bind_metrics = [this](const std::string& host) {
-    return options_.metrics_port == 0
-               ? plain_->bind_to_any_port(host)
-               : (plain_->bind_to_port(host, options_.metrics_port) ? options_.metrics_port : -1);
-  };
-  metrics_port_ = bind_metrics(options_.metrics_host.empty() ? "::" : options_.metrics_host);
-  if (metrics_port_ <= 0 && options_.metrics_host.empty()) metrics_port_ = bind_metrics("0.0.0.0");
-  if (metrics_port_ <= 0) {
-    return Status::Unavailable("cannot listen on " + options_.metrics_host + ":" +
-                               std::to_string(options_.metrics_port) + ": " + std::strerror(errno));
+  if (Status s =
+          StartPlain(metrics_listener_, "metrics", options_.metrics_host, options_.metrics_port);
+      !s.ok()) {
+    return s;
   }
-  plain_running_ = true;
-  plain_thread_ = std::thread([this] {
-    plain_->listen_after_bind();
-    plain_running_ = false;
-  });
+  metrics_port_ = metrics_listener_.port;
+  if (options_.health_probe_port >= 0) {
+    probes_ = std::make_unique<PlainListener>();
+    probes_->server = std::make_unique<httplib::Server>();
+    InstallProbeRoutes();
+    if (Status s = StartPlain(*probes_, "health probes", options_.health_probe_host,
+                              options_.health_probe_port);
+        !s.ok()) {
+      return s;
+    }
+  }
   probe_thread_ = std::thread([this] { ProbeOwnListener(); });
-  log::Info("listening",
-            {{"admission", options_.listen_host + ":" + std::to_string(port_)},
-             {"metrics", options_.metrics_host + ":" + std::to_string(metrics_port_)}});
+  log::Info("listening", {{"admission", options_.listen_host + ":" + std::to_string(port_)},
+                          {"metrics", options_.metrics_host + ":" + std::to_string(metrics_port_)},
+                          {"health_probes", probes_ ? options_.health_probe_host + ":" +
+                                                          std::to_string(probes_->port)
+                                                    : std::string("off")}});
   return Status::Ok();
 }
 
@@ -329,22 +382,15 @@ void Server::Shutdown() {
   log::Info("shutting down: no new connections, finishing requests in flight",
             {{"in_flight", in_flight_.load()}});
   tls_->StopAccepting();
-  if (plain_) plain_->stop();
+  if (metrics_listener_.server) metrics_listener_.server->stop();
+  if (probes_ && probes_->server) probes_->server->stop();
   // Answers being computed or written finish within the grace; then every connection, idle
   // keep-alive ones included, is closed.
   tls_->Stop(options_.shutdown_grace);
   if (probe_thread_.joinable()) probe_thread_.join();
-  const auto idle_deadline = Clock::now() + kMetricsIdleWait;
-  while (plain_running_.load() && Clock::now() < idle_deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (!plain_thread_.joinable()) return;
-  if (!plain_running_.load()) {
-    plain_thread_.join();
-    return;
-  }
-  plain_thread_.detach();
-  (void)plain_.release();  // still used by the detached thread until the process exits
+  const auto idle_deadline = Clock::now() + kPlainIdleWait;
+  StopPlain(metrics_listener_, idle_deadline);
+  if (probes_) StopPlain(*probes_, idle_deadline);
 }
 
 }  // namespace bg::webhook

@@ -1,6 +1,8 @@
-// The admission server: a TLS listener for AdmissionReview calls, /healthz and /readyz, and a plain
-// HTTP listener for /metrics. It alone decodes, enforces limits, echoes the uid and encodes;
-// handlers (the registries) never see HTTP.
+// The admission server: a TLS listener for AdmissionReview calls, /healthz and /readyz, a plain
+// HTTP listener for /metrics, and optionally a plain HTTP listener for /healthz and /readyz alone
+// (the health probe port), which kubelet probes can use without sharing the webhook port's
+// connection cap with every other client. It alone decodes, enforces limits, echoes the uid and
+// encodes; handlers (the registries) never see HTTP.
 //
 // The TLS side is an event-driven listener (webhook/tls_listener.h): idle, handshaking and slow
 // connections cost no thread, and only complete requests reach a worker.
@@ -37,6 +39,9 @@ struct ServerOptions {
   int listen_port = 9443;    // 0 picks a free port
   std::string metrics_host;  // empty: every address, IPv6 and IPv4
   int metrics_port = 8080;
+  // The health probe listener (plain HTTP /healthz and /readyz); port -1 means none.
+  std::string health_probe_host;  // empty: every address, IPv6 and IPv4
+  int health_probe_port = -1;     // 0 picks a free port
   std::size_t max_body_bytes = 7 * 1024 * 1024;
   // A TLS handshake, and a whole request once its first byte is in, must finish within these, so
   // a slow client (slowloris) is dropped however it trickles.
@@ -50,8 +55,11 @@ struct ServerOptions {
   std::chrono::seconds keep_alive_timeout{120};
   // kube-apiserver reuses a connection for many calls; closing after a handful costs a handshake.
   std::size_t keep_alive_max_requests = 10000;
-  // Open TLS connections at most; past it new ones are closed at once.
+  // Open TLS connections at most, the slots idle ones may not take, and the bytes of request
+  // bodies buffered across all connections (see TlsListenerOptions).
   std::size_t max_connections = 10000;
+  std::size_t connection_reserve = 1000;
+  std::size_t body_budget_bytes = std::size_t{64} * 1024 * 1024;
   // Threads running handlers (which may wait on the Kubernetes API); connections take none.
   std::size_t worker_threads = 64;
   // SIGTERM: how long requests in flight may take to finish before the process exits anyway.
@@ -63,6 +71,8 @@ struct ServerOptions {
 
 class Server {
  public:
+  using Clock = std::chrono::steady_clock;
+
   // Everything passed by reference must outlive the server. `dependencies_ready` reports whether
   // what the handlers rely on (cluster lookups, certificates) can answer; a non-OK status makes
   // /readyz answer 503 with its message.
@@ -81,12 +91,25 @@ class Server {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  int health_probe_port() const { return probes_ ? probes_->port : -1; }
   bool Ready() const;
 
  private:
   class ConnectionMetrics;
+  // A plain HTTP listener (cpp-httplib) on its own thread.
+  struct PlainListener {
+    std::unique_ptr<httplib::Server> server;
+    std::thread thread;
+    std::atomic<bool> running{false};
+    int port = 0;
+  };
+
+  Status StartPlain(PlainListener& listener, const std::string& what, const std::string& host,
+                    int port);
+  void StopPlain(PlainListener& listener, Clock::time_point idle_deadline);
 
   void InstallMetricsRoutes();
+  void InstallProbeRoutes();
   void Route(const http1::Request& request, const SSL* ssl, http1::Response& response);
   void Admission(const char* webhook, const Registry& registry, const http1::Request& request,
                  const SSL* ssl, http1::Response& response);
@@ -108,8 +131,8 @@ class Server {
   std::unique_ptr<SSL_CTX, SslCtxFree> ctx_;
   std::unique_ptr<ConnectionMetrics> connection_metrics_;
   std::unique_ptr<TlsListener> tls_;
-  std::unique_ptr<httplib::Server> plain_;
-  std::thread plain_thread_;
+  PlainListener metrics_listener_;
+  std::unique_ptr<PlainListener> probes_;
   std::thread probe_thread_;
   int port_ = 0;
   int metrics_port_ = 0;
@@ -117,7 +140,6 @@ class Server {
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
-  std::atomic<bool> plain_running_{false};
 };
 
 }  // namespace bg::webhook

@@ -62,6 +62,8 @@ class ServerTest : public ::testing::Test {
     options.listen_port = 0;
     options.metrics_host = "127.0.0.1";
     options.metrics_port = 0;
+    options.health_probe_host = "127.0.0.1";
+    options.health_probe_port = 0;
     options.handshake_timeout = std::chrono::seconds(1);
     options.request_timeout = std::chrono::seconds(1);
     options.keep_alive_timeout = std::chrono::seconds(1);
@@ -315,6 +317,26 @@ TEST_F(ServerTest, ReadyzFollowsLookupsAndHealthzIsAlwaysOk) {
   EXPECT_EQ(res->status, 503);
   EXPECT_NE(res->body.find("lookups"), std::string::npos);
   EXPECT_EQ(client->Get("/healthz")->status, 200);
+}
+
+TEST_F(ServerTest, HealthProbePortAnswersHealthzAndReadyzInPlainHttp) {
+  ASSERT_GT(server_->health_probe_port(), 0);
+  httplib::Client probes("127.0.0.1", server_->health_probe_port());
+  EXPECT_EQ(probes.Get("/healthz")->status, 200);
+  EXPECT_EQ(probes.Get("/readyz")->status, 200);
+  EXPECT_EQ(probes.Get("/metrics")->status, 404);  // probes only
+  lookups_ready_ = false;
+  auto res = probes.Get("/readyz");
+  EXPECT_EQ(res->status, 503);
+  EXPECT_NE(res->body.find("lookups"), std::string::npos);
+  lookups_ready_ = true;
+  server_->BeginDrain();
+  EXPECT_EQ(probes.Get("/readyz")->status, 503);
+  EXPECT_EQ(probes.Get("/healthz")->status, 200);
+}
+
+TEST(ServerOptionsTest, HealthProbePortIsOffUnlessAsked) {
+  EXPECT_EQ(ServerOptions().health_probe_port, -1);
 }
 
 TEST_F(ServerTest, MetricsCountRequestsWithoutObjectNames) {

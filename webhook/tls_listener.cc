@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -73,6 +74,10 @@ const char* CloseReasonName(CloseReason reason) {
       return "write_failed";
     case CloseReason::kShutdown:
       return "shutdown";
+    case CloseReason::kEvicted:
+      return "evicted";
+    case CloseReason::kBodyBudget:
+      return "body_budget";
   }
   return "unknown";
 }
@@ -99,6 +104,11 @@ struct TlsListener::Connection {
   std::size_t lingered = 0;
   bool continue_sent = false;
   bool tls_broken = false;  // a fatal TLS error: no close_notify may follow
+  bool closed = false;      // closed; freed once the current round of events is handled
+  // Where the connection sits in the loop's list of its phase (idle or handshaking), if any.
+  std::list<Connection*>::iterator queued;
+  bool in_queue = false;
+  std::size_t body_charge = 0;  // bytes charged to the body budget for the current request
 
   // Handed to the worker with the connection.
   http1::Request request;
@@ -247,8 +257,8 @@ class TlsListener::Loop {
           HandleFinished();
         } else if (tag == &owner_.listen_fd_) {
           Accept();
-        } else {
-          Drive(static_cast<Connection*>(tag));
+        } else if (auto* c = static_cast<Connection*>(tag); !c->closed) {
+          Drive(c);
         }
       }
       if (stop_accepting_.load() && owner_.listen_fd_ >= 0) {
@@ -262,6 +272,7 @@ class TlsListener::Loop {
         ResumeAccepting(now);
         next_scan = now + kDeadlineScanInterval;
       }
+      closed_.clear();  // no event of this round can name them any more
     }
     HandleFinished();
     std::vector<Connection*> open;
@@ -273,6 +284,7 @@ class TlsListener::Loop {
       }
       Close(c, CloseReason::kShutdown);
     }
+    closed_.clear();
   }
 
   void Arm(Connection* c, std::uint32_t events) {
@@ -297,7 +309,7 @@ class TlsListener::Loop {
         return;
       }
       if (owner_.observer_ != nullptr) owner_.observer_->ConnectionOpened();
-      if (owner_.open_.load() >= owner_.options_.max_connections) {
+      if (owner_.open_.load() >= owner_.options_.max_connections && !MakeRoom()) {
         CloseFd(fd);
         if (owner_.observer_ != nullptr) {
           owner_.observer_->ConnectionClosed(CloseReason::kConnectionLimit);
@@ -324,6 +336,7 @@ class TlsListener::Loop {
       Connection* c = connection.get();
       connections_.emplace(fd, std::move(connection));
       owner_.open_.fetch_add(1);
+      Enqueue(c);
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLONESHOT;
       ev.data.ptr = c;
@@ -351,7 +364,7 @@ class TlsListener::Loop {
         c->tls_broken = true;
         return Close(c, CloseReason::kHandshakeFailed);
       }
-      c->phase = Phase::kIdle;
+      SetPhase(c, Phase::kIdle);
       c->deadline = Clock::now() + owner_.options_.idle_timeout;
     }
     if (c->phase == Phase::kLingering) return Linger(c);
@@ -365,8 +378,15 @@ class TlsListener::Loop {
       if (!c->in.empty() || c->parser.Started()) {
         const auto progress = c->parser.Consume(c->in);
         if (c->phase == Phase::kIdle && c->parser.Started()) {
-          c->phase = Phase::kReading;
+          SetPhase(c, Phase::kReading);
           c->deadline = Clock::now() + owner_.options_.request_timeout;
+        }
+        if (progress != http1::RequestParser::Progress::kError && !ChargeBody(c)) {
+          c->error_status = 503;
+          c->error_message = "too many request bodies in progress: the server's body buffer (" +
+                             std::to_string(owner_.options_.body_budget_bytes) +
+                             " bytes) is taken; retry later";
+          return Dispatch(c);
         }
         if (progress == http1::RequestParser::Progress::kComplete) {
           c->request = c->parser.Take();
@@ -401,7 +421,7 @@ class TlsListener::Loop {
   }
 
   void Dispatch(Connection* c) {
-    c->phase = Phase::kDispatched;
+    SetPhase(c, Phase::kDispatched);
     c->continue_sent = false;
     owner_.dispatched_.fetch_add(1);
     owner_.workers_->Submit([this, c] {
@@ -418,6 +438,7 @@ class TlsListener::Loop {
     }
     for (Connection* c : finished) {
       owner_.dispatched_.fetch_sub(1);
+      ReleaseBody(c);  // the worker has dropped the request
       c->error_status = 0;
       c->error_message.clear();
       if (c->close_after) {
@@ -431,7 +452,7 @@ class TlsListener::Loop {
       if (c->in.capacity() > kKeepBufferCapacity && c->in.size() < kKeepBufferCapacity) {
         c->in.shrink_to_fit();
       }
-      c->phase = Phase::kIdle;
+      SetPhase(c, Phase::kIdle);
       c->deadline = Clock::now() + owner_.options_.idle_timeout;
       if (exit_.load()) continue;
       ReadRequest(c);  // a pipelined request, or bytes OpenSSL already holds
@@ -442,9 +463,10 @@ class TlsListener::Loop {
     ERR_clear_error();
     SSL_shutdown(c->ssl);  // our close_notify
     ::shutdown(c->fd, SHUT_WR);
-    c->phase = Phase::kLingering;
+    SetPhase(c, Phase::kLingering);
     c->deadline = Clock::now() + kLingerTime;
     c->in.clear();
+    c->parser = http1::RequestParser(owner_.options_.limits);  // drops a refused body now
     Linger(c);
   }
 
@@ -488,9 +510,75 @@ class TlsListener::Loop {
       SSL_shutdown(c->ssl);
     }
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
-    connections_.erase(c->fd);  // frees the TLS state and closes the descriptor
+    Dequeue(c);
+    ReleaseBody(c);
+    c->closed = true;
+    // The TLS state and the descriptor are freed after this round of events, which may still
+    // name the connection (an eviction closes one that is not the connection being driven).
+    auto it = connections_.find(c->fd);
+    closed_.push_back(std::move(it->second));
+    connections_.erase(it);
     owner_.open_.fetch_sub(1);
     if (owner_.observer_ != nullptr) owner_.observer_->ConnectionClosed(reason);
+  }
+
+  // Idle connections join `idle_` and handshaking ones `handshaking_` at the back; the front is
+  // the oldest, the first to go when room is needed.
+  std::list<Connection*>& QueueOf(Phase phase) {
+    return phase == Phase::kIdle ? idle_ : handshaking_;
+  }
+  void Enqueue(Connection* c) {
+    if (c->phase != Phase::kIdle && c->phase != Phase::kHandshake) return;
+    auto& queue = QueueOf(c->phase);
+    c->queued = queue.insert(queue.end(), c);
+    c->in_queue = true;
+  }
+  void Dequeue(Connection* c) {
+    if (!c->in_queue) return;
+    QueueOf(c->phase).erase(c->queued);
+    c->in_queue = false;
+  }
+  void SetPhase(Connection* c, Phase phase) {
+    Dequeue(c);
+    c->phase = phase;
+    Enqueue(c);
+    if (phase != Phase::kIdle) return;
+    // Idle connections leave the reserve to handshakes and requests under way.
+    const auto& o = owner_.options_;
+    const std::size_t idle_share =
+        o.max_connections > o.connection_reserve ? o.max_connections - o.connection_reserve : 1;
+    while (idle_.size() > idle_share && idle_.front() != c)
+      Close(idle_.front(), CloseReason::kEvicted);
+  }
+
+  // At the cap: closes the oldest idle connection, else the oldest handshaking one. False when
+  // every connection is busy with a request.
+  bool MakeRoom() {
+    auto& queue = !idle_.empty() ? idle_ : handshaking_;
+    if (queue.empty()) return false;
+    Connection* victim = queue.front();
+    victim->tls_broken = true;  // no close_notify: an idle or half-open peer may not read it
+    Close(victim, CloseReason::kEvicted);
+    return true;
+  }
+
+  // Charges what the current request has promised to the body budget; false when it does not fit.
+  bool ChargeBody(Connection* c) {
+    const std::size_t promised = c->parser.BodyBytesPromised();
+    if (promised <= c->body_charge) return true;
+    const std::size_t budget = owner_.options_.body_budget_bytes;
+    const std::size_t limit = promised > kSmallBodyBytes ? budget - budget / 4 : budget;
+    const std::size_t more = promised - c->body_charge;
+    if (body_bytes_ + more > limit) return false;
+    body_bytes_ += more;
+    c->body_charge = promised;
+    owner_.body_bytes_.store(body_bytes_);
+    return true;
+  }
+  void ReleaseBody(Connection* c) {
+    body_bytes_ -= c->body_charge;
+    c->body_charge = 0;
+    owner_.body_bytes_.store(body_bytes_);
   }
 
   TlsListener& owner_;
@@ -498,6 +586,10 @@ class TlsListener::Loop {
   int wake_fd_ = -1;
   std::thread thread_;
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+  std::vector<std::unique_ptr<Connection>> closed_;
+  std::list<Connection*> idle_;
+  std::list<Connection*> handshaking_;
+  std::size_t body_bytes_ = 0;  // charged to the body budget; the event thread's own count
   std::optional<Clock::time_point> accept_paused_until_;
   std::mutex mu_;
   std::vector<Connection*> finished_;
@@ -628,7 +720,7 @@ void TlsListener::Serve(Connection* c) {
     response.status = c->error_status;
     on_error_(c->error_status, c->error_message, response);
     response.close = true;
-    c->close_reason = CloseReason::kBadRequest;
+    c->close_reason = c->error_status == 503 ? CloseReason::kBodyBudget : CloseReason::kBadRequest;
   } else {
     try {
       handler_(c->request, c->ssl, response);

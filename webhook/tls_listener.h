@@ -9,6 +9,18 @@
 //   idle            between requests on a kept-alive connection
 //   write           each answer (in the worker)
 //
+// The connection cap is shared fairly: idle connections (handshake done, no request under way)
+// may fill at most max_connections - connection_reserve slots, the oldest idle one being closed
+// when another becomes idle past that; a new connection at the cap takes the place of the oldest
+// idle one, else of the oldest still handshaking. Holding slots therefore cannot keep the API
+// server out: its connections are recently used, a flood of bare connects ages out first.
+//
+// Request bodies draw on one byte budget across all connections, counted by what a request has
+// promised (its Content-Length, or the chunks announced), while memory only grows as bytes
+// arrive. A request whose promise does not fit gets 503 at once. Bodies over kSmallBodyBytes may
+// use only three quarters of the budget, so small AdmissionReviews still pass while large uploads
+// hold the rest.
+//
 // Lifecycle: Start() binds and returns once the socket listens; StopAccepting() closes the
 // listening socket; Stop() waits (bounded) for answers in progress, closes every connection and
 // joins the threads. None of them may be called concurrently with itself.
@@ -41,6 +53,8 @@ enum class CloseReason {
   kMaxRequests,       // served max_requests_per_connection requests
   kWriteFailed,       // the answer could not be written within the write timeout
   kShutdown,          // the listener stopped
+  kEvicted,           // idle or handshaking, closed to make room at the connection cap
+  kBodyBudget,        // answered 503: its body did not fit the body budget
 };
 const char* CloseReasonName(CloseReason reason);
 
@@ -54,9 +68,16 @@ struct TlsListenerOptions {
   std::chrono::milliseconds idle_timeout{120000};  // see ServerOptions::keep_alive_timeout
   std::chrono::milliseconds write_timeout{10000};
   std::size_t max_requests_per_connection = 10000;
-  // Open connections at most. Past it a new connection is closed at once, so the answer to
+  // Open connections at most. At the cap a new connection replaces the oldest idle (else the
+  // oldest handshaking) one; when every connection is busy it is closed at once, so the answer to
   // too many connections is a fast refusal, not a growing queue.
   std::size_t max_connections = 10000;
+  // Slots idle connections may not take, kept for handshakes and requests under way. Must be
+  // below max_connections.
+  std::size_t connection_reserve = 1000;
+  // Bytes of request bodies buffered across all connections at most (see above). The default
+  // leaves most of the chart's 256 MiB memory limit to parsing and the rest of the process.
+  std::size_t body_budget_bytes = std::size_t{64} * 1024 * 1024;
   // Threads that run handlers. Handlers may wait on the Kubernetes API, so there are more than
   // cores; a worker is taken only by a complete request.
   std::size_t workers = 64;
@@ -69,6 +90,10 @@ class ListenerObserver {
   virtual void ConnectionOpened() = 0;
   virtual void ConnectionClosed(CloseReason reason) = 0;
 };
+
+// A body larger than this counts as large for the body budget; AdmissionReviews of the engine's
+// objects are a few kilobytes.
+inline constexpr std::size_t kSmallBodyBytes = std::size_t{256} * 1024;
 
 class TlsListener {
  public:
@@ -96,6 +121,8 @@ class TlsListener {
 
   std::size_t open_connections() const { return open_.load(); }
   std::size_t requests_in_progress() const { return dispatched_.load(); }
+  // Body bytes charged to the body budget now.
+  std::size_t buffered_body_bytes() const { return body_bytes_.load(); }
 
  private:
   struct Connection;
@@ -114,6 +141,7 @@ class TlsListener {
   int port_ = 0;
   std::atomic<std::size_t> open_{0};
   std::atomic<std::size_t> dispatched_{0};
+  std::atomic<std::size_t> body_bytes_{0};
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<Loop> loop_;
 };

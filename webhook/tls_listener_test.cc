@@ -236,17 +236,120 @@ TEST_F(TlsListenerTest, KeptAliveConnectionIsClosedAfterTheIdleTimeout) {
   EXPECT_TRUE(observer_.WaitClosed(CloseReason::kIdleTimeout, 1));
 }
 
-TEST_F(TlsListenerTest, ConnectionsPastTheLimitAreClosedAtOnce) {
+TEST_F(TlsListenerTest, AtTheCapTheOldestIdleConnectionMakesRoomForANewOne) {
+  options_.max_connections = 3;
+  options_.connection_reserve = 0;
+  StartListener();
+  TlsClient oldest(listener_->port());
+  ASSERT_TRUE(oldest.connected());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // handshakes finish in order
+  TlsClient middle(listener_->port());
+  ASSERT_TRUE(middle.connected());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  TlsClient used(listener_->port());
+  ASSERT_TRUE(used.connected());
+  ASSERT_TRUE(oldest.Send("GET /healthz HTTP/1.1\r\n\r\n"));  // used last: now the newest idle
+  ASSERT_NE(oldest.ReadResponse().find("200 OK"), std::string::npos);
+  TlsClient fresh(listener_->port());
+  ASSERT_TRUE(fresh.connected());
+  ASSERT_TRUE(fresh.Send("GET /healthz HTTP/1.1\r\n\r\n"));
+  EXPECT_NE(fresh.ReadResponse().find("200 OK"), std::string::npos);
+  EXPECT_TRUE(observer_.WaitClosed(CloseReason::kEvicted, 1));
+  EXPECT_TRUE(middle.ClosedByServer());  // idle the longest
+  ASSERT_TRUE(oldest.Send("GET /healthz HTTP/1.1\r\n\r\n"));
+  EXPECT_NE(oldest.ReadResponse().find("200 OK"), std::string::npos);
+  EXPECT_EQ(observer_.closed(CloseReason::kConnectionLimit), 0);
+}
+
+TEST_F(TlsListenerTest, BareConnectsAtTheCapCannotKeepAHandshakeOut) {
+  options_.max_connections = 20;
+  options_.handshake_timeout = std::chrono::seconds(30);  // they would hold their slots long
+  StartListener();
+  std::vector<int> bare;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = ConnectTcp(listener_->port());
+    ASSERT_GE(fd, 0);
+    bare.push_back(fd);
+  }
+  for (int round = 0; round < 3; ++round) {
+    TlsClient client(listener_->port());
+    ASSERT_TRUE(client.connected()) << "round " << round;
+    ASSERT_TRUE(client.Send("GET /healthz HTTP/1.1\r\n\r\n"));
+    EXPECT_NE(client.ReadResponse().find("200 OK"), std::string::npos) << "round " << round;
+  }
+  EXPECT_TRUE(
+      observer_.WaitClosed(CloseReason::kEvicted, 1));  // the later rounds reuse a freed slot
+  EXPECT_EQ(observer_.closed(CloseReason::kConnectionLimit), 0);
+  for (int fd : bare) close(fd);
+}
+
+TEST_F(TlsListenerTest, IdleConnectionsLeaveTheReserveFree) {
+  options_.max_connections = 10;
+  options_.connection_reserve = 4;
+  StartListener();
+  std::vector<std::unique_ptr<TlsClient>> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.push_back(std::make_unique<TlsClient>(listener_->port()));
+    ASSERT_TRUE(clients.back()->connected());
+    ASSERT_TRUE(clients.back()->Send("GET /healthz HTTP/1.1\r\n\r\n"));
+    ASSERT_NE(clients.back()->ReadResponse().find("200 OK"), std::string::npos);
+  }
+  // Six idle at most: the two that were idle the longest went.
+  EXPECT_TRUE(observer_.WaitClosed(CloseReason::kEvicted, 2));
+  EXPECT_TRUE(clients[0]->ClosedByServer());
+  EXPECT_TRUE(clients[1]->ClosedByServer());
+  EXPECT_LE(listener_->open_connections(), 6u);
+}
+
+TEST_F(TlsListenerTest, ConnectionsPastTheLimitAreClosedAtOnceWhenNoneIsIdle) {
   options_.max_connections = 2;
+  options_.connection_reserve = 0;
   StartListener();
   TlsClient a(listener_->port());
   TlsClient b(listener_->port());
   ASSERT_TRUE(a.connected() && b.connected());
+  // Both in the middle of a request: neither may be evicted.
+  ASSERT_TRUE(a.Send("GET /healthz HTTP/1.1\r\n"));
+  ASSERT_TRUE(b.Send("GET /healthz HTTP/1.1\r\n"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   TlsClient c(listener_->port());
   EXPECT_FALSE(c.connected());
   EXPECT_TRUE(observer_.WaitClosed(CloseReason::kConnectionLimit, 1));
-  ASSERT_TRUE(a.Send("GET /healthz HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(a.Send("\r\n"));
   EXPECT_NE(a.ReadResponse().find("200 OK"), std::string::npos);
+}
+
+TEST_F(TlsListenerTest, BodiesPastTheBudgetGet503WhileSmallBodiesStillPass) {
+  options_.body_budget_bytes = 4 * 1024 * 1024;  // large bodies may take 3 MiB of it
+  options_.request_timeout = std::chrono::seconds(10);
+  StartListener();
+  const std::string mib_head = "POST /big HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n";
+  std::vector<std::unique_ptr<TlsClient>> slow;
+  for (int i = 0; i < 3; ++i) {
+    slow.push_back(std::make_unique<TlsClient>(listener_->port()));
+    ASSERT_TRUE(slow.back()->Send(mib_head + "x"));  // announced, barely started
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(listener_->buffered_body_bytes(), std::size_t{3} * 1048576);
+  TlsClient refused(listener_->port());
+  ASSERT_TRUE(refused.Send(mib_head));
+  const std::string answer = refused.ReadResponse();
+  EXPECT_NE(answer.find("503 Service Unavailable"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos);
+  EXPECT_TRUE(observer_.WaitClosed(CloseReason::kBodyBudget, 1));
+  // A small body draws on the quarter large ones may not take.
+  TlsClient small(listener_->port());
+  ASSERT_TRUE(small.Send("POST /small HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"));
+  EXPECT_NE(small.ReadResponse().find("POST /small hello"), std::string::npos);
+  // A finished body gives its share back.
+  ASSERT_TRUE(slow[0]->Send(std::string(1048575, 'x')));
+  EXPECT_NE(slow[0]->ReadResponse().find("200 OK"), std::string::npos);
+  for (int i = 0; i < 500 && listener_->buffered_body_bytes() > 2 * 1048576; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  TlsClient next(listener_->port());
+  ASSERT_TRUE(next.Send(mib_head + std::string(1048576, 'y')));
+  EXPECT_NE(next.ReadResponse().find("200 OK"), std::string::npos);
 }
 
 TEST_F(TlsListenerTest, PipelinedRequestsAreAnsweredInOrder) {

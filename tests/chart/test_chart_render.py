@@ -91,10 +91,12 @@ def test_pod_drains_before_it_is_killed(defaults):
     assert c["lifecycle"]["preStop"]["exec"]["command"] == ["/backup-guard", "sleep", "5s"]
     grace = int(flag_values(c["args"], "--shutdown-grace")[0].removesuffix("s"))
     assert pod["terminationGracePeriodSeconds"] > 5 + grace
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "webhook",
-                                             "scheme": "HTTPS"}
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "webhook",
-                                            "scheme": "HTTPS"}
+    # The probes have a port of their own, apart from the webhook port's connection cap.
+    assert flag_values(c["args"], "--health-probe-bind-address") == [":8081"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes",
+                                             "scheme": "HTTP"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes",
+                                            "scheme": "HTTP"}
 
 
 def test_container_is_hardened(defaults):
@@ -163,7 +165,7 @@ def test_service_exposes_443_to_the_webhook_port_and_metrics(defaults):
     assert ports["https"]["port"] == 443 and ports["https"]["targetPort"] == "webhook"
     assert ports["metrics"]["port"] == 8080 and ports["metrics"]["targetPort"] == "metrics"
     c_ports = {p["name"]: p["containerPort"] for p in container(defaults)["ports"]}
-    assert c_ports == {"webhook": 9443, "metrics": 8080}
+    assert c_ports == {"webhook": 9443, "metrics": 8080, "probes": 8081}
 
 
 def test_pod_disruption_budget_only_with_more_than_one_replica(helm, defaults):

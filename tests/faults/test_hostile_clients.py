@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from faultlib import log, percentile, proc_status, wait_until
+from faultlib import free_ports, log, percentile, proc_status, wait_until
 
 HERE = Path(__file__).resolve().parent
 RSS_BOUND_KIB = 256 * 1024
@@ -475,3 +475,150 @@ def test_ten_thousand_bad_bodies(servers, figures):
     assert figures["normal_after"]["failed"] == 0, f"not answering normally afterwards: {figures}"
     assert rss["peak"] - rss["before"] <= RSS_BOUND_KIB and \
         rss["after"] - rss["before"] <= RSS_BOUND_KIB, f"memory not bounded: RSS KiB {rss}"
+
+
+# --------------------------------------------------------------------------------------------
+# (c) the connection cap: 10,000 idle connections that finished the TLS handshake
+
+TLS_IDLE = 10_000
+
+
+def attack_process(state_dir: Path, pids, name: str, port: int, ca: str, *args: str):
+    """hostile_clients.py against `port` with `args`; returns (process, stats path)."""
+    stats_path = state_dir / f"{name}.json"
+    attack_log = open(state_dir / f"{name}.log", "wb")
+    attack = subprocess.Popen([sys.executable, str(HERE / "hostile_clients.py"), "--target",
+                               f"127.0.0.1:{port}", "--ca", ca, "--stats", str(stats_path),
+                               *args],
+                              stdin=subprocess.DEVNULL, stdout=attack_log, stderr=subprocess.STDOUT)
+    attack_log.close()
+    pids.add("hostile_clients", attack.pid, "hostile_clients.py")
+    return attack, stats_path
+
+
+def stop_attack(attack: subprocess.Popen, pids):
+    if attack.poll() is None:
+        attack.send_signal(signal.SIGTERM)
+        try:
+            attack.wait(30)
+        except subprocess.TimeoutExpired:
+            attack.kill()
+            attack.wait(5)
+    pids.remove("hostile_clients")
+
+
+def probe(url: str, verify) -> dict:
+    """One kubelet-style probe on a fresh connection (kubelet does not verify the certificate)."""
+    t = time.monotonic()
+    s = requests.Session()
+    s.trust_env = False
+    try:
+        r = s.get(url, verify=verify, timeout=(3, 3), headers={"Connection": "close"})
+        err = None if r.status_code == 200 else f"HTTP {r.status_code}: {r.text[:100]}"
+    except requests.RequestException as e:
+        err = type(e).__name__
+    finally:
+        s.close()
+    return {"latency": time.monotonic() - t, "error": err}
+
+
+def test_webhook_calls_and_probes_succeed_while_ten_thousand_idle_tls_connections_are_held(
+        servers, state_dir, pids, figures):
+    probe_port = free_ports(1)[0]
+    server = servers("tls-idle", extra=["--health-probe-bind-address",
+                                        f"127.0.0.1:{probe_port}"]).start()
+    pid, url, ca = server.pid, server.url, server.ca_file
+    probe_url = f"http://127.0.0.1:{probe_port}"
+    assert fresh_request(url, ca, 0)["error"] is None
+    before = proc_status(pid)
+    attack, stats_path = attack_process(state_dir, pids, "tls-idle", server.port, ca,
+                                        "--tls-idle", str(TLS_IDLE))
+    sampler = Sampler(pid).start()
+    calls: list[dict] = []
+    tls_probes: list[dict] = []
+    port_probes: list[dict] = []
+    try:
+        t_attack = time.monotonic()
+        # Every attacking connection has finished its handshake once, and the server holds at
+        # least 9,000 of them (the cap less its reserve for handshakes).
+        wait_until(f"{TLS_IDLE} idle TLS connections held",
+                   lambda: read_json(stats_path).get("tls_idle_opened", 0) >= TLS_IDLE
+                   and proc_status(pid).get("fds", 0) >= 9000, 120, 0.5)
+        held_after = time.monotonic() - t_attack
+        held = read_json(stats_path)
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            futures = []
+            for i in range(20):  # 10 s: a webhook call and a probe of each kind every 0.5 s
+                futures.append(("call", pool.submit(fresh_request, url, ca, 2000 + i)))
+                futures.append(("tls", pool.submit(probe, url + "/healthz", False)))
+                futures.append(("port", pool.submit(probe, probe_url + "/readyz", None)))
+                time.sleep(0.5)
+            for kind, f in futures:
+                {"call": calls, "tls": tls_probes, "port": port_probes}[kind].append(f.result())
+        during = proc_status(pid)
+        attack_stats = read_json(stats_path)
+    finally:
+        stop_attack(attack, pids)
+        sampler.stop()
+    figures.update({
+        "held_after_s": round(held_after, 1), "attack_when_held": held,
+        "attack_at_end": attack_stats, "fds_during": during.get("fds"),
+        "fds_peak": sampler.peak("fds"),
+        "webhook_calls": summary(calls), "tls_port_probes": summary(tls_probes),
+        "probe_port_probes": summary(port_probes),
+        "rss_kib": {"before": before.get("VmRSS"), "peak": sampler.peak("VmRSS")},
+        "server_running": server.running(),
+    })
+    log(f"ten thousand idle TLS connections: {json.dumps(figures)}")
+    assert server.running(), f"the server exited:\n{server.log_tail()}"
+    assert figures["webhook_calls"]["failed"] == 0, (
+        f"webhook calls failed while {TLS_IDLE} idle TLS connections were held: {figures}")
+    assert figures["tls_port_probes"]["failed"] == 0, f"probes on the webhook port failed: {figures}"
+    assert figures["probe_port_probes"]["failed"] == 0, f"probes on the probe port failed: {figures}"
+
+
+# --------------------------------------------------------------------------------------------
+# (d) memory: 500 slow uploads of 7 MiB bodies
+
+UPLOADS = 500
+UPLOAD_BYTES = 7 * 1024 * 1024
+
+
+def test_webhook_calls_succeed_and_memory_stays_bounded_under_500_slow_7mib_uploads(
+        servers, state_dir, pids, figures):
+    server = servers("uploads").start()
+    pid, url, ca = server.pid, server.url, server.ca_file
+    assert fresh_request(url, ca, 0)["error"] is None
+    time.sleep(1)
+    before = proc_status(pid)
+    attack, stats_path = attack_process(state_dir, pids, "uploads", server.port, ca,
+                                        "--uploads", str(UPLOADS), "--upload-bytes",
+                                        str(UPLOAD_BYTES), "--byte-interval", "1")
+    sampler = Sampler(pid).start()
+    calls: list[dict] = []
+    try:
+        wait_until(f"{UPLOADS} uploads started",
+                   lambda: read_json(stats_path).get("uploads_started", 0) >= UPLOADS, 60, 0.5)
+        time.sleep(3)  # the uploads pour their bodies in
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            futures = []
+            for i in range(20):
+                futures.append(pool.submit(fresh_request, url, ca, 3000 + i))
+                time.sleep(0.5)
+            calls = [f.result() for f in futures]
+        attack_stats = read_json(stats_path)
+    finally:
+        stop_attack(attack, pids)
+    time.sleep(2)
+    sampler.stop()
+    after = proc_status(pid)
+    rss = {"before": before.get("VmRSS"), "peak": sampler.peak("VmRSS"),
+           "after": after.get("VmRSS")}
+    figures.update({"attack": attack_stats, "webhook_calls": summary(calls), "rss_kib": rss,
+                    "server_running": server.running()})
+    log(f"slow uploads: {json.dumps(figures)}")
+    assert server.running(), f"the server exited:\n{server.log_tail()}"
+    assert figures["webhook_calls"]["failed"] == 0, (
+        f"webhook calls failed during {UPLOADS} slow uploads: {figures}")
+    assert rss["peak"] - rss["before"] <= RSS_BOUND_KIB, (
+        f"memory not bounded during {UPLOADS} slow 7 MiB uploads: RSS KiB {rss}")
