@@ -11,6 +11,7 @@ that log; the commands run are `backup-guard uninstall --dry-run` (lists, delete
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -64,7 +65,7 @@ class Plugin:
         self.path.write_text(
             "#!/bin/sh\n"
             f"dir={directory}\n"
-            'n=$(( $(wc -l < "$dir/runs.jsonl" 2>/dev/null || echo 0) + 1 ))\n'
+            'n=$(( $(cat "$dir/runs.jsonl" 2>/dev/null | wc -l) + 1 ))\n'
             f"last={len(tokens)}\n"
             '[ "$n" -gt "$last" ] && i=$last || i=$n\n'
             'token=$(cat "$dir/token-$i")\n'
@@ -105,15 +106,17 @@ def admin_parts(admin: dict) -> tuple[dict, dict]:
 
 def uninstall_dry_run(*args, env_kubeconfig: str | None = None, home: Path | None = None,
                       timeout: float = 120) -> subprocess.CompletedProcess:
-    """`backup-guard uninstall --dry-run` in a namespace without engine objects: it only lists."""
+    """`backup-guard uninstall --dry-run` in a namespace without engine objects (confirmed by
+    typing it, as it has no engine Setting): it only lists."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")}
     if env_kubeconfig is not None:
         env["KUBECONFIG"] = env_kubeconfig
     if home is not None:
         env["HOME"] = str(home)
-    cmd = [str(backup_guard_bin()), "uninstall", "--dry-run", "--namespace",
-           "bg-e2e-kubeconfig-empty", *map(str, args)]
+    ns = "bg-e2e-kubeconfig-empty"
+    cmd = [str(backup_guard_bin()), "uninstall", "--dry-run", "--namespace", ns,
+           "--confirm-namespace", ns, *map(str, args)]
     log("running " + " ".join(cmd[1:]) + (f" with KUBECONFIG={env_kubeconfig}"
                                           if env_kubeconfig is not None else ""))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
@@ -140,8 +143,10 @@ def test_exec_plugin_token_from_kubectl_create_token_reaches_the_api(admin, sa_t
     # IfAvailable without a terminal: not interactive.
     assert run["info"]["spec"]["interactive"] is False
     assert run["info"]["spec"]["cluster"]["server"] == cluster["server"].rstrip("/")
-    assert run["info"]["spec"]["cluster"]["certificate-authority-data"] == \
-        cluster["certificate-authority-data"]
+    # provideClusterInfo: the CA goes as data, whichever way the kubeconfig names it.
+    ca = cluster.get("certificate-authority-data") or \
+        base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+    assert run["info"]["spec"]["cluster"]["certificate-authority-data"] == ca
 
 
 def test_a_token_the_api_server_refuses_is_replaced_by_running_the_plugin_again(
