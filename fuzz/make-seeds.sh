@@ -166,6 +166,8 @@ users:
         Install the AWS CLI:
         https://docs.aws.amazon.com/cli/
 YAML
+# Found by fuzz_kubeconfig: a kind that is not UTF-8 made the error message throw.
+printf 'apiVersion: v1\nkind: Confi\x94\n' >"$kc/invalid-utf8-kind.yaml"
 cat >"$kc/scalars.yaml" <<'YAML'
 # Plain, folded and quoted scalars of every kind YAML resolves.
 a: ~

@@ -173,12 +173,15 @@ Result<ExecCredential> ParseExecCredential(std::string_view output, std::string_
   }
   const json api = doc.value("apiVersion", json());
   if (api != api_version) {
-    return Status::Unavailable("the plugin answered apiVersion " + api.dump() + ", configured \"" +
-                               std::string(api_version) + "\"");
+    return Status::Unavailable("the plugin answered apiVersion " +
+                               api.dump(-1, ' ', false, json::error_handler_t::replace) +
+                               ", configured \"" + std::string(api_version) + "\"");
   }
   if (doc.value("kind", json()) != "ExecCredential") {
-    return Status::Unavailable("the plugin answered kind " + doc.value("kind", json()).dump() +
-                               ", want \"ExecCredential\"");
+    return Status::Unavailable(
+        "the plugin answered kind " +
+        doc.value("kind", json()).dump(-1, ' ', false, json::error_handler_t::replace) +
+        ", want \"ExecCredential\"");
   }
   auto status = doc.find("status");
   if (status == doc.end() || !status->is_object()) {

@@ -143,9 +143,47 @@ class YamlToJson {
   size_t scalar_bytes_ = 0;
 };
 
+// The offset of the first byte that is not part of valid UTF-8, or npos. YAML text is Unicode
+// (kubectl refuses anything else), and every string read here may end up in a JSON message.
+size_t InvalidUtf8At(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t len = 0;
+    uint32_t min = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      len = 2, min = 0x80, cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3, min = 0x800, cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (i + len > text.size()) return i;
+    for (size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(text[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
 // One YAML document as JSON (JSON is YAML, so JSON kubeconfigs read the same way). An empty
 // document is null. Errors name the line and column.
 Result<json> ParseYamlDocument(std::string_view text) {
+  if (const size_t bad = InvalidUtf8At(text); bad != std::string_view::npos) {
+    return Status::InvalidArgument("yaml: invalid UTF-8 at byte " + std::to_string(bad));
+  }
   try {
     const YAML::Node root = YAML::Load(std::string(text));
     return YamlToJson().Convert(root, 0);
@@ -286,7 +324,9 @@ class MergedKubeconfig {
     if (!doc->is_object()) return Status::InvalidArgument(source + ": not a kubeconfig mapping");
     if (auto kind = doc->find("kind");
         kind != doc->end() && !kind->is_null() && *kind != "Config") {
-      return Status::InvalidArgument(source + ": kind: is " + kind->dump() + ", want Config");
+      return Status::InvalidArgument(source + ": kind: is " +
+                                     kind->dump(-1, ' ', false, json::error_handler_t::replace) +
+                                     ", want Config");
     }
     if (auto current = doc->find("current-context"); current != doc->end() && !current->is_null()) {
       if (!current->is_string()) {

@@ -270,6 +270,10 @@ TEST(KubeconfigTest, BadYamlIsAClearErrorWithTheFileAndLine) {
               HasSubstr("kubeconfig test.yaml: yaml: "));
   EXPECT_THAT(ParseError("current-context: a\ncurrent-context: b\n"),
               AllOf(HasSubstr("line 2"), HasSubstr("duplicate mapping key \"current-context\"")));
+  // Found by fuzz_kubeconfig: a kind with a byte that is not UTF-8 made the error message throw.
+  EXPECT_THAT(ParseError("apiVersion: v1\nkind: Confi\x94\n"),
+              HasSubstr("yaml: invalid UTF-8 at byte 26"));
+  EXPECT_THAT(ParseError("a: \xC0\x80\n"), HasSubstr("invalid UTF-8 at byte 3"));  // overlong
   std::string deep;
   for (int i = 0; i < 100; ++i) deep += "[";
   EXPECT_THAT(ParseError("a: " + deep + std::string(100, ']') + "\n"), HasSubstr("nested deeper"));
