@@ -3,8 +3,8 @@
 #   docker build -t backup-guard:0.1.0 .
 #
 # The binary links a few shared libraries that distroless/cc does not carry (cpp-httplib,
-# prometheus-cpp, zlib, brotli); the build stage copies exactly those, and checks that the binary
-# resolves every library against distroless' own set plus the copied ones.
+# prometheus-cpp, yaml-cpp, zlib, brotli); the build stage copies exactly those, and checks that
+# the binary resolves every library against distroless' own set plus the copied ones.
 
 FROM debian:12 AS build
 COPY tools/ensure-deps.sh /src/tools/ensure-deps.sh
@@ -20,7 +20,7 @@ RUN cmake -S . -B /build -G Ninja \
 RUN set -eu; \
     libdir=/usr/lib/$(gcc -print-multiarch); \
     mkdir -p "/runtime$libdir"; \
-    for lib in libcpp-httplib.so.0.11 libprometheus-cpp-core.so.1.0 libz.so.1 \
+    for lib in libcpp-httplib.so.0.11 libprometheus-cpp-core.so.1.0 libyaml-cpp.so.0.7 libz.so.1 \
                libbrotlidec.so.1 libbrotlienc.so.1 libbrotlicommon.so.1; do \
       path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }'); \
       [ -n "$path" ] || { echo "missing $lib" >&2; exit 1; }; \

@@ -2,25 +2,32 @@
 
 #include "common/log.h"
 #include "kube/kube_lookup.h"
-#include "kube/kubeconfig.h"
 
 namespace bg::cmd {
 
-Result<ClusterConnection> ConnectCluster(const std::string& kubeconfig,
-                                         std::chrono::milliseconds cache_ttl, bool require) {
+Result<kube::ClusterConfig> SelectCluster(const std::string& kubeconfig,
+                                          const std::string& context) {
   Result<kube::ClusterConfig> config =
-      kubeconfig.empty() ? kube::InClusterConfig() : kube::LoadKubeconfig(kubeconfig);
+      kube::LoadClusterConfig(kube::LoadingRulesFromEnvironment(kubeconfig, context));
+  if (config.ok() || config.status().IsNotFound() || kubeconfig.empty()) return config;
+  return Status::InvalidArgument("--kubeconfig " + kubeconfig + ": " + config.status().message());
+}
+
+Result<ClusterConnection> ConnectCluster(const std::string& kubeconfig, const std::string& context,
+                                         std::chrono::milliseconds cache_ttl, bool require) {
+  Result<kube::ClusterConfig> config = SelectCluster(kubeconfig, context);
   if (!config.ok()) {
-    if (!kubeconfig.empty() || require) {
-      return Status::InvalidArgument((kubeconfig.empty() ? std::string("in-cluster config: ")
-                                                         : "--kubeconfig " + kubeconfig + ": ") +
-                                     config.status().message());
+    if (!config.status().IsNotFound() || require) {
+      return Status::InvalidArgument(config.status().message());
     }
-    log::Info("no kubeconfig and not in a cluster: admission only, lookups find nothing");
+    log::Info(
+        "no cluster (no --kubeconfig, $KUBECONFIG, in-cluster service account or "
+        "~/.kube/config): admission only, lookups find nothing");
     ClusterConnection none;
     none.lookup = std::make_unique<kube::NoClusterLookup>();
     return none;
   }
+  log::Info("cluster", {{"source", config->source}});
   auto transport = kube::HttpsTransport::Create(*config);
   if (!transport.ok())
     return Status::InvalidArgument("cluster connection: " + transport.status().message());

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cmd/cluster.h"
 #include "cmd/commands.h"
 #include "cmd/flags.h"
 #include "cmd/tar_gz.h"
@@ -99,7 +100,10 @@ int Diagnose(int argc, char** argv) {
   argp.reserve(args.size());
   for (std::string& a : args) argp.push_back(a.data());
   Flags flags("backup-guard diagnose [flags]",
-              {{"kubeconfig", "", "the cluster (the in-cluster service account when absent)"},
+              {{"kubeconfig", "",
+                "the cluster: this kubeconfig; default $KUBECONFIG (files merged), else the "
+                "in-cluster service account, else ~/.kube/config"},
+               {"context", "", "the kubeconfig context to use (default: its current-context)"},
                {"namespace", "longhorn-system", "the storage engine's namespace"},
                {"output", "table", "table or json (also -o)"},
                {"bundle", "",
@@ -140,14 +144,8 @@ int Diagnose(int argc, char** argv) {
     options.metrics = FetchMetrics(options.metrics_url);
   }
 
-  const std::string kubeconfig = flags.Get("kubeconfig");
-  Result<kube::ClusterConfig> config =
-      kubeconfig.empty() ? kube::InClusterConfig() : kube::LoadKubeconfig(kubeconfig);
-  if (!config.ok()) {
-    return Fail((kubeconfig.empty() ? std::string("in-cluster config: ")
-                                    : "--kubeconfig " + kubeconfig + ": ") +
-                config.status().message());
-  }
+  Result<kube::ClusterConfig> config = SelectCluster(flags.Get("kubeconfig"), flags.Get("context"));
+  if (!config.ok()) return Fail(config.status().message());
   kube::TransportOptions transport_options;
   transport_options.read_timeout = std::chrono::seconds(30);
   transport_options.write_timeout = std::chrono::seconds(30);

@@ -71,7 +71,10 @@ const std::vector<FlagSpec>& ServeFlags() {
       {"tls-cert-file", "", "file mode: serve this PEM certificate and reload it when it changes"},
       {"tls-key-file", "", "file mode: its key"},
       {"client-ca-file", "", "webhook calls must present a client certificate signed by this CA"},
-      {"kubeconfig", "", "the cluster (default: the in-cluster service account, else none)"},
+      {"kubeconfig", "",
+       "the cluster: this kubeconfig; default $KUBECONFIG (files merged), else the in-cluster "
+       "service account, else ~/.kube/config, else none (admission only)"},
+      {"context", "", "the kubeconfig context to use (default: its current-context)"},
       {"namespace", "longhorn-system", "the storage engine's namespace"},
       {"log-level", "info", "debug, info, warn or error"},
       {"lookup-cache-ttl", "1s", "how long an admission lookup answer is reused; 0 disables"},
@@ -205,7 +208,8 @@ int Serve(int argc, char** argv) {
   // Declared before the cluster connection, which reports to the API-health metrics until it goes.
   webhook::Metrics metrics(kVersion);
   std::unique_ptr<kube::ApiHealthMetrics> api_health_metrics;
-  auto connection = ConnectCluster(flags.Get("kubeconfig"), Millis(durations["lookup-cache-ttl"]),
+  auto connection = ConnectCluster(flags.Get("kubeconfig"), flags.Get("context"),
+                                   Millis(durations["lookup-cache-ttl"]),
                                    /*require=*/false);
   if (!connection.ok()) return Fail(connection.status().message());
 
@@ -324,7 +328,8 @@ int Serve(int argc, char** argv) {
   } else {
     return Fail(
         "no certificate: pass --tls-cert-file and --tls-key-file, or a cluster "
-        "(--kubeconfig or in-cluster) for self-managed certificates");
+        "(--kubeconfig, $KUBECONFIG, in-cluster or ~/.kube/config) for self-managed "
+        "certificates");
   }
 
   // The finalizer processor.

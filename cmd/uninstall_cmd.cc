@@ -6,6 +6,7 @@
 #include <sstream>
 #include <string>
 
+#include "cmd/cluster.h"
 #include "cmd/commands.h"
 #include "cmd/flags.h"
 #include "cmd/uninstall_preflight_flags.h"
@@ -39,7 +40,7 @@ bool NumberFlag(const Flags& flags, const std::string& name, double min, double 
 
 int Uninstall(int argc, char** argv) {
   Flags flags(
-      {"kubeconfig", "namespace", "timeout", "release-grace", "log-level",
+      {"kubeconfig", "context", "namespace", "timeout", "release-grace", "log-level",
        "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace", "receipt"},
       {"dry-run", "force", "skip-unless-confirmed", "remove-stale-webhooks"});
   if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
@@ -88,14 +89,9 @@ int Uninstall(int argc, char** argv) {
   }
   options.workers = static_cast<int>(workers);
 
-  const std::string kubeconfig = flags.Get("kubeconfig");
-  Result<kube::ClusterConfig> config =
-      kubeconfig.empty() ? kube::InClusterConfig() : kube::LoadKubeconfig(kubeconfig);
+  Result<kube::ClusterConfig> config = SelectCluster(flags.Get("kubeconfig"), flags.Get("context"));
   if (!config.ok()) {
-    std::fprintf(
-        stderr, "uninstall: %s%s\n",
-        kubeconfig.empty() ? "in-cluster config: " : ("--kubeconfig " + kubeconfig + ": ").c_str(),
-        config.status().message().c_str());
+    std::fprintf(stderr, "uninstall: %s\n", config.status().message().c_str());
     return 1;
   }
   kube::TransportOptions transport_options;

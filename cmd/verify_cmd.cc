@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cmd/cluster.h"
 #include "cmd/commands.h"
 #include "cmd/flags.h"
 #include "common/log.h"
@@ -60,7 +61,10 @@ int Verify(int argc, char** argv) {
   for (std::string& a : args) argp.push_back(a.data());
   Flags flags("backup-guard verify --receipt FILE [flags]",
               {{"receipt", "", "the receipt `backup-guard uninstall` wrote (required)"},
-               {"kubeconfig", "", "the cluster (the in-cluster service account when absent)"},
+               {"kubeconfig", "",
+                "the cluster: this kubeconfig; default $KUBECONFIG (files merged), else the "
+                "in-cluster service account, else ~/.kube/config"},
+               {"context", "", "the kubeconfig context to use (default: its current-context)"},
                {"namespace", "", "the storage engine's namespace (default: the receipt's)"},
                {"output", "table", "table or json (also -o)"},
                {"log-level", "warn", "debug, info, warn or error"}});
@@ -81,14 +85,8 @@ int Verify(int argc, char** argv) {
   std::string ns = flags.Get("namespace");
   if (ns.empty()) ns = receipt->ns.empty() ? "longhorn-system" : receipt->ns;
 
-  const std::string kubeconfig = flags.Get("kubeconfig");
-  Result<kube::ClusterConfig> config =
-      kubeconfig.empty() ? kube::InClusterConfig() : kube::LoadKubeconfig(kubeconfig);
-  if (!config.ok()) {
-    return Fail((kubeconfig.empty() ? std::string("in-cluster config: ")
-                                    : "--kubeconfig " + kubeconfig + ": ") +
-                config.status().message());
-  }
+  Result<kube::ClusterConfig> config = SelectCluster(flags.Get("kubeconfig"), flags.Get("context"));
+  if (!config.ok()) return Fail(config.status().message());
   kube::TransportOptions transport_options;
   transport_options.read_timeout = std::chrono::seconds(30);
   transport_options.write_timeout = std::chrono::seconds(30);

@@ -136,8 +136,40 @@ users:
       command: aws
       args: [eks, get-token]
 YAML
+cat >"$kc/exec-anchors.yaml" <<'YAML'
+# An exec plugin with every field, and a cluster shared through an anchor and an alias.
+apiVersion: v1
+kind: Config
+current-context: eks
+clusters:
+- name: eks
+  cluster: &eks
+    server: https://ABCDEF.gr7.eu-west-1.eks.amazonaws.com
+    certificate-authority: ca.crt
+- name: eks-copy
+  cluster: *eks
+contexts:
+- name: eks
+  context: {cluster: eks-copy, user: eks, namespace: longhorn-system}
+users:
+- name: eks
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: ./bin/aws
+      args: [--region, eu-west-1, eks, get-token, --cluster-name, prod]
+      env:
+      - {name: AWS_PROFILE, value: admin}
+      interactiveMode: IfAvailable
+      provideClusterInfo: true
+      installHint: |
+        Install the AWS CLI:
+        https://docs.aws.amazon.com/cli/
+YAML
+# Found by fuzz_kubeconfig: a kind that is not UTF-8 made the error message throw.
+printf 'apiVersion: v1\nkind: Confi\x94\n' >"$kc/invalid-utf8-kind.yaml"
 cat >"$kc/scalars.yaml" <<'YAML'
-# Plain, folded and quoted scalars of every kind the reader resolves.
+# Plain, folded and quoted scalars of every kind YAML resolves.
 a: ~
 b: null
 c: [1, 2.5, "x"]

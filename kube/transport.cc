@@ -255,7 +255,10 @@ HttpsTransport::HttpsTransport(const ClusterConfig& config, const TransportOptio
       options_(options),
       tls_(std::move(tls)),
       server_(FormatServer(config)),
-      token_(config.bearer_token, config.bearer_token_file, options.clock, options.token_refresh) {}
+      token_(config.bearer_token, config.bearer_token_file, options.clock, options.token_refresh),
+      exec_(config.exec
+                ? std::make_unique<ExecCredentialSource>(*config.exec, config, options.clock)
+                : nullptr) {}
 
 HttpsTransport::~HttpsTransport() {
   SigpipeGuard no_sigpipe;  // closing pooled connections writes TLS close_notify
@@ -358,15 +361,34 @@ Status HttpsTransport::ExchangeError(const std::string& what, const httplib::SSL
   return Status::Unavailable(std::move(message));
 }
 
+Result<std::string> HttpsTransport::BearerToken() {
+  if (exec_ != nullptr) return exec_->Token();
+  return token_.Token();
+}
+
 Result<HttpResponse> HttpsTransport::Request(std::string_view method,
                                              const std::string& path_and_query,
                                              const std::string& body,
                                              std::string_view content_type) {
   if (Status valid = CheckRequest(method, path_and_query); !valid.ok()) return valid;
-  const std::string what = std::string(method) + " " + path_and_query;
+  Result<std::string> token = BearerToken();
+  if (!token.ok()) return token.status();
+  Result<HttpResponse> response = Send(method, path_and_query, body, content_type, token.value());
+  if (exec_ == nullptr || !response.ok() || response->status != 401) return response;
+  exec_->Unauthorized(token.value());
+  Result<std::string> renewed = BearerToken();
+  if (!renewed.ok()) return renewed.status();
+  if (renewed.value() == token.value()) return response;
+  return Send(method, path_and_query, body, content_type, renewed.value());
+}
 
+Result<HttpResponse> HttpsTransport::Send(std::string_view method,
+                                          const std::string& path_and_query,
+                                          const std::string& body, std::string_view content_type,
+                                          const std::string& token) {
+  const std::string what = std::string(method) + " " + path_and_query;
   httplib::Request req =
-      NewRequest(method, config_.base_path + path_and_query, options_.user_agent, token_.Token());
+      NewRequest(method, config_.base_path + path_and_query, options_.user_agent, token);
   if (!body.empty() || !content_type.empty()) {
     req.body = body;
     req.headers.emplace("Content-Type", std::string(content_type));
@@ -427,12 +449,15 @@ Status HttpsTransport::Stream(std::string_view method, const std::string& path_a
   client->set_read_timeout(options_.stream_read_timeout);
   client->set_keep_alive(false);
 
+  Result<std::string> token = BearerToken();
+  if (!token.ok()) return token.status();
   httplib::Request req =
-      NewRequest(method, config_.base_path + path_and_query, options_.user_agent, token_.Token());
+      NewRequest(method, config_.base_path + path_and_query, options_.user_agent, token.value());
   // Set when the exchange ended because the caller asked for it; httplib reports that as an
   // error (Canceled, or Read after the connection was shut down), which is not one here.
   bool ended_by_caller = false;
   req.response_handler = [&](const httplib::Response& res) {
+    if (res.status == 401 && exec_ != nullptr) exec_->Unauthorized(token.value());
     if (stop.load() || !on_status(res.status)) {
       ended_by_caller = true;
       return false;

@@ -17,6 +17,7 @@
 
 #include "common/status.h"
 #include "kube/clock.h"
+#include "kube/exec_credential.h"
 #include "kube/kubeconfig.h"
 #include "kube/token_source.h"
 
@@ -90,7 +91,11 @@ struct TransportOptions {
 //  - The server is verified against config.ca_pem and only against it (the system trust store
 //    is used only when ca_pem is empty), including its host name or IP address.
 //  - Client certificate authentication uses config.client_cert_pem/client_key_pem; bearer
-//    tokens go in "Authorization: Bearer", re-read from the token file as TokenSource does.
+//    tokens go in "Authorization: Bearer", re-read from the token file as TokenSource does, or
+//    from the exec credential plugin of config.exec (ExecCredentialSource). When the API server
+//    answers 401 to a plugin's token, the token is dropped and a Request is sent once more with
+//    the plugin's new token (a 401 means the server did nothing); a Stream is not resent, its
+//    caller's next attempt gets the new token.
 //  - Every request sends "Accept: application/json".
 // Concurrency: an httplib client is not thread-safe, so each request takes a client of its own
 // from a small pool (see TransportOptions::max_idle_connections) and returns it afterwards.
@@ -131,6 +136,12 @@ class HttpsTransport final : public ApiTransport {
                  std::unique_ptr<TlsMaterial> tls);
 
   Status CheckRequest(std::string_view method, const std::string& path_and_query) const;
+  // The bearer token for the next request ("" for none); an error when the exec plugin fails.
+  Result<std::string> BearerToken();
+  // One exchange of Request with `token`.
+  Result<HttpResponse> Send(std::string_view method, const std::string& path_and_query,
+                            const std::string& body, std::string_view content_type,
+                            const std::string& token);
   // The Unavailable status of an exchange that got no (complete) answer.
   Status ExchangeError(const std::string& what, const httplib::SSLClient& client,
                        httplib::Error error) const;
@@ -144,6 +155,7 @@ class HttpsTransport final : public ApiTransport {
   const std::unique_ptr<TlsMaterial> tls_;
   const std::string server_;
   TokenSource token_;
+  const std::unique_ptr<ExecCredentialSource> exec_;  // null without config.exec
 
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<httplib::SSLClient>> idle_;  // guarded by pool_mu_

@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "kube/file_util.h"
 #include "kube/testutil.h"
 
 namespace bg::kube {
@@ -66,6 +68,15 @@ class EchoServer {
     server_->Get("/echo.*", echo);
     server_->Post("/echo.*", echo);
     server_->Get("/prefix/echo.*", echo);
+    // 401 for a token with "stale" in it, like an API server for an expired token.
+    server_->Get("/fresh-only", [echo](const httplib::Request& req, httplib::Response& res) {
+      if (req.get_header_value("Authorization").find("stale") != std::string::npos) {
+        res.status = 401;
+        res.set_content(R"({"kind":"Status","code":401})", "application/json");
+        return;
+      }
+      echo(req, res);
+    });
     server_->Get("/status/503", [](const httplib::Request&, httplib::Response& res) {
       res.status = 503;
       res.set_content(R"({"kind":"Status","message":"overloaded"})", "application/json");
@@ -314,6 +325,73 @@ TEST_F(HttpsTransportTest, BearerTokenFileIsReReadAfterTheRefreshPeriod) {
   EXPECT_EQ(Echo(*transport)["authorization"], "Bearer first");
   clock.Advance(kTokenFileRefresh);
   EXPECT_EQ(Echo(*transport)["authorization"], "Bearer second");
+}
+
+// An exec plugin (v1) that prints "stale-1" on its first run and "fresh-N" after; it counts its
+// runs in `dir`/runs.
+ClusterConfig WithCountingPlugin(ClusterConfig config, const testutil::TempDir& dir) {
+  const std::string script = dir.WriteFile("plugin", R"(#!/bin/sh
+n=$(( $(cat "$RUNS" 2>/dev/null || echo 0) + 1 ))
+echo $n > "$RUNS"
+prefix=fresh
+[ $n = 1 ] && prefix=stale
+echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"'$prefix-$n'"}}'
+)");
+  ::chmod(script.c_str(), 0755);
+  ExecConfig exec;
+  exec.api_version = "client.authentication.k8s.io/v1";
+  exec.command = script;
+  exec.env = {{"RUNS", dir.path() + "/runs"}};
+  exec.interactive_mode = ExecInteractiveMode::kNever;
+  config.exec = exec;
+  return config;
+}
+
+TEST_F(HttpsTransportTest, ExecPluginTokenIsSentAndReRunOnceOnA401) {
+  EchoServer server(server_cert_);
+  testutil::TempDir dir;
+  auto transport = MustCreate(WithCountingPlugin(ConfigFor(server), dir));
+  ASSERT_NE(transport, nullptr);
+  // The first token is refused; the request goes again, once, with the plugin's next token.
+  EXPECT_EQ(Echo(*transport, "/fresh-only")["authorization"], "Bearer fresh-2");
+  EXPECT_EQ(Echo(*transport, "/fresh-only")["authorization"], "Bearer fresh-2");  // cached
+  EXPECT_EQ(ReadFileToString(dir.path() + "/runs", 64).value(), "2\n");
+}
+
+TEST_F(HttpsTransportTest, StreamRefusedWith401DropsTheExecToken) {
+  EchoServer server(server_cert_);
+  testutil::TempDir dir;
+  auto transport = MustCreate(WithCountingPlugin(ConfigFor(server), dir));
+  ASSERT_NE(transport, nullptr);
+  std::atomic<bool> stop{false};
+  int status = 0;
+  ASSERT_TRUE(transport
+                  ->Stream(
+                      "GET", "/fresh-only", stop,
+                      [&](int s) {
+                        status = s;
+                        return true;
+                      },
+                      [](std::string_view) { return true; })
+                  .ok());
+  EXPECT_EQ(status, 401);
+  EXPECT_EQ(Echo(*transport, "/fresh-only")["authorization"], "Bearer fresh-2");
+}
+
+TEST_F(HttpsTransportTest, FailingExecPluginFailsTheRequest) {
+  EchoServer server(server_cert_);
+  ClusterConfig config = ConfigFor(server);
+  ExecConfig exec;
+  exec.api_version = "client.authentication.k8s.io/v1";
+  exec.command = "/bin/false";
+  exec.interactive_mode = ExecInteractiveMode::kNever;
+  exec.where = "kubeconfig k: users[0].user.exec";
+  config.exec = exec;
+  auto transport = MustCreate(config);
+  ASSERT_NE(transport, nullptr);
+  Result<HttpResponse> r = transport->Request("GET", "/echo", "", "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("users[0].user.exec: exec plugin /bin/false"));
 }
 
 TEST_F(HttpsTransportTest, PostSendsBodyAndContentType) {

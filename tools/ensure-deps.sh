@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libcpp-httplib-dev libssl-dev nlohmann-json3-dev prometheus-cpp-dev zlib1g-dev
+  libyaml-cpp-dev
   googletest libgtest-dev libgmock-dev
   clang-format clang-tidy
   curl openssl python3-venv
