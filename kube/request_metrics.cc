@@ -58,8 +58,7 @@ Result<HttpResponse> MetricsRecordingTransport::Request(std::string_view method,
   return response;
 }
 
-Status MetricsRecordingTransport::Stream(std::string_view method,
-                                         const std::string& path_and_query,
+Status MetricsRecordingTransport::Stream(std::string_view method, const std::string& path_and_query,
                                          const std::atomic<bool>& stop,
                                          const std::function<bool(int status)>& on_status,
                                          const std::function<bool(std::string_view)>& on_chunk) {
