@@ -46,6 +46,7 @@ Status FileCertificateWatcher::CheckOnce() {
     if (identity.ok()) {
       store_.Set(*identity);
       if (metrics_ != nullptr) {
+        metrics_->CertificateRead(true);
         metrics_->SetExpiry("serving", (*identity)->not_after());
         metrics_->Reloaded(true);
       }
@@ -54,7 +55,10 @@ Status FileCertificateWatcher::CheckOnce() {
     }
     status = identity.status();
   }
-  if (metrics_ != nullptr) metrics_->Reloaded(false);
+  if (metrics_ != nullptr) {
+    metrics_->CertificateRead(false);
+    metrics_->Reloaded(false);
+  }
   log::Error("certificate reload rejected; the previous pair keeps serving",
              {{"file", cert_file_}, {"error", status.message()}});
   return status;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <openssl/x509v3.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -93,6 +95,66 @@ TEST_F(FileWatcherTest, KubeletSymlinkSwapIsFollowed) {
   fs::rename(dir_ / "..data_tmp", dir_ / "..data");  // atomic swap
   ASSERT_TRUE(watcher.CheckOnce().ok());
   EXPECT_TRUE(Serves(store_, "b.example"));
+}
+
+// controller-runtime's certwatcher counters, as its dashboards read them: a sample without labels.
+double CounterValue(prometheus::Registry& registry, const std::string& name) {
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    EXPECT_EQ(family.metric.size(), 1u) << name;
+    if (family.metric.size() != 1) return -1;
+    EXPECT_TRUE(family.metric[0].label.empty()) << name;
+    return family.metric[0].counter.value;
+  }
+  ADD_FAILURE() << "no family " << name;
+  return -1;
+}
+
+TEST_F(FileWatcherTest, CertwatcherCountersCountEveryReadAndItsErrors) {
+  prometheus::Registry registry;
+  CertificateMetrics metrics(registry);
+  const auto reads = [&] { return CounterValue(registry, "certwatcher_read_certificate_total"); };
+  const auto errors = [&] {
+    return CounterValue(registry, "certwatcher_read_certificate_errors_total");
+  };
+  EXPECT_EQ(reads(), 0);  // present from the start, so a rate() has a series to work on
+  EXPECT_EQ(errors(), 0);
+
+  const PemPair a = Pair("a.example");
+  Write(dir_ / "tls.crt", a.cert_pem);
+  Write(dir_ / "tls.key", a.key_pem);
+  FileCertificateWatcher watcher((dir_ / "tls.crt").string(), (dir_ / "tls.key").string(), store_,
+                                 &metrics);
+  ASSERT_TRUE(watcher.CheckOnce().ok());
+  EXPECT_EQ(reads(), 1);
+  EXPECT_EQ(errors(), 0);
+  ASSERT_TRUE(watcher.CheckOnce().ok());  // unchanged files are not read again
+  EXPECT_EQ(reads(), 1);
+
+  const PemPair b = Pair("b.example");
+  Write(dir_ / "tls.crt", b.cert_pem);  // key not updated: mismatched pair
+  EXPECT_FALSE(watcher.CheckOnce().ok());
+  EXPECT_EQ(reads(), 2);
+  EXPECT_EQ(errors(), 1);
+  Write(dir_ / "tls.crt", "garbage");
+  EXPECT_FALSE(watcher.CheckOnce().ok());
+  EXPECT_EQ(reads(), 3);
+  EXPECT_EQ(errors(), 2);
+  fs::remove(dir_ / "tls.key");
+  Write(dir_ / "tls.crt", b.cert_pem);
+  EXPECT_TRUE(watcher.CheckOnce().ok());  // a file missing mid-swap is not a read
+  EXPECT_EQ(reads(), 3);
+  Write(dir_ / "tls.key", b.key_pem);
+  ASSERT_TRUE(watcher.CheckOnce().ok());
+  EXPECT_EQ(reads(), 4);
+  EXPECT_EQ(errors(), 2);
+  EXPECT_TRUE(Serves(store_, "b.example"));
+
+  const std::string exposition = prometheus::TextSerializer().Serialize(registry.Collect());
+  EXPECT_NE(exposition.find("\ncertwatcher_read_certificate_total 4\n"), std::string::npos)
+      << exposition;
+  EXPECT_NE(exposition.find("\ncertwatcher_read_certificate_errors_total 2\n"), std::string::npos)
+      << exposition;
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include "common/log.h"
 #include "kube/kube_lookup.h"
+#include "kube/kubeconfig.h"
+#include "kube/request_metrics.h"
 
 namespace bg::cmd {
 
@@ -33,6 +35,7 @@ Result<ClusterConnection> ConnectCluster(const std::string& kubeconfig, const st
     return Status::InvalidArgument("cluster connection: " + transport.status().message());
   ClusterConnection conn;
   conn.transport = std::shared_ptr<kube::ApiTransport>(std::move(transport).value());
+  conn.api_host = kube::ApiHostLabel(config->host, config->port);
   kube::KubeLookupOptions options;
   options.cache_ttl = cache_ttl;
   conn.lookup = std::make_unique<kube::KubeLookup>(conn.transport, options);

@@ -17,6 +17,7 @@ namespace bg::cmd {
 struct ClusterConnection {
   std::shared_ptr<kube::ApiTransport> transport;  // null when there is no cluster
   std::unique_ptr<kube::ResourceLookup> lookup;   // never null
+  std::string api_host;                           // the API server's "host:port", for metrics
 };
 
 // The cluster the --kubeconfig and --context values select, with $KUBECONFIG and $HOME from the

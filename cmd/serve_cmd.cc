@@ -25,6 +25,7 @@
 #include "kube/api_health_metrics.h"
 #include "kube/kube_lookup.h"
 #include "kube/leader_election.h"
+#include "kube/request_metrics.h"
 #include "kube/rest_api.h"
 #include "mutators/mutators.h"
 #include "processor/controller.h"
@@ -208,6 +209,7 @@ int Serve(int argc, char** argv) {
   // Declared before the cluster connection, which reports to the API-health metrics until it goes.
   webhook::Metrics metrics(kVersion);
   std::unique_ptr<kube::ApiHealthMetrics> api_health_metrics;
+  std::unique_ptr<kube::RequestMetrics> request_metrics;
   auto connection = ConnectCluster(flags.Get("kubeconfig"), flags.Get("context"),
                                    Millis(durations["lookup-cache-ttl"]),
                                    /*require=*/false);
@@ -219,6 +221,10 @@ int Serve(int argc, char** argv) {
   std::shared_ptr<kube::ApiTransport> raw_transport = connection->transport;
   std::shared_ptr<kube::ApiHealth> api_health;
   if (raw_transport) {
+    // client-go's rest_client_* families: every exchange, the probe's included, passes here once.
+    request_metrics = std::make_unique<kube::RequestMetrics>(*metrics.registry());
+    raw_transport = std::make_shared<kube::MetricsRecordingTransport>(
+        raw_transport, request_metrics.get(), connection->api_host);
     api_health_metrics = std::make_unique<kube::ApiHealthMetrics>(*metrics.registry());
     kube::ApiHealthOptions ho;
     ho.unready_after = Millis(durations["api-unready-after"]);

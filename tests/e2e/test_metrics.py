@@ -5,6 +5,7 @@ show our two webhooks being called, never failing to be called and never failing
 import time
 
 import requests
+import yaml
 from kubernetes import client
 
 from bg_e2e import (
@@ -186,3 +187,39 @@ def test_standard_families_of_any_controller_are_exported(lh_system, backup_guar
         time.sleep(0.5)
     assert m.sum("workqueue_adds_total", name="backup-guard") > 0
     assert m.sum("workqueue_work_duration_seconds_count", name="backup-guard") > 0
+
+
+def test_rest_client_metrics_count_the_processors_api_calls(lh_system, backup_guard, kubeconfig):
+    """client-go's rest_client_requests_total{code,method,host} and
+    rest_client_request_duration_seconds{verb,host}: the processor's release of a deleted object
+    is a PATCH answered 200, counted under the API server's host:port; no other label exists."""
+    with open(kubeconfig) as f:
+        server = yaml.safe_load(f)["clusters"][0]["cluster"]["server"]
+    host = server.split("://", 1)[1].split("/", 1)[0]
+
+    def scrape():
+        return Metrics(requests.get(f"{backup_guard.metrics_url}/metrics", timeout=5).text)
+
+    def patches(m):
+        return m.sum("rest_client_requests_total", code="200", method="PATCH", host=host)
+
+    before = patches(scrape())
+    probe = f"rest-probe-{int(time.time() * 1000) % 100000}"
+    volume = lh_system.body("BackupVolume", probe,
+                            spec={"backupTargetName": "none", "volumeName": probe})
+    volume["metadata"]["finalizers"] = ["longhorn.io"]
+    lh_system.create(volume)
+    lh_system.delete("BackupVolume", probe)  # its target is gone: the processor releases it
+    deadline = time.monotonic() + 15
+    m = scrape()
+    while patches(m) <= before and time.monotonic() < deadline:
+        time.sleep(0.5)
+        m = scrape()
+    assert patches(m) > before, m.select("rest_client_requests_total")
+    requests_series = m.select("rest_client_requests_total")
+    assert requests_series and all(set(labels) == {"code", "method", "host"} and
+                                   labels["host"] == host for labels, _ in requests_series)
+    assert m.select("rest_client_requests_total", code="200", method="GET", host=host)
+    durations = m.select("rest_client_request_duration_seconds_count")
+    assert durations and all(set(labels) == {"verb", "host"} for labels, _ in durations)
+    assert m.sum("rest_client_request_duration_seconds_count", verb="PATCH", host=host) > 0

@@ -386,6 +386,49 @@ class BackupGuard(Process):
         return Metrics.parse(scrape(self.metrics_url))
 
 
+class Prometheus(Process):
+    """Debian's prometheus run as our own process, scraping `target` every second, with the rule
+    file `rules` loaded when given."""
+
+    def __init__(self, workdir: str, target: str, rules: str | None, name: str = "prometheus"):
+        self.port = free_ports(1)[0]
+        os.makedirs(workdir, exist_ok=True)
+        config = os.path.join(workdir, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                    "  evaluation_interval: 1s\n")
+            if rules:
+                f.write(f"rule_files:\n  - {rules}\n")
+            f.write("scrape_configs:\n  - job_name: backup-guard\n    metrics_path: /metrics\n"
+                    f"    static_configs:\n      - targets: ['{target}']\n")
+        self.config = config
+        super().__init__(name, [
+            "prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
+            f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
+            "--log.level=warn"], os.path.join(workdir, f"{name}.log"),
+            {k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
+
+    def api(self, path: str, **params) -> dict:
+        r = requests.get(f"http://127.0.0.1:{self.port}/api/v1/{path}", params=params, timeout=10,
+                         proxies={"http": None, "https": None})
+        r.raise_for_status()
+        body = r.json()
+        assert body.get("status") == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict]:
+        return self.api("query", query=expr)["result"]
+
+    def ready(self) -> bool:
+        if not self.running():
+            raise AssertionError(f"prometheus exited with {self.proc.returncode}:\n{self.log_tail()}")
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/-/ready", timeout=2,
+                                proxies={"http": None, "https": None}).status_code == 200
+        except requests.RequestException:
+            return False
+
+
 def register_webhooks(register_sh: str, kubeconfig: str, url: str, ca_file: str,
                       failure_policy: str = "Fail", timeout_seconds: int = 10):
     r = subprocess.run([register_sh, "--kubeconfig", kubeconfig, "--url", url, "--ca-file", ca_file,

@@ -7,7 +7,8 @@
 #   2. builds (or reuses) the control-plane tools                     tests/e2e/build-tools.sh
 #   3. builds the backup-guard binary only when it is missing         ninja backup-guard
 #   4. starts etcd, kube-apiserver, kube-controller-manager with the CRDs   controlplane.sh up
-#   5. pytest tests/ops: self-managed rotation under load, file-mode reload under load, Prometheus
+#   5. pytest tests/ops: self-managed rotation under load, file-mode reload under load, Prometheus,
+#      every dashboard and alert query on a real Prometheus
 #
 # Usage: run-ops-tests.sh [PYTEST-ARGS...]
 # Environment: BACKUP_GUARD_BIN (default <repo>/build/backup-guard), BG_STATE_DIR (default: a fresh
@@ -22,7 +23,7 @@ e2e=$root/tests/e2e
 log() { echo "run-ops-tests: $*" >&2; }
 
 case ${1:-} in
-  -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 # Everything talks to 127.0.0.1 (API server, backup-guard, Prometheus), never through a proxy.

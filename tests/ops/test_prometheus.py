@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from apicheck import assert_healthy, webhook_health
-from opslib import (MUTATOR_NAME, VALIDATOR_NAME, BackupGuard, Kube, Metrics, Process, free_ports,
+from opslib import (MUTATOR_NAME, VALIDATOR_NAME, BackupGuard, Kube, Metrics, Prometheus,
                     register_webhooks, scrape, wait_until)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -24,46 +24,6 @@ RULES = os.path.join(CHART, "files", "prometheus-rules.yaml")
 ADMISSION = "backup_guard_admission_requests_total"
 ADMISSION_LABELS = {"__name__", "instance", "job", "webhook", "kind", "operation", "allowed", "code"}
 PREFIX = "prom-"  # every object this module makes is named prom-...
-
-
-class Prometheus(Process):
-    def __init__(self, workdir: str, target: str, rules: str | None):
-        self.port = free_ports(1)[0]
-        os.makedirs(workdir, exist_ok=True)
-        config = os.path.join(workdir, "prometheus.yml")
-        with open(config, "w") as f:
-            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                    "  evaluation_interval: 1s\n")
-            if rules:
-                f.write(f"rule_files:\n  - {rules}\n")
-            f.write("scrape_configs:\n  - job_name: backup-guard\n    metrics_path: /metrics\n"
-                    f"    static_configs:\n      - targets: ['{target}']\n")
-        self.config = config
-        super().__init__("prometheus", [
-            "prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
-            f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
-            "--log.level=warn"], os.path.join(workdir, "prometheus.log"),
-            {k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
-
-    def api(self, path: str, **params) -> dict:
-        r = requests.get(f"http://127.0.0.1:{self.port}/api/v1/{path}", params=params, timeout=10,
-                         proxies={"http": None, "https": None})
-        r.raise_for_status()
-        body = r.json()
-        assert body.get("status") == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict]:
-        return self.api("query", query=expr)["result"]
-
-    def ready(self) -> bool:
-        if not self.running():
-            raise AssertionError(f"prometheus exited with {self.proc.returncode}:\n{self.log_tail()}")
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}/-/ready", timeout=2,
-                                proxies={"http": None, "https": None}).status_code == 200
-        except requests.RequestException:
-            return False
 
 
 def rules_file() -> str | None:
