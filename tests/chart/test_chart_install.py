@@ -223,22 +223,32 @@ def test_install_creates_crds_rbac_and_webhook_configurations(release, kubectl, 
 
 
 SERVER_USER = service_account_user(SERVER_SA, NS)
+# What `serve` calls (charts/backup-guard/templates/rbac.yaml says which code makes each call).
+CASCADED_KINDS = ["backupvolumes", "backups", "systembackups", "backupbackingimages"]
 SERVER_ALLOWED = (
     [(verb, f"{r}.longhorn.io", NS) for r in LONGHORN_KINDS
-     for verb in ("get", "list", "watch", "patch", "update", "delete")]
+     for verb in ("get", "list", "watch", "patch")]
+    + [("delete", f"{r}.longhorn.io", NS) for r in CASCADED_KINDS]
     + [(verb, "settings.longhorn.io", NS) for verb in ("get", "list", "watch")]
     + [("create", "leases.coordination.k8s.io", NS),
        ("get", f"leases.coordination.k8s.io/{FULLNAME}", NS),
        ("update", f"leases.coordination.k8s.io/{FULLNAME}", NS),
        ("create", "secrets", NS)]
-    + [(verb, f"secrets/{FULLNAME}-tls", NS) for verb in ("get", "update", "patch")]
-    + [(verb, f"mutatingwebhookconfigurations/{MUTATING}", None)
-       for verb in ("get", "patch", "update")]
-    + [(verb, f"validatingwebhookconfigurations/{VALIDATING}", None)
-       for verb in ("get", "patch", "update")]
-    + [(verb, "customresourcedefinitions.apiextensions.k8s.io", None) for verb in ("get", "list")]
+    + [(verb, f"secrets/{FULLNAME}-tls", NS) for verb in ("get", "update")]
+    + [(verb, f"mutatingwebhookconfigurations/{MUTATING}", None) for verb in ("get", "update")]
+    + [(verb, f"validatingwebhookconfigurations/{VALIDATING}", None) for verb in ("get", "update")]
 )
-SERVER_DENIED = [
+# The grants least privilege removed (issue 16): serve never makes these calls.
+SERVER_REMOVED = (
+    [("update", f"{r}.longhorn.io", NS) for r in LONGHORN_KINDS]
+    + [("delete", "backuptargets.longhorn.io", NS), ("delete", "volumes.longhorn.io", NS),
+       ("patch", f"secrets/{FULLNAME}-tls", NS),
+       ("patch", f"mutatingwebhookconfigurations/{MUTATING}", None),
+       ("patch", f"validatingwebhookconfigurations/{VALIDATING}", None),
+       ("get", "customresourcedefinitions.apiextensions.k8s.io", None),
+       ("list", "customresourcedefinitions.apiextensions.k8s.io", None)]
+)
+SERVER_DENIED = [*SERVER_REMOVED,
     ("create", "backups.longhorn.io", NS),
     ("get", "backups.longhorn.io", "default"),
     ("update", "settings.longhorn.io", NS),
@@ -279,6 +289,13 @@ def check_permissions(kubectl, user, allowed, denied):
 
 def test_server_service_account_has_exactly_the_permissions_it_needs(release, kubectl):
     check_permissions(kubectl, SERVER_USER, SERVER_ALLOWED, SERVER_DENIED)
+
+
+def test_server_service_account_has_none_of_the_grants_serve_does_not_use(release, kubectl):
+    """update on the longhorn.io kinds, delete on BackupTargets and Volumes, patch on the Secret
+    and the webhook configurations, reading CRDs: `serve` makes none of these calls (the e2e
+    processor suite runs under these rules, BG_E2E_SERVER_IDENTITY=chart)."""
+    check_permissions(kubectl, SERVER_USER, [], SERVER_REMOVED)
 
 
 # ---- the server under the chart's identity ---------------------------------------------------------
