@@ -319,6 +319,23 @@ def check_admission_and_processor(kubectl):
         longhorn_object("Backup", "no-label", spec={"snapshotName": "s"})))
     assert proc.returncode != 0 and "backup-volume" in proc.stderr, proc.stderr
 
+    # The lookups of a Backup DELETE (its BackupTarget by name, its BackupVolume by labels): with
+    # both there, no "only the custom resource" warning, so both lookups found them.
+    kubectl.apply(longhorn_object("BackupVolume", "bv-vol2", labels={
+        "backup-target": "default", "backup-volume": "vol2"}, spec={}))
+    kubectl("create", "-f", "-", input=json.dumps(longhorn_object(
+        "Backup", "with-parents", labels={"backup-volume": "vol2", "backup-target": "default"},
+        spec={"snapshotName": "s"})))
+    kubectl("patch", "backup", "with-parents", "-n", NS, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"backupTargetName": "default", "state": "Completed"}}))
+    proc = kubectl("delete", "backup", "with-parents", "-n", NS, "--wait=false")
+    assert "only the custom resource" not in proc.stderr, proc.stderr
+    kubectl("delete", "backupvolume", "bv-vol2", "-n", NS, "--wait=false")
+
+    # The confirmation flag lookup of a BackupTarget DELETE: refused without the flag.
+    proc = kubectl("delete", "backuptarget", "default", "-n", NS, "--dry-run=server", check=False)
+    assert proc.returncode != 0 and "deleting-confirmation-flag" in proc.stderr, proc.stderr
+
     # The finalizer processor (leader through the chart's Lease) releases a failed Backup.
     kubectl("create", "-f", "-", input=json.dumps(longhorn_object(
         "Backup", "failed-backup", labels={"backup-volume": "vol1"}, finalizers=[FINALIZER],
