@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 from kubernetes import client
+from kubernetes import config as kube_config
 
 from bg_e2e import E2E_DIR
 
@@ -74,10 +75,10 @@ def server_kubeconfig(kubectl, admin_kubeconfig: Path, ns: str, lease: str, path
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
     [sa] = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"]
     config = yaml.safe_load(Path(admin_kubeconfig).read_text())
-    api = client.CoreV1Api(client.ApiClient(_admin_configuration(admin_kubeconfig)))
-    token = api.create_namespaced_service_account_token(
-        sa, ns, client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))).status.token
+    with client.ApiClient(_admin_configuration(admin_kubeconfig)) as api_client:
+        token = client.CoreV1Api(api_client).create_namespaced_service_account_token(
+            sa, ns, client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))).status.token
     cluster = config["clusters"][0]
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config",
@@ -96,7 +97,6 @@ def release(kubectl, ns: str, lease: str):
 
 
 def _admin_configuration(admin_kubeconfig: Path) -> client.Configuration:
-    from kubernetes import config as kube_config
     configuration = client.Configuration()
     kube_config.load_kube_config(config_file=str(admin_kubeconfig),
                                  client_configuration=configuration)
