@@ -5,7 +5,7 @@ CACHE ?= $(HOME)/.cache/backup-guard
 JOBS ?= 2
 SOURCES := $(shell git ls-files --cached --others --exclude-standard '*.cc' '*.h' 2>/dev/null)
 
-.PHONY: all deps venv configure build test unit e2e engine-versions chart ops lint format run clean fuzz fuzz-smoke test-sanitize faults bench
+.PHONY: all deps venv configure build test unit e2e e2e-chart-rbac engine-versions chart ops lint format run clean fuzz fuzz-smoke test-sanitize faults bench
 
 all: build
 
@@ -38,6 +38,11 @@ unit: build
 e2e: build
 	@./tests/e2e/run-e2e.sh
 
+# The finalizer processor suite with every server under the chart's own ServiceAccount token and
+# RBAC: the chart grants what serve uses (tests/e2e/README.md, "Least privilege").
+e2e-chart-rbac: build
+	@BG_E2E_SERVER_IDENTITY=chart BG_PYTEST_MARK=processor ./tests/e2e/run-e2e.sh
+
 # SPEC's acceptance scenarios on the engine's older pinned CRDs (e2e covers v1.10.0), and the
 # upgrade v1.7.2 -> v1.10.0 with backup-guard running: tests/e2e/run-engine-versions.sh.
 engine-versions: build
@@ -49,7 +54,7 @@ chart: build
 ops: build
 	@./tests/ops/run-ops-tests.sh
 
-test: lint unit fuzz-smoke e2e engine-versions chart ops faults
+test: lint unit fuzz-smoke e2e e2e-chart-rbac engine-versions chart ops faults
 
 # `make fuzz` (60 s a target), the sanitizer runs and the benchmarks are not part of `make test`.
 fuzz: deps

@@ -223,9 +223,12 @@ def test_install_creates_crds_rbac_and_webhook_configurations(release, kubectl, 
 
 
 SERVER_USER = service_account_user(SERVER_SA, NS)
+# What `serve` calls (charts/backup-guard/templates/rbac.yaml says which code makes each call).
+CASCADED_KINDS = ["backupvolumes", "backups", "systembackups", "backupbackingimages"]
 SERVER_ALLOWED = (
     [(verb, f"{r}.longhorn.io", NS) for r in LONGHORN_KINDS
-     for verb in ("get", "list", "watch", "patch", "update", "delete")]
+     for verb in ("get", "list", "watch", "patch")]
+    + [("delete", f"{r}.longhorn.io", NS) for r in CASCADED_KINDS]
     + [(verb, "settings.longhorn.io", NS) for verb in ("get", "list", "watch")]
     + [("create", "leases.coordination.k8s.io", NS),
        ("get", f"leases.coordination.k8s.io/{FULLNAME}", NS),
@@ -233,14 +236,21 @@ SERVER_ALLOWED = (
        ("get", f"leases.coordination.k8s.io/{FULLNAME}-tls-served", NS),
        ("patch", f"leases.coordination.k8s.io/{FULLNAME}-tls-served", NS),
        ("create", "secrets", NS)]
-    + [(verb, f"secrets/{FULLNAME}-tls", NS) for verb in ("get", "update", "patch")]
-    + [(verb, f"mutatingwebhookconfigurations/{MUTATING}", None)
-       for verb in ("get", "patch", "update")]
-    + [(verb, f"validatingwebhookconfigurations/{VALIDATING}", None)
-       for verb in ("get", "patch", "update")]
-    + [(verb, "customresourcedefinitions.apiextensions.k8s.io", None) for verb in ("get", "list")]
+    + [(verb, f"secrets/{FULLNAME}-tls", NS) for verb in ("get", "update")]
+    + [(verb, f"mutatingwebhookconfigurations/{MUTATING}", None) for verb in ("get", "update")]
+    + [(verb, f"validatingwebhookconfigurations/{VALIDATING}", None) for verb in ("get", "update")]
 )
-SERVER_DENIED = [
+# The grants least privilege removed (issue 16): serve never makes these calls.
+SERVER_REMOVED = (
+    [("update", f"{r}.longhorn.io", NS) for r in LONGHORN_KINDS]
+    + [("delete", "backuptargets.longhorn.io", NS), ("delete", "volumes.longhorn.io", NS),
+       ("patch", f"secrets/{FULLNAME}-tls", NS),
+       ("patch", f"mutatingwebhookconfigurations/{MUTATING}", None),
+       ("patch", f"validatingwebhookconfigurations/{VALIDATING}", None),
+       ("get", "customresourcedefinitions.apiextensions.k8s.io", None),
+       ("list", "customresourcedefinitions.apiextensions.k8s.io", None)]
+)
+SERVER_DENIED = [*SERVER_REMOVED,
     ("create", "backups.longhorn.io", NS),
     ("get", "backups.longhorn.io", "default"),
     ("update", "settings.longhorn.io", NS),
@@ -286,6 +296,13 @@ def test_server_service_account_has_exactly_the_permissions_it_needs(release, ku
     check_permissions(kubectl, SERVER_USER, SERVER_ALLOWED, SERVER_DENIED)
 
 
+def test_server_service_account_has_none_of_the_grants_serve_does_not_use(release, kubectl):
+    """update on the longhorn.io kinds, delete on BackupTargets and Volumes, patch on the Secret
+    and the webhook configurations, reading CRDs: `serve` makes none of these calls (the e2e
+    processor suite runs under these rules, BG_E2E_SERVER_IDENTITY=chart)."""
+    check_permissions(kubectl, SERVER_USER, [], SERVER_REMOVED)
+
+
 # ---- the server under the chart's identity ---------------------------------------------------------
 
 def test_server_with_file_certificates_admits_through_the_api_server_and_releases(release,
@@ -306,6 +323,23 @@ def check_admission_and_processor(kubectl):
     proc = kubectl("create", "-f", "-", check=False, input=json.dumps(
         longhorn_object("Backup", "no-label", spec={"snapshotName": "s"})))
     assert proc.returncode != 0 and "backup-volume" in proc.stderr, proc.stderr
+
+    # The lookups of a Backup DELETE (its BackupTarget by name, its BackupVolume by labels): with
+    # both there, no "only the custom resource" warning, so both lookups found them.
+    kubectl.apply(longhorn_object("BackupVolume", "bv-vol2", labels={
+        "backup-target": "default", "backup-volume": "vol2"}, spec={}))
+    kubectl("create", "-f", "-", input=json.dumps(longhorn_object(
+        "Backup", "with-parents", labels={"backup-volume": "vol2", "backup-target": "default"},
+        spec={"snapshotName": "s"})))
+    kubectl("patch", "backup", "with-parents", "-n", NS, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"backupTargetName": "default", "state": "Completed"}}))
+    proc = kubectl("delete", "backup", "with-parents", "-n", NS, "--wait=false")
+    assert "only the custom resource" not in proc.stderr, proc.stderr
+    kubectl("delete", "backupvolume", "bv-vol2", "-n", NS, "--wait=false")
+
+    # The confirmation flag lookup of a BackupTarget DELETE: refused without the flag.
+    proc = kubectl("delete", "backuptarget", "default", "-n", NS, "--dry-run=server", check=False)
+    assert proc.returncode != 0 and "deleting-confirmation-flag" in proc.stderr, proc.stderr
 
     # The finalizer processor (leader through the chart's Lease) releases a failed Backup.
     kubectl("create", "-f", "-", input=json.dumps(longhorn_object(

@@ -3,6 +3,7 @@ objects of every certificate mode (no control plane needed)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -51,6 +52,38 @@ def test_helm_lint_strict_passes(helm, values):
     (["--set", "certificates.mode=existingSecret"], "certificates.existingSecret.name is required"),
     (["--set", "shutdown.terminationGracePeriodSeconds=25"],
      "must exceed shutdown.preStopDelaySeconds + shutdown.graceSeconds"),
+    (["--set", "image.digest=latest"], "/image/digest"),
+    (["--set", "securityContext.runAsUser=nobody"], "/securityContext/runAsUser"),
+    (["--set", "podSecurityContext.fsGroup=-1"], "/podSecurityContext/fsGroup"),
+    (["--set", "securityContext.readOnlyRootFilesytem=true"],
+     "additional properties 'readOnlyRootFilesytem' not allowed"),
+    (["--set", "readinessProbe.periodSeconds=often"], "/readinessProbe/periodSeconds"),
+    (["--set", "livenessProbe.httpGett.path=/x"], "additional properties 'httpGett' not allowed"),
+    (["--set-json", 'topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"zone"}]'],
+     "missing property 'whenUnsatisfiable'"),
+    (["--set-json", 'topologySpreadConstraints={"maxSkew":1}'], "/topologySpreadConstraints"),
+    (["--set-json", 'extraEnv=[{"value":"x"}]'], "missing property 'name'"),
+    (["--set-json", 'extraEnv={"TZ":"UTC"}'], "/extraEnv"),
+    (["--set", "serviceAccount.create=maybe"], "/serviceAccount/create"),
+    (["--set", "serviceAccount.create=false"],
+     "serviceAccount.name is required with serviceAccount.create=false"),
+    (["--set", "networkPolicy.enabled=yes"], "/networkPolicy/enabled"),
+    (["--set", "networkPolicy.enabled=true"], "networkPolicy.apiServer.cidrs is required"),
+    (["--set-json", 'networkPolicy.apiServer.cidrs=["10.0.0.1"]'],
+     "/networkPolicy/apiServer/cidrs/0"),
+    (["--set-json", 'networkPolicy.apiServer.ports=[0]'], "/networkPolicy/apiServer/ports/0"),
+    (["--set-json", 'webhook.namespaceSelector={"matchLabels":{"a":1}}'],
+     "/webhook/namespaceSelector/matchLabels/a"),
+    (["--set", "webhook.objectSelector.matchExpressions[0].key=a",
+      "--set", "webhook.objectSelector.matchExpressions[0].operator=Is"],
+     "/webhook/objectSelector/matchExpressions/0/operator"),
+    (["--set", "webhook.matchConditions=sometimes"], "/webhook/matchConditions"),
+    (["--set", "hostNetwork=true", "--set", "ports.webhook=10250"], "the kubelet's port"),
+    (["--set", "ports.webhook=443"], "a non-root server cannot bind it"),
+    (["--set", "hostNetwork=1"], "/hostNetwork"),
+    (["--set", "podDisruptionBudget.maxUnavailable=half"], "/podDisruptionBudget/maxUnavailable"),
+    (["--set", "podDisruptionBudget.unhealthyPodEvictionPolicy=Never"],
+     "/podDisruptionBudget/unhealthyPodEvictionPolicy"),
 ], ids=lambda x: x if isinstance(x, str) else None)
 def test_values_schema_and_checks_reject_mistakes(helm, args, message):
     proc = helm("template", RELEASE, CHART_DIR, "--namespace", NAMESPACE, *args, check=False)
@@ -187,10 +220,16 @@ def e2e_webhooks() -> list[dict]:
     return parse_manifests(text)
 
 
-def test_webhook_rules_match_the_e2e_configurations(defaults):
-    """The chart registers exactly what the e2e tests exercise (tests/e2e/manifests)."""
+# The Kubernetes version of the e2e control plane (tests/e2e/tools/kube/go.mod): what the e2e tests exercise.
+E2E_KUBE_VERSION = re.search(r"^\s*k8s\.io/kubernetes v(\S+)", (
+    E2E_DIR / "tools" / "kube" / "go.mod").read_text(), re.M).group(1)
+
+
+def test_webhook_rules_match_the_e2e_configurations(helm):
+    """The chart registers exactly what the e2e tests exercise (tests/e2e/manifests), on the e2e
+    control plane's Kubernetes version (matchConditions included)."""
     want = {o["kind"]: o for o in e2e_webhooks()}
-    for config in webhook_configs(defaults):
+    for config in webhook_configs(helm.render("--kube-version", E2E_KUBE_VERSION)):
         expected = want[config["kind"]]["webhooks"]
         got = config["webhooks"]
         assert [h["name"] for h in got] == [h["name"] for h in expected]
@@ -198,6 +237,8 @@ def test_webhook_rules_match_the_e2e_configurations(defaults):
             for key in ("rules", "sideEffects", "admissionReviewVersions", "timeoutSeconds",
                         "failurePolicy", "matchPolicy", "namespaceSelector"):
                 assert g[key] == e[key], f"{config['kind']} {key}"
+            for key in ("objectSelector", "matchConditions"):
+                assert (g.get(key) or None) == (e.get(key) or None), f"{config['kind']} {key}"
             assert g["clientConfig"]["service"]["path"] == \
                 e["clientConfig"]["url"].removeprefix("https://x")
 
@@ -279,8 +320,9 @@ def assert_mounts_certificate_files(objects, secret):
     role = find(objects, "Role", FULLNAME)
     assert all("secrets" not in r["resources"] for r in role["rules"])
     assert all(not n.endswith("-served") for r in role["rules"] for n in r.get("resourceNames", []))
-    cluster_role = find(objects, "ClusterRole", FULLNAME)
-    assert all(r["apiGroups"] != ["admissionregistration.k8s.io"] for r in cluster_role["rules"])
+    # Nor anything cluster-wide: no ClusterRole for the server at all.
+    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")
+                and o["metadata"]["name"] == FULLNAME]
 
 
 # ---- RBAC ------------------------------------------------------------------------------------------
@@ -305,23 +347,26 @@ def rules_by_resource(role):
 
 
 def test_server_role_grants_exactly_what_the_server_uses(defaults):
+    """No update (serve never PUTs a longhorn.io object), no delete of BackupTargets or Volumes
+    (the processor deletes only a target's children), no patch of the Secret or the webhook
+    configurations (they are read and PUT), no CRDs (serve never reads them)."""
     role = find(defaults, "Role", FULLNAME)
     assert role["metadata"]["namespace"] == NAMESPACE
     rules = rules_by_resource(role)
-    for r in ("backuptargets", "backupvolumes", "backups", "systembackups",
-              "backupbackingimages", "volumes"):
-        assert rules[r] == [(sorted(["get", "list", "watch", "patch", "update", "delete"]), None)]
+    assert set(rules) == {"backuptargets", "backupvolumes", "backups", "systembackups",
+                          "backupbackingimages", "volumes", "settings", "leases", "secrets"}
+    for r in ("backupvolumes", "backups", "systembackups", "backupbackingimages"):
+        assert rules[r] == [(sorted(["get", "list", "watch", "patch", "delete"]), None)], r
+    for r in ("backuptargets", "volumes"):
+        assert rules[r] == [(sorted(["get", "list", "watch", "patch"]), None)], r
     assert rules["settings"] == [(["get", "list", "watch"], None)]
-    # The second Lease: where each replica publishes the certificate it serves (self-managed).
     assert rules["leases"] == [(["create"], None), (["get", "update"], [FULLNAME]),
                                (["get", "patch"], [f"{FULLNAME}-tls-served"])]
-    assert rules["secrets"] == [(["create"], None),
-                                (["get", "patch", "update"], [f"{FULLNAME}-tls"])]
+    assert rules["secrets"] == [(["create"], None), (["get", "update"], [f"{FULLNAME}-tls"])]
     cluster = rules_by_resource(find(defaults, "ClusterRole", FULLNAME))
     assert cluster == {
-        "customresourcedefinitions": [(["get", "list"], None)],
-        "mutatingwebhookconfigurations": [(["get", "patch", "update"], [MUTATING])],
-        "validatingwebhookconfigurations": [(["get", "patch", "update"], [VALIDATING])],
+        "mutatingwebhookconfigurations": [(["get", "update"], [MUTATING])],
+        "validatingwebhookconfigurations": [(["get", "update"], [VALIDATING])],
     }
     for binding in ("RoleBinding", "ClusterRoleBinding"):
         b = find(defaults, binding, FULLNAME)
@@ -501,3 +546,188 @@ def test_prometheus_rules_alert_on_errors_stuck_deletions_and_certificate_expiry
     assert "backup_guard_certificate_expiry_timestamp_seconds" in \
         alerts["BackupGuardCertificateExpiresSoon"]["expr"]
     assert "- time() < 7 * 24 * 3600" in alerts["BackupGuardCertificateExpiresSoon"]["expr"]
+
+
+# ---- configurability (issue 16) --------------------------------------------------------------------
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def pod_spec(objects, kind="Deployment"):
+    return find(objects, kind)["spec"]["template"]["spec"]
+
+
+def test_image_digest_wins_over_the_tag(helm):
+    objects = helm.render("--set", "image.repository=registry.example/bg",
+                          "--set", "image.tag=1.2.3", "--set", f"image.digest={DIGEST}")
+    assert container(objects)["image"] == f"registry.example/bg@{DIGEST}"
+    assert container(objects, "Job")["image"] == f"registry.example/bg@{DIGEST}"
+
+
+def test_default_security_contexts_fix_the_uid_in_the_container_only(defaults):
+    for kind in ("Deployment", "Job"):
+        pod = pod_spec(defaults, kind)
+        assert pod["securityContext"] == {"runAsNonRoot": True,
+                                          "seccompProfile": {"type": "RuntimeDefault"}}
+        sc = pod["containers"][0]["securityContext"]
+        assert (sc["runAsUser"], sc["runAsGroup"]) == (65532, 65532)
+
+
+def test_null_run_as_user_sets_no_uid_for_openshift(helm):
+    """OpenShift's restricted-v2 assigns a UID from the namespace's range and refuses any other."""
+    objects = helm.render("--set", "securityContext.runAsUser=null",
+                          "--set", "securityContext.runAsGroup=null")
+    for kind in ("Deployment", "Job"):
+        pod = pod_spec(objects, kind)
+        for sc in (pod["securityContext"], pod["containers"][0]["securityContext"]):
+            assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(sc), sc
+        assert pod["containers"][0]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_security_contexts_can_be_replaced(helm):
+    objects = helm.render("--set-json", 'podSecurityContext={"fsGroup":2000}',
+                          "--set-json", 'securityContext={"runAsUser":1001,"privileged":false}')
+    pod = pod_spec(objects)
+    assert pod["securityContext"]["fsGroup"] == 2000
+    assert pod["containers"][0]["securityContext"]["runAsUser"] == 1001
+    assert pod["containers"][0]["securityContext"]["privileged"] is False
+
+
+def test_probes_come_from_values(helm, defaults):
+    c = container(defaults)
+    assert c["readinessProbe"]["periodSeconds"] == 5
+    assert c["livenessProbe"]["initialDelaySeconds"] == 10
+    c = container(helm.render("--set", "readinessProbe.periodSeconds=2",
+                              "--set", "livenessProbe.failureThreshold=3",
+                              "--set", "livenessProbe.httpGet.path=/readyz"))
+    assert c["readinessProbe"]["periodSeconds"] == 2
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["failureThreshold"] == 3
+    assert c["livenessProbe"]["httpGet"] == {"path": "/readyz", "port": "webhook",
+                                            "scheme": "HTTPS"}
+    c = container(helm.render("--set", "livenessProbe=null"))
+    assert "livenessProbe" not in c and "readinessProbe" in c
+
+
+def test_topology_spread_constraints_select_the_pods_unless_given_a_selector(helm, defaults):
+    assert "topologySpreadConstraints" not in pod_spec(defaults)
+    objects = helm.render("--set-json", 'topologySpreadConstraints=['
+                          '{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone",'
+                          '"whenUnsatisfiable":"ScheduleAnyway"},'
+                          '{"maxSkew":2,"topologyKey":"kubernetes.io/hostname",'
+                          '"whenUnsatisfiable":"DoNotSchedule",'
+                          '"labelSelector":{"matchLabels":{"app":"x"}}}]')
+    spec = find(objects, "Deployment")["spec"]
+    zone, host = spec["template"]["spec"]["topologySpreadConstraints"]
+    assert zone == {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": spec["selector"]["matchLabels"]}}
+    assert host["labelSelector"] == {"matchLabels": {"app": "x"}}
+
+
+def test_extra_env_reaches_the_server_container(helm, defaults):
+    assert "env" not in container(defaults)
+    env = [{"name": "TZ", "value": "UTC"},
+           {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    assert container(helm.render("--set-json", f"extraEnv={json.dumps(env)}"))["env"] == env
+
+
+def test_service_account_can_be_an_existing_one(helm, defaults):
+    assert find(defaults, "ServiceAccount", FULLNAME)
+    objects = helm.render("--set", "serviceAccount.create=false",
+                          "--set", "serviceAccount.name=platform-sa")
+    assert not [o for o in objects if o["kind"] == "ServiceAccount"
+                and not o["metadata"]["name"].endswith("-uninstall")]
+    assert pod_spec(objects)["serviceAccountName"] == "platform-sa"
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        assert find(objects, kind, FULLNAME)["subjects"] == [
+            {"kind": "ServiceAccount", "name": "platform-sa", "namespace": NAMESPACE}]
+    objects = helm.render("--set", "serviceAccount.name=named-sa")
+    assert find(objects, "ServiceAccount", "named-sa")
+    assert pod_spec(objects)["serviceAccountName"] == "named-sa"
+
+
+def test_network_policy_is_off_by_default_and_admits_only_what_the_server_needs(helm, defaults):
+    assert "NetworkPolicy" not in kinds(defaults)
+    objects = helm.render("--set", "networkPolicy.enabled=true",
+                          "--set-json", 'networkPolicy.apiServer.cidrs=["10.0.0.10/32"]')
+    policy = find(objects, "NetworkPolicy", FULLNAME)["spec"]
+    assert policy["podSelector"]["matchLabels"] == \
+        find(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    webhook, metrics = policy["ingress"]
+    assert webhook == {"ports": [{"port": "webhook", "protocol": "TCP"}]}  # from anywhere
+    assert metrics == {"from": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}],
+        "ports": [{"port": "metrics", "protocol": "TCP"}]}
+    assert policy["egress"] == [{"to": [{"ipBlock": {"cidr": "10.0.0.10/32"}}],
+                                 "ports": [{"port": 443, "protocol": "TCP"},
+                                           {"port": 6443, "protocol": "TCP"}]}]
+    # The uninstall hook's pod is not selected: it is not a server pod.
+    job_labels = find(objects, "Job")["spec"]["template"]["metadata"]["labels"]
+    assert not all(job_labels.get(k) == v for k, v in policy["podSelector"]["matchLabels"].items())
+
+
+def test_webhook_selectors_come_from_values_and_kube_system_stays_out(helm, defaults):
+    for config in webhook_configs(defaults):
+        assert config["webhooks"][0]["objectSelector"] == {}
+    objects = helm.render("--set-json", 'webhook.namespaceSelector={"matchLabels":{"storage":"on"}}',
+                          "--set-json", 'webhook.objectSelector={"matchExpressions":[{"key":'
+                          '"skip-backup-guard","operator":"DoesNotExist"}]}')
+    for config in webhook_configs(objects):
+        hook = config["webhooks"][0]
+        assert hook["namespaceSelector"] == {"matchLabels": {"storage": "on"}, "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}
+        assert hook["objectSelector"] == {"matchExpressions": [
+            {"key": "skip-backup-guard", "operator": "DoesNotExist"}]}
+
+
+def test_webhook_port_is_configurable_for_private_gke(helm):
+    """Private GKE clusters let the control plane reach pods on 443 and 10250 only."""
+    objects = helm.render("--set", "ports.webhook=10250")
+    c = container(objects)
+    assert flag_values(c["args"], "--listen") == [":10250"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["webhook"] == 10250
+    https = {p["name"]: p for p in find(objects, "Service")["spec"]["ports"]}["https"]
+    assert (https["port"], https["targetPort"]) == (443, "webhook")
+    assert "hostNetwork" not in pod_spec(objects)
+
+
+def test_host_network_uses_the_nodes_ports_on_distinct_nodes(helm, defaults):
+    assert "hostNetwork" not in pod_spec(defaults)
+    pod = pod_spec(helm.render("--set", "hostNetwork=true", "--set", "ports.webhook=9445"))
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert flag_values(pod["containers"][0]["args"], "--listen") == [":9445"]
+    required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required[0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_pod_disruption_budget_max_unavailable_and_unhealthy_pod_eviction_policy(helm, defaults):
+    assert "unhealthyPodEvictionPolicy" not in find(defaults, "PodDisruptionBudget")["spec"]
+    spec = find(helm.render("--set", "podDisruptionBudget.maxUnavailable=1",
+                            "--set", "podDisruptionBudget.unhealthyPodEvictionPolicy=AlwaysAllow"),
+                "PodDisruptionBudget")["spec"]
+    assert spec["maxUnavailable"] == 1 and "minAvailable" not in spec
+    assert spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    spec = find(helm.render("--set", "podDisruptionBudget.maxUnavailable=0"),
+                "PodDisruptionBudget")["spec"]
+    assert spec["maxUnavailable"] == 0 and "minAvailable" not in spec
+    spec = find(helm.render("--set", "podDisruptionBudget.maxUnavailable=50%"),
+                "PodDisruptionBudget")["spec"]
+    assert spec["maxUnavailable"] == "50%"
+
+
+# ---- matchConditions -------------------------------------------------------------------------------
+
+def test_mutating_webhook_has_match_conditions_from_kubernetes_1_30(helm):
+    conditions = yaml.safe_load((CHART_DIR / "files" / "mutating-match-conditions.yaml").read_text())
+    assert [c["name"] for c in conditions] == ["not-being-deleted", "not-only-removing-finalizers"]
+    for version in ("1.30.0", "1.34.3"):
+        mutating, validating = webhook_configs(helm.render("--kube-version", version))
+        assert mutating["webhooks"][0]["matchConditions"] == conditions, version
+        assert "matchConditions" not in validating["webhooks"][0]
+    for args in (["--kube-version", "1.29.9"],
+                 ["--kube-version", "1.34.3", "--set", "webhook.matchConditions=false"]):
+        mutating, _ = webhook_configs(helm.render(*args))
+        assert "matchConditions" not in mutating["webhooks"][0], args

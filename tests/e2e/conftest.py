@@ -31,6 +31,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
+import chart_identity
 from bg_e2e import (  # noqa: F401 - re-exported for tests
     E2E_DIR, FINALIZER, GROUP, NAMESPACE, PLURALS, VERSION, BackupGuardServer, Longhorn, Metrics,
     NamespacedLonghorn, WebhookConfigs, backup_guard_bin, free_port, generate_certs, run,
@@ -59,6 +60,10 @@ def pytest_configure(config):  # noqa: D103 - pytest hook
         "version (the plane must have started on it; the test fails otherwise). run-e2e.sh leaves "
         "these out unless BG_PYTEST_MARK selects them; run-engine-versions.sh does on v1.7.2. "
         "They run last of all"
+    )
+    config.addinivalue_line(
+        "markers", "processor: the finalizer processor suite; `make e2e-chart-rbac` runs it with "
+        "every server under the chart's ServiceAccount and RBAC (BG_E2E_SERVER_IDENTITY=chart)"
     )
 
 
@@ -174,16 +179,28 @@ def backup_guard(kubeconfig, cert_dir, tmp_path_factory) -> BackupGuardServer:
 
 
 @pytest.fixture
-def backup_guard_factory(kubeconfig, cert_dir, tmp_path):
+def backup_guard_factory(kubeconfig, cert_dir, tmp_path, kubectl):
     """Starts extra backup-guard processes (own ports, custom args); all are stopped afterwards.
 
     Note: the webhook configurations point at the session server, not at these.
+
+    With BG_E2E_SERVER_IDENTITY=chart each one runs under the chart's own ServiceAccount and RBAC
+    for its namespace and Lease (chart_identity.py), and its log must show no refused call.
     """
     started: list[BackupGuardServer] = []
+    as_chart = chart_identity.enabled()
+    identities: set[tuple[str, str]] = set()
 
     def _start(extra_args=None, start=True, **kw) -> BackupGuardServer:
-        s = BackupGuardServer(kubeconfig, cert_dir, extra_args=[*SERVER_ARGS, *(extra_args or [])],
-                              log_dir=tmp_path,
+        args = [*SERVER_ARGS, *(extra_args or [])]
+        identity = kubeconfig
+        if as_chart:
+            ns = kw.get("namespace", NAMESPACE)
+            lease = chart_identity.lease_of(args)
+            identities.add((ns, lease))
+            identity = chart_identity.server_kubeconfig(
+                kubectl, kubeconfig, ns, lease, tmp_path / f"chart-sa-{ns}-{lease}.kubeconfig")
+        s = BackupGuardServer(identity, cert_dir, extra_args=args, log_dir=tmp_path,
                               name=f"backup-guard-{len(started)}", **kw)
         started.append(s)
         return s.start() if start else s
@@ -191,6 +208,14 @@ def backup_guard_factory(kubeconfig, cert_dir, tmp_path):
     yield _start
     for s in started:
         s.stop()
+    for ns, lease in identities:
+        chart_identity.release(kubectl, ns, lease)
+    if as_chart:
+        refused = {str(s.log_path): chart_identity.refused_calls(s.log_path.read_text(
+            errors="replace")) for s in started if s.log_path.exists()}
+        refused = {path: lines for path, lines in refused.items() if lines}
+        assert not refused, "calls refused under the chart's RBAC:\n" + "\n".join(
+            f"{path} ({len(lines)} lines), first: {lines[0]}" for path, lines in refused.items())
 
 
 @pytest.fixture

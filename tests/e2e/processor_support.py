@@ -395,7 +395,8 @@ def populate(lh: Ns, webhook: bool = True, backups: int = 20) -> Scenario:
 
 
 def server_args(ns: str, lease: str | None = None, *extra) -> list[str]:
-    return ["--leader-election-id", lease or f"bgp-{ns}"[:60], *FAST_LEASE,
+    # At most 50 characters: under BG_E2E_SERVER_IDENTITY=chart the Lease is the chart's full name.
+    return ["--leader-election-id", lease or f"bgp-{ns}"[:50].rstrip("-"), *FAST_LEASE,
             "--resync-period", "5s", *extra]
 
 

@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 
 from bg_e2e import FINALIZER, REPO_ROOT
@@ -21,6 +22,8 @@ from processor_support import (
     CR_ONLY_LABEL, DELETE_TARGET_ANNOTATION, TARGET_URL, Ns, brief, cleanup_namespace,
     finalizers_of, labels_of, log, obj, start_processor, volume_obj,
 )
+
+pytestmark = pytest.mark.processor
 
 ROWS = json.loads((REPO_ROOT / "tests" / "engine" / "rows.json").read_text())["rows"]
 HOLD = "example.com/hold"  # keeps a target or BackupVolume "being deleted"

@@ -4,11 +4,14 @@ few seconds and carries on."""
 
 import time
 
+import pytest
 from kubernetes import client
 
 from processor_support import (  # noqa: F401 - fixtures
     default_target, failed_backup, hostname, log, ns_lh, poll, proc_ns, scrape, server_args,
 )
+
+pytestmark = pytest.mark.processor
 
 LEASE_SECONDS = 4  # processor_support.FAST_LEASE
 

@@ -8,12 +8,16 @@ session server keeps answering the webhooks.
 
 import time
 
+import pytest
+
 from bg_e2e import FINALIZER
 from processor_support import (  # noqa: F401 - fixtures
     CR_ONLY_LABEL, DELETE_TARGET_ANNOTATION, WatchRecorder, backing_image_backup, backup_volume,
     brief, completed_backup, default_target, failed_backup, finalizers_of, labels_of, log,
     ns_lh, poll, proc_ns, scrape, start_processor, system_backup, target_owner_refs,
 )
+
+pytestmark = pytest.mark.processor
 
 
 def test_completed_backup_is_protected_failed_backup_released(backup_guard, backup_guard_factory,

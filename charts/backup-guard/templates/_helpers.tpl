@@ -25,8 +25,13 @@
 {{- default .Release.Namespace .Values.storageNamespace }}
 {{- end }}
 
+{{/* The server's ServiceAccount: the chart's own, or an existing one (serviceAccount.create=false). */}}
 {{- define "backup-guard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
 {{- default (include "backup-guard.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required with serviceAccount.create=false (the chart binds its roles to it)" .Values.serviceAccount.name }}
+{{- end }}
 {{- end }}
 
 {{- define "backup-guard.uninstallName" -}}
@@ -85,33 +90,25 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* repository@digest when a digest is set (it pins the image whatever the tag says), else repository:tag. */}}
 {{- define "backup-guard.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/*
-Container security context shared by the server and the uninstall hook: the image is distroless and
-runs as 65532; nothing is written to the root filesystem.
+Security contexts from values (securityContext, podSecurityContext), shared by the server and the
+uninstall hook. Keys set to null are left out, so OpenShift can assign the UID.
 */}}
 {{- define "backup-guard.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-readOnlyRootFilesystem: true
-allowPrivilegeEscalation: false
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.securityContext }}
 {{- end }}
 
 {{- define "backup-guard.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext }}
 {{- end }}
 
 {{/*
@@ -155,11 +152,28 @@ sideEffects: None
 timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
 failurePolicy: {{ .Values.webhook.failurePolicy }}
 matchPolicy: Equivalent
+{{- /* kube-system is always left out (SPEC); webhook.namespaceSelector narrows further. */}}
+{{- $namespaces := deepCopy .Values.webhook.namespaceSelector }}
+{{- $notKubeSystem := dict "key" "kubernetes.io/metadata.name" "operator" "NotIn" "values" (list "kube-system") }}
+{{- $_ := set $namespaces "matchExpressions" (prepend (default (list) $namespaces.matchExpressions) $notKubeSystem) }}
 namespaceSelector:
-  matchExpressions:
-    - key: kubernetes.io/metadata.name
-      operator: NotIn
-      values: ["kube-system"]
+  {{- toYaml $namespaces | nindent 2 }}
+objectSelector:
+  {{- toYaml .Values.webhook.objectSelector | nindent 2 }}
+{{- end }}
+
+{{/*
+matchConditions of the mutating webhook (API servers v1.30+; the same as
+tests/e2e/manifests/webhooks.yaml.tmpl). The mutator never changes a SystemBackup being deleted,
+and an update that only removes finalizers from one that already has the longhorn.io finalizer, a
+volumeBackupPolicy and a BackupTarget owner reference would get no patch: the API server skips the
+call, so those updates never depend on the webhook being up.
+*/}}
+{{- define "backup-guard.mutatingMatchConditions" -}}
+{{- if and .Values.webhook.matchConditions (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) }}
+matchConditions:
+  {{- .Files.Get "files/mutating-match-conditions.yaml" | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Checks values the schema cannot relate to each other. */}}
@@ -172,4 +186,19 @@ namespaceSelector:
 {{- fail (printf "webhook.url must be https://host[:port] without a path, got %q" .Values.webhook.url) }}
 {{- end }}
 {{- $_ := include "backup-guard.tlsSecretName" . }}
+{{- $_ := include "backup-guard.serviceAccountName" . }}
+{{- $webhookPort := int .Values.ports.webhook }}
+{{- if and .Values.hostNetwork (eq $webhookPort 10250) }}
+{{- fail "ports.webhook 10250 is the kubelet's port on every node: with hostNetwork choose another" }}
+{{- end }}
+{{- if and .Values.hostNetwork (eq $webhookPort (int .Values.ports.metrics)) }}
+{{- fail "ports.webhook and ports.metrics must differ" }}
+{{- end }}
+{{- $caps := dig "capabilities" "add" (list) .Values.securityContext }}
+{{- if and (lt $webhookPort 1024) (not (has "NET_BIND_SERVICE" $caps)) }}
+{{- fail (printf "ports.webhook %d is below 1024: a non-root server cannot bind it without securityContext.capabilities.add [NET_BIND_SERVICE] (on private GKE clusters use 10250)" $webhookPort) }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.apiServer.cidrs) }}
+{{- fail "networkPolicy.apiServer.cidrs is required with networkPolicy.enabled: the API server's addresses (kubectl get endpointslice kubernetes -n default), each as a /32" }}
+{{- end }}
 {{- end }}
