@@ -14,7 +14,8 @@ COPY tools/ensure-deps.sh /src/tools/ensure-deps.sh
 RUN BG_BUILD_TESTS=OFF /src/tools/ensure-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . /src
 WORKDIR /src
-RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBG_BUILD_TESTS=OFF \
+# The build type every test suite runs (RelWithDebInfo); the debug info is stripped.
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBG_BUILD_TESTS=OFF \
  && ninja -C /build backup-guard \
  && strip /build/backup-guard \
  && python3 tools/image/build_image.py rootfs --binary /build/backup-guard --out /rootfs

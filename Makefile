@@ -51,11 +51,12 @@ ops: build
 
 test: lint unit fuzz-smoke image-smoke e2e engine-versions chart ops faults
 
-# `make image`, no Docker daemon needed: the Release binary built without the tests
-# (BG_BUILD_TESTS=OFF) in build-image/, packed by tools/image/build_image.py into an OCI layout and a
-# `docker load` tarball under build-image/image/, then checked by tests/image. Prints the digest.
+# `make image`, no Docker daemon needed: the binary built without the tests (BG_BUILD_TESTS=OFF) in
+# build-image/, packed by tools/image/build_image.py into an OCI layout and a `docker load` tarball
+# under build-image/image/, then checked by tests/image. Prints the digest. The build type is the
+# one every test suite runs (RelWithDebInfo, -O2; stripped in the image).
 image: venv
-	@cmake -S . -B build-image -G Ninja -DCMAKE_BUILD_TYPE=Release -DBG_BUILD_TESTS=OFF >/dev/null
+	@cmake -S . -B build-image -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBG_BUILD_TESTS=OFF >/dev/null
 	@ninja -C build-image -j $(JOBS) backup-guard
 	@./tests/image/run-image-tests.sh --binary build-image/backup-guard --out build-image
 

@@ -110,20 +110,29 @@ def shared_libraries(binary):
     return libs, loader
 
 
-def debian_package(path):
-    """The package that owns `path`, looked up under its merged-/usr aliases too."""
-    real = os.path.realpath(path)
-    candidates = [path, real]
-    for p in (path, real):
-        if p.startswith("/usr/"):
-            candidates.append(p[len("/usr") :])
-        else:
-            candidates.append("/usr" + p)
-    for candidate in dict.fromkeys(candidates):
-        result = subprocess.run(["dpkg-query", "-S", candidate], capture_output=True, text=True)
-        if result.returncode == 0:
-            return result.stdout.split(":", 1)[0].strip()
-    raise BuildError(f"no Debian package owns {path}: the image ships only packaged libraries")
+def debian_packages(paths):
+    """The packages that own `paths`, each looked up under its merged-/usr aliases too."""
+    aliases = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        names = [path, real]
+        names += [p[len("/usr") :] if p.startswith("/usr/") else "/usr" + p for p in (path, real)]
+        aliases[path] = list(dict.fromkeys(names))
+    every = sorted({name for names in aliases.values() for name in names})
+    # One query for all (it exits 1 when some alias is unknown, which is expected).
+    result = subprocess.run(["dpkg-query", "-S", *every], capture_output=True, text=True)
+    owner = {}
+    for line in result.stdout.splitlines():
+        package, _, name = line.partition(": ")
+        if "," not in package and "diversion" not in package:
+            owner[name.strip()] = package.split(":")[0].strip()  # drop an ":amd64" qualifier
+    packages = set()
+    for path, names in aliases.items():
+        found = [owner[n] for n in names if n in owner]
+        if not found:
+            raise BuildError(f"no Debian package owns {path}: the image ships only packaged files")
+        packages.add(found[0])
+    return packages
 
 
 def root_filesystem(binary):
@@ -142,15 +151,13 @@ def root_filesystem(binary):
 
     add(Entry("backup-guard", "file", 0o755, read_file(binary)))
     libs, loader = shared_libraries(binary)
-    packages = set()
     for soname, path in libs:
         # Where the loader looks on its own (no ld.so.cache): the multiarch folder under /usr/lib.
         folder = os.path.dirname(os.path.realpath(path)).lstrip("/")
         add(Entry(f"{folder}/{soname}", "file", 0o755, read_file(os.path.realpath(path))))
-        packages.add(debian_package(path))
     # The loader must sit at the binary's PT_INTERP path, which ldd prints as is.
     add(Entry(loader.lstrip("/"), "file", 0o755, read_file(os.path.realpath(loader))))
-    packages.add(debian_package(loader))
+    packages = debian_packages([path for _, path in libs] + [loader])
 
     # update-ca-certificates generates the bundle from the ca-certificates package's certificates.
     add(Entry(CA_BUNDLE.lstrip("/"), "file", 0o644, read_file(CA_BUNDLE)))
@@ -193,7 +200,7 @@ def layer_tar(entries, epoch):
 def gzip_bytes(data):
     out = io.BytesIO()
     # No file name and time 0 in the gzip header: the stream depends on the data alone.
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz:
         gz.write(data)
     return out.getvalue()
 
@@ -319,6 +326,7 @@ def write_rootfs(args):
     """The root filesystem as a folder, for `COPY --from=build /rootfs/ /` in the Dockerfile."""
     if os.path.exists(args.out) and os.listdir(args.out):
         raise BuildError(f"{args.out} is not empty")
+    os.makedirs(args.out, exist_ok=True)
     for e in root_filesystem(args.binary):
         path = os.path.join(args.out, e.path)
         if e.kind == "dir":
