@@ -26,7 +26,7 @@ def in_image(root, *args):
     return [
         "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
         "/bin/sh", "-c", RUN_IN_IMAGE, str(root), *args,
-    ]  # fmt: skip
+    ]
 
 
 def run_in_image(root, *args, timeout=60):
@@ -82,7 +82,7 @@ def test_two_builds_from_the_same_inputs_give_the_same_digest(image, tmp_path):
     later = subprocess.run(
         image.build_args(tmp_path / "later", epoch=image.epoch + 1),
         check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+    ).stdout.strip()
     assert later != image.digest
 
 
@@ -146,7 +146,7 @@ def test_rootfs_carries_the_ca_bundle(rootfs):
     assert count > 50, f"{count} certificates"
     # Every certificate parses (openssl stops at the first bad one).
     subprocess.run(["openssl", "storeutl", "-noout", "-certs", str(bundle)], check=True,
-                   capture_output=True)  # fmt: skip
+                   capture_output=True)
     # OpenSSL's default file on Debian, a link that resolves inside the image.
     assert os.readlink(root / "usr/lib/ssl/cert.pem") == "/etc/ssl/certs/ca-certificates.crt"
 
@@ -161,7 +161,7 @@ def test_rootfs_ships_exactly_the_libraries_the_binary_needs(rootfs):
     shipped = {Path(m.name).name: root / m.name for m in members if m.isfile() and ".so" in m.name}
     # The loader, named by the binary's program header.
     headers = subprocess.run(["readelf", "-l", str(root / "backup-guard")], check=True,
-                             capture_output=True, text=True).stdout  # fmt: skip
+                             capture_output=True, text=True).stdout
     interpreter = re.search(r"Requesting program interpreter: (\S+)\]", headers).group(1)
     assert (root / interpreter.lstrip("/")).is_file()
     # The NEEDED closure from the binary, read from the ELF files (not from ldd, the builder's way).
@@ -185,7 +185,7 @@ def test_serve_from_the_image_answers_healthz_over_tls(rootfs):
     root, _ = rootfs
     # The image's binary makes its own certificates, as the image's user, into the image's /tmp.
     result = run_in_image(root, "certs", "generate", "--out", "/tmp/tls", "--dns", "localhost",
-                          "--ip", "127.0.0.1")  # fmt: skip
+                          "--ip", "127.0.0.1")
     assert result.returncode == 0, result.stderr
     port, metrics_port = free_port(), free_port()
     log = root / "serve.log"
@@ -196,12 +196,12 @@ def test_serve_from_the_image_answers_healthz_over_tls(rootfs):
                      "--tls-cert-file", "/tmp/tls/tls.crt", "--tls-key-file", "/tmp/tls/tls.key",
                      "--shutdown-delay", "0s"),
             stdout=out, stderr=subprocess.STDOUT, env={},
-        )  # fmt: skip
+        )
     try:
         wait_for_port(port, proc)
         context = ssl.create_default_context(cafile=str(root / "tmp/tls/ca.crt"))
         with urllib.request.urlopen(f"https://localhost:{port}/healthz", context=context,
-                                    timeout=10) as response:  # fmt: skip
+                                    timeout=10) as response:
             assert response.status == 200
         wait_for_port(metrics_port, proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
@@ -224,7 +224,7 @@ def test_builder_rejects_bad_input_with_a_clear_error(image, tmp_path):
     ]
     for i, (override, message) in enumerate(cases):
         result = subprocess.run(image.build_args(tmp_path / str(i), **override),
-                                capture_output=True, text=True)  # fmt: skip
+                                capture_output=True, text=True)
         assert result.returncode == 1, override
         assert message in result.stderr, result.stderr
         assert not (tmp_path / str(i) / "layout").exists()
@@ -237,17 +237,17 @@ def test_configure_without_googletest_when_tests_are_off(tmp_path):
         ["cmake", "-S", str(ROOT), "-B", str(tmp_path / "off"), "-G", "Ninja",
          "-DBG_BUILD_TESTS=OFF", "-DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON"],
         capture_output=True, text=True,
-    )  # fmt: skip
+    )
     assert off.returncode == 0, off.stderr
     targets = subprocess.run(["ninja", "-C", str(tmp_path / "off"), "-t", "targets", "all"],
-                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+                             check=True, capture_output=True, text=True).stdout
     assert re.search(r"^backup-guard: ", targets, re.M)
     assert not re.search(r"_test: ", targets)
     on = subprocess.run(
         ["cmake", "-S", str(ROOT), "-B", str(tmp_path / "on"), "-G", "Ninja",
          "-DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON"],
         capture_output=True, text=True,
-    )  # fmt: skip
+    )
     assert on.returncode != 0
     assert "GTest" in on.stderr
 
@@ -265,7 +265,7 @@ def test_dockerfile_rootfs_folder_is_the_image_layer(image, rootfs, tmp_path):
     _, members = rootfs
     folder = tmp_path / "rootfs"
     subprocess.run(["python3", str(ROOT / "tools/image/build_image.py"), "rootfs",
-                    "--binary", str(image.binary), "--out", str(folder)], check=True)  # fmt: skip
+                    "--binary", str(image.binary), "--out", str(folder)], check=True)
     written = {}
     for path in sorted(folder.rglob("*")):
         st = path.lstat()
