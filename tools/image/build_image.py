@@ -3,7 +3,7 @@
 
   build_image.py oci --binary PATH --out DIR --source URL --revision REV --version V --epoch N
       writes DIR/layout (an OCI image layout) and DIR/<name>-<version>.tar (the same layout plus
-      the manifest.json of `docker save`, so that `docker load`, crane and skopeo read it), and
+      the manifest.json of `docker save`, which `docker load` and crane's tarball reader use), and
       prints the image's digest (the manifest's) on stdout.
   build_image.py rootfs --binary PATH --out DIR
       writes the same root filesystem as a folder (the Dockerfile copies it onto `scratch`).
