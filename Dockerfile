@@ -1,42 +1,34 @@
-# backup-guard image: build on Debian 12 with the same packages as `make` (tools/ensure-deps.sh),
-# run on distroless (no shell, no package manager) as the non-root user 65532.
-#   docker build -t backup-guard:0.1.0 .
+# backup-guard image for users with Docker: the same root filesystem as `make image` (which needs no
+# Docker daemon; see README "The image"), built by tools/image/build_image.py on Debian 12 and copied
+# onto an empty base: the binary, exactly the shared libraries it loads and their loader, the CA
+# bundle, the non-root user 65532, and no shell.
+#   docker build -t backup-guard:0.1.0 \
+#     --build-arg BG_REVISION=$(git rev-parse HEAD) --build-arg BG_SOURCE=<repository URL> .
 #
-# The binary links a few shared libraries that distroless/cc does not carry (cpp-httplib,
-# prometheus-cpp, yaml-cpp, zlib, brotli); the build stage copies exactly those, and checks that
-# the binary resolves every library against distroless' own set plus the copied ones.
+# The base is pinned by digest: debian:bookworm-20260918, the multi-platform index digest that
+# Docker's official-images bot recorded (docker-library/repo-info, repos/debian/remote).
 
-FROM debian:12 AS build
+FROM debian:bookworm-20260918@sha256:f37a335e82bca302e955fa39f9dfe28f1be618f016f8a2b56318e5a5111afc26 AS build
 COPY tools/ensure-deps.sh /src/tools/ensure-deps.sh
-RUN /src/tools/ensure-deps.sh && rm -rf /var/lib/apt/lists/*
+# BG_BUILD_TESTS=OFF: the compiler and the libraries only, no GoogleTest, clang tools or Python venv.
+RUN BG_BUILD_TESTS=OFF /src/tools/ensure-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . /src
 WORKDIR /src
-# The build type `make` uses (RelWithDebInfo); the debug info is stripped from the image.
-RUN cmake -S . -B /build -G Ninja \
+# The build type every test suite runs (RelWithDebInfo); the debug info is stripped.
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBG_BUILD_TESTS=OFF \
  && ninja -C /build backup-guard \
- && strip /build/backup-guard
-# Libraries for the runtime stage, in the same multiarch directory as on Debian. Anything else the
-# binary needs must be part of distroless/cc (glibc, libstdc++, libgcc, libssl3): checked with ldd.
-RUN set -eu; \
-    libdir=/usr/lib/$(gcc -print-multiarch); \
-    mkdir -p "/runtime$libdir"; \
-    for lib in libcpp-httplib.so.0.11 libprometheus-cpp-core.so.1.0 libyaml-cpp.so.0.7 libz.so.1 \
-               libbrotlidec.so.1 libbrotlienc.so.1 libbrotlicommon.so.1; do \
-      path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }'); \
-      [ -n "$path" ] || { echo "missing $lib" >&2; exit 1; }; \
-      cp -L "$path" "/runtime$libdir/$lib"; \
-    done; \
-    ldd /build/backup-guard >/tmp/ldd.txt; \
-    awk '/=>/ { print $1 }' /tmp/ldd.txt | while read -r lib; do \
-      case $lib in \
-        libc.so.*|libm.so.*|libstdc++.so.*|libgcc_s.so.*|libssl.so.3|libcrypto.so.3) ;; \
-        *) [ -e "/runtime$libdir/$lib" ] || { echo "runtime library $lib is not shipped" >&2; exit 1; } ;; \
-      esac; \
-    done; \
-    cp /build/backup-guard /runtime/backup-guard
+ && strip /build/backup-guard \
+ && python3 tools/image/build_image.py rootfs --binary /build/backup-guard --out /rootfs
 
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /runtime/ /
+FROM scratch
+ARG BG_VERSION=0.1.0
+ARG BG_REVISION=unknown
+ARG BG_SOURCE=unknown
+LABEL org.opencontainers.image.title="backup-guard" \
+      org.opencontainers.image.version="$BG_VERSION" \
+      org.opencontainers.image.revision="$BG_REVISION" \
+      org.opencontainers.image.source="$BG_SOURCE"
+COPY --from=build /rootfs/ /
 USER 65532:65532
 EXPOSE 9443 8080
 ENTRYPOINT ["/backup-guard"]

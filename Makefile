@@ -5,7 +5,7 @@ CACHE ?= $(HOME)/.cache/backup-guard
 JOBS ?= 2
 SOURCES := $(shell git ls-files --cached --others --exclude-standard '*.cc' '*.h' 2>/dev/null)
 
-.PHONY: all deps venv configure build test unit e2e e2e-chart-rbac engine-versions chart ops lint format run clean fuzz fuzz-smoke test-sanitize faults bench
+.PHONY: all deps venv configure build test unit e2e e2e-chart-rbac engine-versions chart ops lint format run clean fuzz fuzz-smoke test-sanitize faults bench image image-smoke
 
 all: build
 
@@ -54,7 +54,20 @@ chart: build
 ops: build
 	@./tests/ops/run-ops-tests.sh
 
-test: lint unit fuzz-smoke e2e e2e-chart-rbac engine-versions chart ops faults
+test: lint unit fuzz-smoke image-smoke e2e e2e-chart-rbac engine-versions chart ops faults
+
+# `make image`, no Docker daemon needed: the binary built without the tests (BG_BUILD_TESTS=OFF) in
+# build-image/, packed by tools/image/build_image.py into an OCI layout and a `docker load` tarball
+# under build-image/image/, then checked by tests/image. Prints the digest. The build type is the
+# one every test suite runs (RelWithDebInfo, -O2; stripped in the image).
+image: venv
+	@cmake -S . -B build-image -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBG_BUILD_TESTS=OFF >/dev/null
+	@ninja -C build-image -j $(JOBS) backup-guard
+	@./tests/image/run-image-tests.sh --binary build-image/backup-guard --out build-image
+
+# The same image tests in `make test`, on the binary `make build` made (RelWithDebInfo, stripped).
+image-smoke: build
+	@./tests/image/run-image-tests.sh --binary $(BUILD_DIR)/backup-guard --out $(BUILD_DIR)/image-smoke
 
 # `make fuzz` (60 s a target), the sanitizer runs and the benchmarks are not part of `make test`.
 fuzz: deps
@@ -76,4 +89,4 @@ run: build
 	@./tests/e2e/run-local.sh
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) build-image
