@@ -73,6 +73,10 @@ struct RestKubeApiOptions {
   } retry;
   // Waits between attempts; null: std::this_thread::sleep_for. For tests.
   std::function<void(std::chrono::milliseconds)> sleep;
+  // Every write (POST, PUT, PATCH, DELETE) carries `dryRun=All`: the API server runs it through
+  // validation and every admission webhook, answers as it would, and persists nothing
+  // (`uninstall --dry-run=server`). Reads are unaffected.
+  bool dry_run_all = false;
 };
 
 // The retry policy of a command that is not inside an admission request (`uninstall`): 6 attempts
@@ -160,6 +164,8 @@ class RestKubeApi final : public KubeApi {
                                                       const Result<HttpResponse>& response,
                                                       int attempt);
   std::chrono::seconds WatchTimeout();
+  // `path` with `dryRun=All` appended when options_.dry_run_all (writes only).
+  std::string WritePath(std::string path) const;
 
   const std::shared_ptr<ApiTransport> transport_;
   const RestKubeApiOptions options_;
