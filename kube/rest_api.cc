@@ -497,6 +497,8 @@ Result<json> RestKubeApi::DeleteUnchanged(const ResourceRef& r, const std::strin
       {"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}};
   if (!uid.empty()) options["preconditions"]["uid"] = uid;
   if (!resource_version.empty()) options["preconditions"]["resourceVersion"] = resource_version;
+  // With a body, the API server reads DeleteOptions from it alone and ignores the query's dryRun.
+  if (options_.dry_run_all) options["dryRun"] = {"All"};
   Result<HttpResponse> response = Exchange("DELETE", WritePath(ResourcePath(r, ns, name)),
                                            options.dump(), "application/json", what);
   if (!response.ok()) return WithContext(response.status(), what);

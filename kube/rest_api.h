@@ -73,7 +73,9 @@ struct RestKubeApiOptions {
   } retry;
   // Waits between attempts; null: std::this_thread::sleep_for. For tests.
   std::function<void(std::chrono::milliseconds)> sleep;
-  // Every write (POST, PUT, PATCH, DELETE) carries `dryRun=All`: the API server runs it through
+  // Every write (POST, PUT, PATCH, DELETE) carries `dryRun=All` (in the query, and for a DELETE
+  // also in its DeleteOptions body, which the API server reads instead of the query when a body is
+  // sent): the API server runs it through
   // validation and every admission webhook, answers as it would, and persists nothing
   // (`uninstall --dry-run=server`). Reads are unaffected.
   bool dry_run_all = false;

@@ -544,9 +544,19 @@ TEST_F(RestKubeApiTest, DryRunAllMarksEveryWriteAndNoRead) {
                   std::string("PUT ") + kBackupsPath + "/b-2?dryRun=All"));
 }
 
+TEST_F(RestKubeApiTest, DryRunAllIsInTheDeleteOptionsBodyTheApiServerReads) {
+  options_.dry_run_all = true;
+  ASSERT_TRUE(api().DeleteUnchanged(kBackups, kNs, "b-1", "u-1", "9").ok());
+  const json body = json::parse(transport_->requests().at(0).body);
+  EXPECT_EQ(body["dryRun"], json({"All"}));
+  EXPECT_EQ(body["preconditions"], json({{"uid", "u-1"}, {"resourceVersion", "9"}}));
+}
+
 TEST_F(RestKubeApiTest, WritesAreNotDryRunByDefault) {
+  ASSERT_TRUE(api().DeleteUnchanged(kBackups, kNs, "b-1", "u-1", "9").ok());
+  EXPECT_FALSE(json::parse(transport_->requests().at(0).body).contains("dryRun"));
   ASSERT_TRUE(api().MergePatch(kBackups, kNs, "b-1", {{"metadata", json::object()}}).ok());
-  EXPECT_EQ(transport_->requests().at(0).path, std::string(kBackupsPath) + "/b-1");
+  EXPECT_EQ(transport_->requests().at(1).path, std::string(kBackupsPath) + "/b-1");
 }
 
 TEST_F(RestKubeApiTest, ConflictIsReturnedNotRetried) {
