@@ -438,7 +438,8 @@ class Uninstaller {
         const Clock::time_point now = Clock::now();
         const size_t removed = u_.removed_.load();
         const double window = std::chrono::duration<double>(now - last_at).count();
-        u_.PrintProgress(now, window > 0 ? (removed - last_removed) / window : 0.0);
+        u_.PrintProgress(now,
+                         window > 0 ? static_cast<double>(removed - last_removed) / window : 0.0);
         last_removed = removed;
         last_at = now;
       }
@@ -705,7 +706,7 @@ class Uninstaller {
       std::lock_guard<std::mutex> lock(failures_mu_);
       failing = failures_.size();
     }
-    const double rate = elapsed > 0 ? removed / elapsed : 0.0;
+    const double rate = elapsed > 0 ? static_cast<double>(removed) / elapsed : 0.0;
     std::ostringstream line;
     line << "progress: " << FormatElapsed(elapsed) << " elapsed, step " << step << "; remaining: ";
     bool first = true;
