@@ -180,8 +180,10 @@ int Uninstall(int argc, char** argv) {
   }
   std::ostream& text = events ? std::cerr : std::cout;
   int status = 0;
+  bool skipped = false;
   if (flags.Bool("skip-unless-confirmed") &&
       !processor::UninstallConfirmed(api, options.ns, options.confirm_namespace)) {
+    skipped = true;
     text << "uninstall: deleting-confirmation-flag is not \"true\": the storage engine stays; "
             "nothing deleted"
          << std::endl;
@@ -203,7 +205,7 @@ int Uninstall(int argc, char** argv) {
     events->Write(
         "done",
         {{"exit_code", status},
-         {"result", Outcome(status, options.dry_run)},
+         {"result", skipped ? "skipped-unconfirmed" : Outcome(status, options.dry_run)},
          {"elapsed_seconds",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}});
   }
