@@ -341,12 +341,14 @@ class LineSyncBuf final : public std::streambuf {
     thread_local std::map<const LineSyncBuf*, std::string> pending;
     return pending[this];
   }
-  // Writes the whole lines of `text` (all of it when flushing) and keeps the rest.
+  // Writes the whole lines of `text` (all of it when flushing) and keeps the rest. A flush
+  // (std::endl) always reaches `to_`, even when '\n' already handed the line over: a pipe read
+  // by `kubectl logs -f` or a script must see each line when it is written.
   void Emit(std::string& text, bool flush) {
     const size_t end = flush ? text.size() : text.rfind('\n') + 1;
-    if (end == 0) return;
+    if (end == 0 && !flush) return;
     std::lock_guard<std::mutex> lock(mu_);
-    to_.write(text.data(), static_cast<std::streamsize>(end));
+    if (end > 0) to_.write(text.data(), static_cast<std::streamsize>(end));
     if (flush) to_.flush();
     text.erase(0, end);
   }

@@ -997,6 +997,39 @@ TEST_F(UninstallTest, ProgressIsPrintedPeriodicallyWhileCountsDoNotChange) {
   EXPECT_NE(lines.back().find("/s over the last"), std::string::npos) << lines.back();
 }
 
+// Counts the flushes of what it is given, and how many lines had arrived at each.
+class FlushCountingBuf final : public std::stringbuf {
+ public:
+  int flushes_after_progress = 0;
+
+ protected:
+  int sync() override {
+    if (str().find("progress: ") != std::string::npos) ++flushes_after_progress;
+    return std::stringbuf::sync();
+  }
+};
+
+TEST_F(UninstallTest, EveryLineIsFlushedAsItIsWritten) {
+  SeedScenario(true);
+  SetFlag("true");
+  recorder_.write_delay = std::chrono::milliseconds(20);
+  FlushCountingBuf buf;
+  std::ostream out(&buf);
+  UninstallOptions o;
+  o.ns = kNs;
+  o.workers = 1;
+  o.poll_interval = std::chrono::milliseconds(5);
+  o.progress_interval = std::chrono::milliseconds(10);
+  o.timeout = std::chrono::seconds(60);
+  EXPECT_EQ(RunUninstall(recorder_, o, out, err_), 0) << err_.str();
+  std::istringstream text(buf.str());
+  int progress = 0;
+  for (std::string line; std::getline(text, line);) progress += line.rfind("progress: ", 0) == 0;
+  ASSERT_GE(progress, 2) << buf.str();
+  // Each progress line (and every line after it) was flushed: a pipe sees it at once.
+  EXPECT_GE(buf.flushes_after_progress, progress) << buf.str();
+}
+
 TEST_F(UninstallTest, JsonEventsCarryThePlanProgressAndRemainingCounts) {
   SeedScenario(true);
   SetFlag("true");
