@@ -100,7 +100,10 @@ bool Flags::Bool(const std::string& name) const { return Get(name, "false") == "
 
 void Flags::AcceptWords(const std::string& name, std::vector<std::string> words) {
   for (FlagSpec& spec : specs_) {
-    if (spec.name == name && spec.boolean) spec.words = std::move(words);
+    if (spec.name == name && spec.boolean) {
+      spec.words = std::move(words);
+      return;
+    }
   }
 }
 

@@ -71,6 +71,7 @@ int Uninstall(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
   std::vector<std::string> expanded = ExpandShortOutput(argc, argv);
   std::vector<char*> args;
+  args.reserve(expanded.size());
   for (std::string& a : expanded) args.push_back(a.data());
   Flags flags({"kubeconfig", "namespace", "timeout", "release-grace", "log-level",
                "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace",
