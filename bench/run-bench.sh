@@ -3,8 +3,10 @@
 # uninstall at scale against the real control plane. Prints tables and writes bench/RESULTS.md.
 # Never fails on time: only a build or set-up failure is an error.
 #
-# Usage: bench/run-bench.sh [--only admission|uninstall] [--quick]
+# Usage: bench/run-bench.sh [--only admission|uninstall] [--quick] [--scale]
 #   --quick   short rows (5 s) and sizes 1000,3000 only: a smoke run, not for the README figures
+#   --scale   the uninstall at 50,000 Backups (58,500 objects, the same mix), uninstall against the
+#             floor in one run, floor concurrency 32 (no tuning); about 30 minutes on 2 cores
 #
 # Environment:
 #   BENCH_DURATION      seconds per admission row (default 15)
@@ -26,11 +28,13 @@ build=${BENCH_BUILD_DIR:-$root/build-bench}
 vegeta_version=v12.13.0
 only=
 quick=0
+scale=0
 while (($#)); do
   case $1 in
     --only) only=${2:?--only needs admission or uninstall}; shift ;;
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --scale) scale=1 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-bench: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -94,6 +98,8 @@ done
 duration=${BENCH_DURATION:-15}
 sizes=${BENCH_SIZES:-1000,3000,10000}
 if ((quick)); then duration=5; sizes=${BENCH_SIZES:-1000,3000}; fi
+floor_conc=${BENCH_FLOOR_CONC:-8,32,128}
+if ((scale)); then sizes=${BENCH_SIZES:-50000}; floor_conc=${BENCH_FLOOR_CONC:-32}; fi
 
 if [ -z "$only" ] || [ "$only" = admission ]; then
   log "admission benchmark (${duration}s per row)"
@@ -104,7 +110,7 @@ fi
 if [ -z "$only" ] || [ "$only" = uninstall ]; then
   log "uninstall at scale (sizes $sizes)"
   python3 "$here/uninstall.py" --backup-guard "$bg" --scale "$bindir/bench-scale" --out "$out" \
-    --sizes "$sizes" --floor-concurrency "${BENCH_FLOOR_CONC:-8,32,128}"
+    --sizes "$sizes" --floor-concurrency "$floor_conc"
 fi
 python3 "$here/report.py" --out "$out" --results "$here/RESULTS.md" --notes "$here/notes.md" \
   --backup-guard "$bg" --vegeta "$bindir/vegeta-$vegeta_version"

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Uninstall at scale, against the real control plane (tests/e2e/controlplane.sh).
 
+Sizes up to 50,000 Backups (58,500 objects) in one run: `--sizes 50000 --floor-concurrency 32`
+(bench/README.md). At that size the receipt (25,000 Completed Backups, several MiB) does not fit a
+ConfigMap and is stored gzip-compressed; the run records the receipt line and the file's size.
+
 For each size N (number of Backups; the other kinds scale with it: N/20 BackupVolumes, N/10
 SystemBackups, N/50 BackupBackingImages, one default BackupTarget, all with the longhorn.io
 finalizer, half of the Backups failed), on one control plane with no webhook registered:
@@ -115,12 +119,16 @@ def parse_time_v(path):
 def run_uninstall(plane, args, size, logdir):
     timefile = os.path.join(logdir, f"uninstall-{size}.time")
     logfile = os.path.join(logdir, f"uninstall-{size}.log")
+    receipt = os.path.join(logdir, f"receipt-{size}.json")
     argv = ["/usr/bin/time", "-v", "-o", timefile, args.backup_guard, "uninstall", "--kubeconfig",
-            plane.kubeconfig, "--namespace", "longhorn-system", "--force", "--timeout", f"{args.timeout}s"]
+            plane.kubeconfig, "--namespace", "longhorn-system", "--force", "--timeout", f"{args.timeout}s",
+            "--receipt", receipt]
     argv += args.uninstall_args.split()
 
     def go():
         steps = []
+        receipt_line = ""
+        progress_lines = 0
         start = time.monotonic()
         env = dict(os.environ)
         if args.preload:  # diagnostic A/B only (bench/diag/nodelay.c)
@@ -135,12 +143,17 @@ def run_uninstall(plane, args, size, logdir):
                 m = re.match(r"found 0 (\w+) remaining", line)
                 if m:
                     steps.append({"kind": m.group(1), "done_at_s": round(t, 2)})
+                if line.startswith("receipt: "):
+                    receipt_line = line.strip()
+                progress_lines += line.startswith("progress: ")
         rc = proc.wait()
         killer.cancel()
         wall = time.monotonic() - start
         t = parse_time_v(timefile)
         return {"exit": rc, "seconds": wall, "peak_rss_mb": t["rss_kb"] / 1024, "cpu_s": t["cpu_s"],
-                "steps": steps}
+                "steps": steps, "receipt": receipt_line,
+                "receipt_bytes": os.path.getsize(receipt) if os.path.exists(receipt) else 0,
+                "progress_lines": progress_lines}
 
     return measure(plane, args, go)
 

@@ -68,8 +68,12 @@ Status Flags::Parse(int argc, char** argv, int first) {
     if (spec == nullptr) return Status::InvalidArgument("unknown flag: --" + arg);
     if (spec->boolean) {
       if (!has_value) value = "true";
-      if (value != "true" && value != "false") {
-        return Status::InvalidArgument("--" + arg + " takes true or false, got " + value);
+      const bool word =
+          std::find(spec->words.begin(), spec->words.end(), value) != spec->words.end();
+      if (value != "true" && value != "false" && !word) {
+        std::string accepted = "true or false";
+        for (const std::string& w : spec->words) accepted += ", " + w;
+        return Status::InvalidArgument("--" + arg + " takes " + accepted + ", got " + value);
       }
     } else if (!has_value) {
       if (i + 1 >= argc) return Status::InvalidArgument("flag --" + arg + " needs a value");
@@ -93,6 +97,15 @@ std::vector<std::string> Flags::GetAll(const std::string& name) const {
 bool Flags::Has(const std::string& name) const { return values_.count(name) > 0; }
 
 bool Flags::Bool(const std::string& name) const { return Get(name, "false") == "true"; }
+
+void Flags::AcceptWords(const std::string& name, std::vector<std::string> words) {
+  for (FlagSpec& spec : specs_) {
+    if (spec.name == name && spec.boolean) {
+      spec.words = std::move(words);
+      return;
+    }
+  }
+}
 
 Status ParseHostPort(const std::string& text, std::string* host, int* port) {
   const auto colon = text.rfind(':');

@@ -16,6 +16,9 @@ struct FlagSpec {
   std::string help;
   bool boolean = false;                   // takes no value (`--x` is `--x=true`)
   std::vector<std::string> aliases = {};  // other accepted names (controller-runtime's)
+  // A boolean flag that also takes one of these words as `--name=WORD` (kubectl's
+  // `--dry-run=server`); Get answers the word.
+  std::vector<std::string> words = {};
 };
 
 class Flags {
@@ -34,6 +37,8 @@ class Flags {
   std::vector<std::string> GetAll(const std::string& name) const;
   bool Has(const std::string& name) const;
   bool Bool(const std::string& name) const;
+  // Lets the boolean flag `name` also take one of `words` (see FlagSpec::words). Call before Parse.
+  void AcceptWords(const std::string& name, std::vector<std::string> words);
 
  private:
   const FlagSpec* Find(const std::string& name) const;

@@ -22,6 +22,29 @@ TEST(FlagsTest, UnknownFlagAndMissingValueAreErrors) {
   EXPECT_FALSE(Flags({"out"}).Parse(3, const_cast<char**>(a2), 2).ok());
 }
 
+TEST(FlagsTest, ABooleanFlagTakesTheWordsItAccepts) {
+  const char* bare[] = {"bg", "x", "--dry-run"};
+  Flags a({}, {"dry-run"});
+  a.AcceptWords("dry-run", {"none", "client", "server"});
+  ASSERT_TRUE(a.Parse(3, const_cast<char**>(bare), 2).ok());
+  EXPECT_EQ(a.Get("dry-run"), "true");
+  const char* server[] = {"bg", "x", "--dry-run=server"};
+  Flags b({}, {"dry-run"});
+  b.AcceptWords("dry-run", {"none", "client", "server"});
+  ASSERT_TRUE(b.Parse(3, const_cast<char**>(server), 2).ok());
+  EXPECT_EQ(b.Get("dry-run"), "server");
+  EXPECT_FALSE(b.Bool("dry-run"));
+  const char* other[] = {"bg", "x", "--dry-run=serverside"};
+  Flags c({}, {"dry-run"});
+  c.AcceptWords("dry-run", {"none", "client", "server"});
+  const Status s = c.Parse(3, const_cast<char**>(other), 2);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "--dry-run takes true or false, none, client, server, got serverside");
+  // Without AcceptWords a boolean flag still takes only true or false.
+  Flags d({}, {"dry-run"});
+  EXPECT_FALSE(d.Parse(3, const_cast<char**>(server), 2).ok());
+}
+
 TEST(FlagsTest, HostPort) {
   std::string host;
   int port = 0;

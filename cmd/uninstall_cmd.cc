@@ -1,10 +1,12 @@
 // `backup-guard uninstall`: see processor/uninstall.h.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "cmd/cluster.h"
 #include "cmd/commands.h"
@@ -15,6 +17,7 @@
 #include "kube/rest_api.h"
 #include "kube/transport.h"
 #include "processor/uninstall.h"
+#include "processor/uninstall_events.h"
 
 namespace bg::cmd {
 
@@ -36,15 +39,54 @@ bool NumberFlag(const Flags& flags, const std::string& name, double min, double 
   return true;
 }
 
+// kubectl's short form: `-o json`, `-o=json` and `-ojson` are `--output json`.
+std::vector<std::string> ExpandShortOutput(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  for (std::string& a : args) {
+    if (a == "-o") {
+      a = "--output";
+    } else if (a.rfind("-o=", 0) == 0) {
+      a = "--output=" + a.substr(3);
+    } else if (a.rfind("-o", 0) == 0 && a.size() > 2 && a[2] != '-') {
+      a = "--output=" + a.substr(2);
+    }
+  }
+  return args;
+}
+
+// What an exit status means, for the done event.
+const char* Outcome(int status, bool dry_run) {
+  switch (status) {
+    case 0:
+      return dry_run ? "dry-run" : "complete";
+    case 2:
+      return "not-started";
+    default:
+      return dry_run ? "dry-run-refused" : "incomplete";
+  }
+}
+
 }  // namespace
 
 int Uninstall(int argc, char** argv) {
-  Flags flags(
-      {"kubeconfig", "context", "namespace", "timeout", "release-grace", "log-level",
-       "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace", "receipt"},
-      {"dry-run", "force", "skip-unless-confirmed", "remove-stale-webhooks"});
-  if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::string> expanded = ExpandShortOutput(argc, argv);
+  std::vector<char*> args;
+  args.reserve(expanded.size());
+  for (std::string& a : expanded) args.push_back(a.data());
+  Flags flags({"kubeconfig", "context", "namespace", "timeout", "release-grace", "log-level",
+               "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace",
+               "receipt", "output", "progress-interval"},
+              {"dry-run", "force", "skip-unless-confirmed", "remove-stale-webhooks"});
+  // kubectl's forms: --dry-run (client), --dry-run=client, --dry-run=server, --dry-run=none.
+  flags.AcceptWords("dry-run", {"none", "client", "server"});
+  if (Status s = flags.Parse(static_cast<int>(args.size()), args.data(), 2); !s.ok()) {
     std::fprintf(stderr, "uninstall: %s\n", s.message().c_str());
+    return 2;
+  }
+  const std::string output = flags.Get("output", "text");
+  if (output != "text" && output != "json") {
+    std::fprintf(stderr, "uninstall: --output (-o) must be text or json, got %s\n", output.c_str());
     return 2;
   }
   if (!log::SetLevel(flags.Get("log-level", "warn"))) {
@@ -53,7 +95,8 @@ int Uninstall(int argc, char** argv) {
   }
   processor::UninstallOptions options;
   options.ns = flags.Get("namespace", "longhorn-system");
-  options.dry_run = flags.Bool("dry-run");
+  const std::string dry_run = flags.Get("dry-run", "none");
+  options.dry_run = dry_run == "true" || dry_run == "client" || dry_run == "server";
   options.force = flags.Bool("force");
   options.confirm_namespace = flags.Get("confirm-namespace");
   if (flags.Has("confirm-namespace") && options.confirm_namespace.empty()) {
@@ -78,6 +121,12 @@ int Uninstall(int argc, char** argv) {
   }
   options.timeout = std::chrono::seconds(static_cast<long long>(timeout));
   options.release_grace = std::chrono::seconds(static_cast<long long>(grace));
+  double progress = 5;
+  if (Status s = ParseDurationSeconds(flags.Get("progress-interval", "5s"), &progress); !s.ok()) {
+    std::fprintf(stderr, "uninstall: --progress-interval: %s\n", s.message().c_str());
+    return 2;
+  }
+  options.progress_interval = std::chrono::milliseconds(static_cast<long long>(progress * 1000));
   // Writes in flight and the client-side limit. The defaults let one uninstall go as fast as an
   // API server answers 32 writers (hundreds of calls a second) while never having more than 32
   // requests open at once; the API server's priority and fairness still applies. --qps 0 turns
@@ -113,27 +162,49 @@ int Uninstall(int argc, char** argv) {
   // Not inside an admission request: 429s (honouring Retry-After), 5xx and timeouts are retried
   // with backoff where a replay is safe, before the uninstall's own pass-by-pass retry.
   api_options.retry = kube::CommandRetry();
-  kube::RestKubeApi api(std::shared_ptr<kube::ApiTransport>(std::move(transport).value()),
-                        api_options);
+  std::shared_ptr<kube::ApiTransport> shared_transport(std::move(transport).value());
+  kube::RestKubeApi api(shared_transport, api_options);
+  // --dry-run=server: the same connections, every write marked dryRun=All.
+  kube::RestKubeApiOptions dry_options = api_options;
+  dry_options.dry_run_all = true;
+  kube::RestKubeApi dry_api(shared_transport, dry_options);
+  if (dry_run == "server") options.server_dry_run = &dry_api;
+  // -o json: the events alone on stdout, the text on stderr.
+  std::unique_ptr<processor::UninstallEvents> events;
+  if (output == "json") {
+    events = std::make_unique<processor::UninstallEvents>(std::cout);
+    options.events = events.get();
+  }
+  std::ostream& text = events ? std::cerr : std::cout;
   int status = 0;
+  bool skipped = false;
   if (flags.Bool("skip-unless-confirmed") &&
       !processor::UninstallConfirmed(api, options.ns, options.confirm_namespace)) {
-    std::cout << "uninstall: deleting-confirmation-flag is not \"true\": the storage engine stays; "
-                 "nothing deleted"
-              << std::endl;
+    skipped = true;
+    text << "uninstall: deleting-confirmation-flag is not \"true\": the storage engine stays; "
+            "nothing deleted"
+         << std::endl;
   } else {
-    status = processor::RunUninstallWithPreflight(api, options, PreflightFromFlags(flags),
-                                                  std::cout, std::cerr);
+    status = processor::RunUninstallWithPreflight(api, options, PreflightFromFlags(flags), text,
+                                                  std::cerr);
   }
   // Webhook configurations go last, whatever happened above: a removed server must never leave
   // the API server calling it.
   if (!options.dry_run && flags.Has("remove-webhook-configurations")) {
     if (Status s = processor::RemoveWebhookConfigurations(
-            api, flags.Get("remove-webhook-configurations"), std::cout);
+            api, flags.Get("remove-webhook-configurations"), text);
         !s.ok()) {
       std::cerr << "uninstall: " << s.message() << std::endl;
       if (status == 0) status = 1;
     }
+  }
+  if (events) {
+    events->Write(
+        "done",
+        {{"exit_code", status},
+         {"result", skipped ? "skipped-unconfirmed" : Outcome(status, options.dry_run)},
+         {"elapsed_seconds",
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}});
   }
   return status;
 }

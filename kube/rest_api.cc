@@ -477,7 +477,7 @@ Result<json> RestKubeApi::Create(const ResourceRef& r, const std::string& ns, co
   const std::string what = "create " + Describe(r, ns, ObjectName(obj));
   Result<std::string> body = WriteBody(r, obj);
   if (!body.ok()) return WithContext(body.status(), what);
-  return Call("POST", ResourcePath(r, ns), body.value(), "application/json", what);
+  return Call("POST", WritePath(ResourcePath(r, ns)), body.value(), "application/json", what);
 }
 
 Result<json> RestKubeApi::Update(const ResourceRef& r, const std::string& ns, const json& obj) {
@@ -486,7 +486,7 @@ Result<json> RestKubeApi::Update(const ResourceRef& r, const std::string& ns, co
   if (!IsAddressableName(name)) return Status::InvalidArgument(what + ": object has no name");
   Result<std::string> body = WriteBody(r, obj);
   if (!body.ok()) return WithContext(body.status(), what);
-  return Call("PUT", ResourcePath(r, ns, name), body.value(), "application/json", what);
+  return Call("PUT", WritePath(ResourcePath(r, ns, name)), body.value(), "application/json", what);
 }
 
 Result<json> RestKubeApi::MergePatch(const ResourceRef& r, const std::string& ns,
@@ -494,8 +494,8 @@ Result<json> RestKubeApi::MergePatch(const ResourceRef& r, const std::string& ns
   const std::string what = "patch " + Describe(r, ns, name);
   if (!IsAddressableName(name)) return Status::InvalidArgument(what + ": no object name");
   if (!patch.is_object()) return Status::InvalidArgument(what + ": patch is not a JSON object");
-  return Call("PATCH", ResourcePath(r, ns, name), patch.dump(), "application/merge-patch+json",
-              what);
+  return Call("PATCH", WritePath(ResourcePath(r, ns, name)), patch.dump(),
+              "application/merge-patch+json", what);
 }
 
 Status RestKubeApi::Delete(const ResourceRef& r, const std::string& ns, const std::string& name,
@@ -519,8 +519,10 @@ Result<json> RestKubeApi::DeleteUnchanged(const ResourceRef& r, const std::strin
       {"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}};
   if (!uid.empty()) options["preconditions"]["uid"] = uid;
   if (!resource_version.empty()) options["preconditions"]["resourceVersion"] = resource_version;
-  Result<HttpResponse> response =
-      Exchange("DELETE", ResourcePath(r, ns, name), options.dump(), "application/json", what);
+  // With a body, the API server reads DeleteOptions from it alone and ignores the query's dryRun.
+  if (options_.dry_run_all) options["dryRun"] = {"All"};
+  Result<HttpResponse> response = Exchange("DELETE", WritePath(ResourcePath(r, ns, name)),
+                                           options.dump(), "application/json", what);
   if (!response.ok()) return WithContext(response.status(), what);
   // 200 (the object, now being deleted, or a Status) and 202 (deletion accepted) both succeed.
   if (response->status < 200 || response->status >= 300) {
@@ -532,6 +534,12 @@ Result<json> RestKubeApi::DeleteUnchanged(const ResourceRef& r, const std::strin
     return json::object();
   }
   return object;
+}
+
+std::string RestKubeApi::WritePath(std::string path) const {
+  if (!options_.dry_run_all) return path;
+  path += path.find('?') == std::string::npos ? "?dryRun=All" : "&dryRun=All";
+  return path;
 }
 
 std::chrono::seconds RestKubeApi::WatchTimeout() {

@@ -79,6 +79,12 @@ struct RestKubeApiOptions {
   // Otherwise the request carries `timeout=<ms left>ms`, so the API server gives it up at the
   // deadline instead of applying it after another replica has taken the Lease.
   std::function<std::optional<Clock::TimePoint>()> write_deadline;
+  // Every write (POST, PUT, PATCH, DELETE) carries `dryRun=All` (in the query, and for a DELETE
+  // also in its DeleteOptions body, which the API server reads instead of the query when a body is
+  // sent): the API server runs it through
+  // validation and every admission webhook, answers as it would, and persists nothing
+  // (`uninstall --dry-run=server`). Reads are unaffected.
+  bool dry_run_all = false;
 };
 
 // The retry policy of a command that is not inside an admission request (`uninstall`): 6 attempts
@@ -167,6 +173,8 @@ class RestKubeApi final : public KubeApi {
                                                       const Result<HttpResponse>& response,
                                                       int attempt);
   std::chrono::seconds WatchTimeout();
+  // `path` with `dryRun=All` appended when options_.dry_run_all (writes only).
+  std::string WritePath(std::string path) const;
 
   const std::shared_ptr<ApiTransport> transport_;
   const RestKubeApiOptions options_;

@@ -529,6 +529,37 @@ TEST_F(RestKubeApiTest, MergePatchSendsTheMergePatchContentType) {
   EXPECT_EQ(json::parse(r.body), patch);
 }
 
+TEST_F(RestKubeApiTest, DryRunAllMarksEveryWriteAndNoRead) {
+  options_.dry_run_all = true;
+  transport_->AnswerAll(200, R"({"kind":"Backup","metadata":{"name":"b-1"}})");
+  ASSERT_TRUE(api().Get(kBackups, kNs, "b-1").ok());
+  ASSERT_TRUE(api().MergePatch(kBackups, kNs, "b-1", {{"metadata", json::object()}}).ok());
+  ASSERT_TRUE(api().DeleteUnchanged(kBackups, kNs, "b-1", "u-1", "9").ok());
+  ASSERT_TRUE(api().Create(kBackups, kNs, {{"metadata", {{"name", "b-2"}}}}).ok());
+  ASSERT_TRUE(api().Update(kBackups, kNs, {{"metadata", {{"name", "b-2"}}}}).ok());
+  const std::string b1 = std::string(kBackupsPath) + "/b-1";
+  EXPECT_THAT(
+      transport_->request_lines(),
+      ElementsAre("GET " + b1, "PATCH " + b1 + "?dryRun=All", "DELETE " + b1 + "?dryRun=All",
+                  std::string("POST ") + kBackupsPath + "?dryRun=All",
+                  std::string("PUT ") + kBackupsPath + "/b-2?dryRun=All"));
+}
+
+TEST_F(RestKubeApiTest, DryRunAllIsInTheDeleteOptionsBodyTheApiServerReads) {
+  options_.dry_run_all = true;
+  ASSERT_TRUE(api().DeleteUnchanged(kBackups, kNs, "b-1", "u-1", "9").ok());
+  const json body = json::parse(transport_->requests().at(0).body);
+  EXPECT_EQ(body["dryRun"], json({"All"}));
+  EXPECT_EQ(body["preconditions"], json({{"uid", "u-1"}, {"resourceVersion", "9"}}));
+}
+
+TEST_F(RestKubeApiTest, WritesAreNotDryRunByDefault) {
+  ASSERT_TRUE(api().DeleteUnchanged(kBackups, kNs, "b-1", "u-1", "9").ok());
+  EXPECT_FALSE(json::parse(transport_->requests().at(0).body).contains("dryRun"));
+  ASSERT_TRUE(api().MergePatch(kBackups, kNs, "b-1", {{"metadata", json::object()}}).ok());
+  EXPECT_EQ(transport_->requests().at(1).path, std::string(kBackupsPath) + "/b-1");
+}
+
 TEST_F(RestKubeApiTest, ConflictIsReturnedNotRetried) {
   transport_->AnswerAll(409, R"({"kind":"Status","code":409,"reason":"Conflict",
       "message":"Operation cannot be fulfilled on backups.longhorn.io \"b-1\": the object has been modified"})");

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cerrno>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <map>
 #include <string_view>
 
+#include "common/base64.h"
 #include "common/longhorn.h"
 
 namespace bg::processor {
@@ -227,30 +229,107 @@ Status WriteFileAtomically(const std::string& path, const std::string& content) 
   return Status::Ok();
 }
 
-Status StoreReceiptConfigMap(kube::KubeApi& api, const std::string& ns,
-                             const std::string& content) {
-  const json config_map = {{"apiVersion", "v1"},
-                           {"kind", "ConfigMap"},
-                           {"metadata",
-                            {{"name", kReceiptConfigMap},
-                             {"namespace", ns},
-                             {"labels", {{"app.kubernetes.io/managed-by", "backup-guard"}}}}},
-                           {"data", {{kReceiptConfigMapKey, content}}}};
+Result<std::string> Gzip(std::string_view data) {
+  z_stream z{};
+  // windowBits 15 + 16: a gzip header and trailer around the deflate stream.
+  if (deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return Status::Internal("gzip: cannot start");
+  }
+  std::string out(deflateBound(&z, static_cast<uLong>(data.size())), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) return Status::Internal("gzip: cannot compress");
+  return out;
+}
+
+Result<std::string> Gunzip(std::string_view data) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) return Status::Internal("gunzip: cannot start");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  std::string out;
+  char buf[65536];
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof(buf);
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.append(buf, sizeof(buf) - z.avail_out);
+    if (rc == Z_BUF_ERROR && z.avail_in == 0) break;  // truncated input
+  }
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) return Status::InvalidArgument("gunzip: not a whole gzip stream");
+  return out;
+}
+
+Result<ReceiptStorage> StoreReceiptConfigMap(kube::KubeApi& api, const std::string& ns,
+                                             const std::string& content, const std::string& file) {
+  const std::string where = file.empty() ? "the receipt file" : file;
+  json data = json::object();
+  json binary = json::object();
+  ReceiptStorage storage = ReceiptStorage::kPlain;
+  if (content.size() <= kConfigMapDataLimit) {
+    data[kReceiptConfigMapKey] = content;
+  } else {
+    auto gz = Gzip(content);
+    if (!gz.ok()) return gz.status();
+    if (gz->size() <= kConfigMapDataLimit) {
+      storage = ReceiptStorage::kGzip;
+      binary[kReceiptConfigMapGzipKey] = Base64Encode(*gz);
+      data[kReceiptConfigMapNoteKey] =
+          std::string("The receipt (") + std::to_string(content.size()) +
+          " bytes) is larger than a ConfigMap may hold, so it is stored gzip-compressed in "
+          "binaryData." +
+          kReceiptConfigMapGzipKey + ". Read it with: kubectl -n " + ns + " get configmap " +
+          kReceiptConfigMap +
+          " -o jsonpath='{.binaryData.receipt\\.json\\.gz}' | base64 -d | gunzip"
+          " > receipt.json\n";
+    } else {
+      storage = ReceiptStorage::kFileOnly;
+      data[kReceiptConfigMapNoteKey] =
+          std::string("The receipt (") + std::to_string(content.size()) + " bytes, " +
+          std::to_string(gz->size()) +
+          " compressed) is larger than a ConfigMap may hold even compressed; it was written only "
+          "to " +
+          where + ".\n";
+    }
+  }
+  json config_map = {{"apiVersion", "v1"},
+                     {"kind", "ConfigMap"},
+                     {"metadata",
+                      {{"name", kReceiptConfigMap},
+                       {"namespace", ns},
+                       {"labels", {{"app.kubernetes.io/managed-by", "backup-guard"}}}}},
+                     {"data", data}};
+  if (!binary.empty()) config_map["binaryData"] = binary;
   auto created = api.Create(kConfigMaps, ns, config_map);
-  if (created.ok()) return Status::Ok();
+  if (created.ok()) return storage;
   if (!created.status().IsConflict()) {
     return Status::Unavailable("creating ConfigMap " + ns + "/" + kReceiptConfigMap + ": " +
                                created.status().message());
   }
-  // There from an earlier run: replace its data. A merge patch needs no resourceVersion, and the
-  // receipt is the only writer of the key.
+  // There from an earlier run: replace its data, removing the keys of the other forms. A merge
+  // patch needs no resourceVersion, and the receipt is the only writer of these keys.
+  json patch_data = data;
+  json patch_binary = binary;
+  for (const char* key : {kReceiptConfigMapKey, kReceiptConfigMapNoteKey}) {
+    if (!patch_data.contains(key)) patch_data[key] = nullptr;
+  }
+  if (!patch_binary.contains(kReceiptConfigMapGzipKey)) {
+    patch_binary[kReceiptConfigMapGzipKey] = nullptr;
+  }
   auto patched = api.MergePatch(kConfigMaps, ns, kReceiptConfigMap,
-                                {{"data", {{kReceiptConfigMapKey, content}}}});
+                                {{"data", patch_data}, {"binaryData", patch_binary}});
   if (!patched.ok()) {
     return Status::Unavailable("replacing ConfigMap " + ns + "/" + kReceiptConfigMap + ": " +
                                patched.status().message());
   }
-  return Status::Ok();
+  return storage;
 }
 
 size_t Verification::missing() const {

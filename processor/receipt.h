@@ -12,6 +12,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -65,9 +66,31 @@ std::string DefaultReceiptPath(std::time_t now);
 // Writes `content` to `path` atomically (a temporary file in the same directory, fsync, rename).
 Status WriteFileAtomically(const std::string& path, const std::string& content);
 
-// Creates the ConfigMap kReceiptConfigMap in `ns` with data[kReceiptConfigMapKey] = `content`, or
-// replaces the data of the one already there.
-Status StoreReceiptConfigMap(kube::KubeApi& api, const std::string& ns, const std::string& content);
+// What a ConfigMap holds at most: the API server refuses one whose data and binaryData add up to
+// more than 1 MiB. A little is kept back for the note that a compressed receipt carries.
+inline constexpr size_t kConfigMapDataLimit = size_t{1024} * 1024 - 4096;
+inline constexpr char kReceiptConfigMapGzipKey[] = "receipt.json.gz";
+inline constexpr char kReceiptConfigMapNoteKey[] = "README";
+
+// How the receipt went into the ConfigMap.
+enum class ReceiptStorage {
+  kPlain,     // data[kReceiptConfigMapKey]: the receipt as written to the file
+  kGzip,      // binaryData[kReceiptConfigMapGzipKey]: the same, gzip-compressed (too large plain;
+              // tens of thousands of Completed Backups), and a README saying how to read it
+  kFileOnly,  // too large even compressed: the ConfigMap holds only a README naming the file;
+              // the caller must warn that the file is the only copy
+};
+
+// Creates the ConfigMap kReceiptConfigMap in `ns` holding `content` (the receipt file's text) in
+// the first form of ReceiptStorage that fits kConfigMapDataLimit, or replaces the data of the one
+// already there (the keys of the other forms are removed). `file` is named in the README.
+Result<ReceiptStorage> StoreReceiptConfigMap(kube::KubeApi& api, const std::string& ns,
+                                             const std::string& content,
+                                             const std::string& file = "");
+
+// gzip (RFC 1952) of `data`, and back; for the ConfigMap's compressed form.
+Result<std::string> Gzip(std::string_view data);
+Result<std::string> Gunzip(std::string_view data);
 
 // What `backup-guard verify` finds for a receipt after a reinstall.
 struct Verification {

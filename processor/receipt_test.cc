@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kube/kubeconfig.h"
 #include "tests/testing/fake_kube_api.h"
 
 namespace bg::processor {
@@ -134,7 +135,7 @@ TEST_F(ReceiptTest, DefaultReceiptPathIsTimestampedInTheWorkingDirectory) {
 }
 
 TEST_F(ReceiptTest, TheReceiptConfigMapIsCreatedThenReplaced) {
-  ASSERT_TRUE(StoreReceiptConfigMap(api_, kNs, "one").ok());
+  ASSERT_EQ(StoreReceiptConfigMap(api_, kNs, "one").value(), ReceiptStorage::kPlain);
   auto cm = api_.Peek(kConfigMaps, kNs, kReceiptConfigMap);
   ASSERT_TRUE(cm.has_value());
   EXPECT_EQ((*cm)["data"][kReceiptConfigMapKey], "one");
@@ -143,7 +144,84 @@ TEST_F(ReceiptTest, TheReceiptConfigMapIsCreatedThenReplaced) {
   api_.FailNext("create", 1, Status::PermissionDenied("configmaps is forbidden"));
   auto s = StoreReceiptConfigMap(api_, kNs, "three");
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("forbidden"), std::string::npos);
+  EXPECT_NE(s.status().message().find("forbidden"), std::string::npos);
+}
+
+// A receipt of `backups` Completed Backups, as the uninstall writes it to the file.
+std::string ReceiptText(int backups) {
+  Receipt r;
+  r.ns = kNs;
+  r.created_at = "2026-01-01T00:00:00Z";
+  for (int i = 0; i < backups; ++i) {
+    const std::string n = std::to_string(i);
+    r.backups.push_back(
+        {"backup-" + n, "vol-" + std::to_string(i % 500), "default",
+         "s3://backups@us-east-1/?backup=backup-" + n + "&volume=vol-" + std::to_string(i % 500)});
+  }
+  return ToJson(r).dump(2) + "\n";
+}
+
+TEST_F(ReceiptTest, AReceiptTooLargeForAConfigMapIsStoredCompressedAndReadsBack) {
+  // 25,000 Completed Backups (the benchmark's 50,000 with half failed): several MiB of JSON.
+  const std::string text = ReceiptText(25000);
+  ASSERT_GT(text.size(), kConfigMapDataLimit);
+  auto stored = StoreReceiptConfigMap(api_, kNs, text, "/receipt/r.json");
+  ASSERT_TRUE(stored.ok()) << stored.status().message();
+  EXPECT_EQ(*stored, ReceiptStorage::kGzip);
+  const json cm = *api_.Peek(kConfigMaps, kNs, kReceiptConfigMap);
+  EXPECT_FALSE(cm["data"].contains(kReceiptConfigMapKey));
+  EXPECT_NE(cm["data"][kReceiptConfigMapNoteKey].get<std::string>().find("base64 -d | gunzip"),
+            std::string::npos);
+  const std::string b64 = cm["binaryData"][kReceiptConfigMapGzipKey];
+  size_t total = b64.size() * 3 / 4;
+  for (auto it = cm["data"].begin(); it != cm["data"].end(); ++it) {
+    total += it.value().get<std::string>().size();
+  }
+  EXPECT_LE(total, size_t{1024} * 1024) << "the API server refuses a ConfigMap over 1 MiB";
+  auto raw = kube::DecodeBase64(b64);
+  ASSERT_TRUE(raw.ok());
+  auto back = Gunzip(*raw);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(*back, text);
+  auto parsed = ParseReceipt(*back);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->backups.size(), 25000u);
+
+  // A later, small receipt replaces the compressed one: no stale key of the other form is left.
+  ASSERT_EQ(StoreReceiptConfigMap(api_, kNs, "small").value(), ReceiptStorage::kPlain);
+  const json again = *api_.Peek(kConfigMaps, kNs, kReceiptConfigMap);
+  EXPECT_EQ(again["data"][kReceiptConfigMapKey], "small");
+  EXPECT_FALSE(again["data"].contains(kReceiptConfigMapNoteKey)) << again.dump();
+  EXPECT_FALSE(again.contains("binaryData") &&
+               again["binaryData"].contains(kReceiptConfigMapGzipKey))
+      << again.dump();
+}
+
+TEST_F(ReceiptTest, AReceiptTooLargeEvenCompressedLeavesANoteNamingTheFile) {
+  // Incompressible: 2 MiB of pseudo-random text.
+  std::string text;
+  uint64_t x = 88172645463325252ULL;
+  while (text.size() < size_t{2} * 1024 * 1024) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    text.push_back(static_cast<char>(33 + x % 90));
+  }
+  auto stored = StoreReceiptConfigMap(api_, kNs, text, "/receipt/r.json");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(*stored, ReceiptStorage::kFileOnly);
+  const json cm = *api_.Peek(kConfigMaps, kNs, kReceiptConfigMap);
+  EXPECT_FALSE(cm["data"].contains(kReceiptConfigMapKey));
+  EXPECT_NE(cm["data"][kReceiptConfigMapNoteKey].get<std::string>().find("/receipt/r.json"),
+            std::string::npos);
+}
+
+TEST_F(ReceiptTest, GunzipRefusesATruncatedStream) {
+  auto gz = Gzip("hello hello hello");
+  ASSERT_TRUE(gz.ok());
+  EXPECT_EQ(Gunzip(*gz).value(), "hello hello hello");
+  EXPECT_FALSE(Gunzip(gz->substr(0, gz->size() - 4)).ok());
+  EXPECT_FALSE(Gunzip("not gzip").ok());
 }
 
 TEST_F(ReceiptTest, VerifyNamesWhatIsBackAndWhatIsMissing) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <cstdio>
 #include <ctime>
 #include <functional>
 #include <map>
@@ -133,6 +135,12 @@ class Snapshot final : public kube::ResourceLookup {
 
   bool Ready() override { return true; }
 
+  // Takes `from`'s copy of `resource` in place of this one's.
+  void Replace(const std::string& resource, Snapshot& from) {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    kinds_[resource] = std::move(from.kinds_[resource]);
+  }
+
   size_t size() const {
     size_t n = 0;
     for (const auto& [resource, kind] : kinds_) n += kind.items.size();
@@ -202,6 +210,12 @@ void ParallelFor(size_t n, int workers, const std::function<void(size_t)>& fn) {
   for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
   for (std::thread& t : pool) t.join();
+}
+
+// Ok for a result that holds a value, else its error.
+template <typename T>
+Status StatusOf(const Result<T>& r) {
+  return r.ok() ? Status::Ok() : r.status();
 }
 
 // What a failed write says, naming the admission webhook that refused it or could not be called.
@@ -296,26 +310,80 @@ const kube::ResourceRef kWebhookKinds[] = {
     {"admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
      "ValidatingWebhookConfiguration"}};
 
+// An ostream's buffer that hands each thread's text to `to` a whole line at a time (at '\n' or a
+// flush), so that the progress thread's lines never interleave with the uninstall's own.
+class LineSyncBuf final : public std::streambuf {
+ public:
+  explicit LineSyncBuf(std::ostream& to) : to_(to) {}
+  ~LineSyncBuf() override { sync(); }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+    std::string& line = Pending();
+    line.push_back(traits_type::to_char_type(c));
+    if (c == '\n') Emit(line, /*flush=*/false);
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::string& line = Pending();
+    line.append(s, static_cast<size_t>(n));
+    if (line.find('\n') != std::string::npos) Emit(line, /*flush=*/false);
+    return n;
+  }
+  int sync() override {
+    Emit(Pending(), /*flush=*/true);
+    return 0;
+  }
+
+ private:
+  std::string& Pending() {
+    thread_local std::map<const LineSyncBuf*, std::string> pending;
+    return pending[this];
+  }
+  // Writes the whole lines of `text` (all of it when flushing) and keeps the rest. A flush
+  // (std::endl) always reaches `to_`, even when '\n' already handed the line over: a pipe read
+  // by `kubectl logs -f` or a script must see each line when it is written.
+  void Emit(std::string& text, bool flush) {
+    const size_t end = flush ? text.size() : text.rfind('\n') + 1;
+    if (end == 0 && !flush) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (end > 0) to_.write(text.data(), static_cast<std::streamsize>(end));
+    if (flush) to_.flush();
+    text.erase(0, end);
+  }
+
+  std::ostream& to_;
+  std::mutex mu_;
+};
+
 // How often the same set of failing writes is reported again while it does not change.
 constexpr std::chrono::seconds kFailureReportInterval{15};
 // Objects named per cause in a failure report; the rest are counted.
 constexpr size_t kNamesPerCause = 5;
+// Objects named per refusal in the server dry run's text (-o json lists every one).
+constexpr size_t kDryRunNamesPerCause = 20;
 
 class Uninstaller {
  public:
   Uninstaller(kube::KubeApi& api, const UninstallOptions& options, std::ostream& out,
               std::ostream& err)
-      : api_(api), options_(options), out_(out), err_(err), executor_(api, options.ns, [] {
-          return true;
-        }) {}
+      : api_(api),
+        options_(options),
+        out_buf_(out),
+        out_(&out_buf_),
+        err_(err),
+        executor_(api, options.ns, [] { return true; }) {}
 
   int Run() {
+    started_ = Clock::now();
     if (!CheckConfirmation()) return 2;
     deadline_ = Clock::now() + options_.timeout;
     if (int rc = DiscoverKinds(); rc != 0) return rc;
     // Permissions first: a missing one ends the run (exit 2) before anything is read or written
-    // on the hooks' behalf (the receipt, stale webhooks).
-    if (!options_.dry_run) {
+    // on the hooks' behalf (the receipt, stale webhooks). The server dry run needs them too: the
+    // API server authorizes a dryRun=All write as the write itself.
+    if (!options_.dry_run || options_.server_dry_run != nullptr) {
       if (int rc = Preflight(); rc != 0) return rc;
     }
     if (options_.before_first_write) {
@@ -325,6 +393,12 @@ class Uninstaller {
       }
     }
     if (options_.dry_run) return DryRun();
+    // The plan, from a first snapshot that the first step then works on (no list twice).
+    if (auto snap = Take(); snap.ok()) {
+      PrintPlan(*snap.value(), /*dry_run=*/false);
+      initial_ = std::move(snap).value();
+    }
+    ProgressReporter progress(*this);
     while (true) {
       for (const std::string& resource : order_) {
         if (!RunStep(resource)) return 1;
@@ -339,6 +413,46 @@ class Uninstaller {
 
  private:
   using SnapshotPtr = std::unique_ptr<Snapshot>;
+
+  // Prints progress every options_.progress_interval on a thread of its own while it lives.
+  class ProgressReporter {
+   public:
+    explicit ProgressReporter(Uninstaller& u) : u_(u) {
+      if (u.options_.progress_interval.count() > 0) thread_ = std::thread([this] { Loop(); });
+    }
+    ~ProgressReporter() {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stopping_ = true;
+      }
+      cv_.notify_all();
+      if (thread_.joinable()) thread_.join();
+    }
+    ProgressReporter(const ProgressReporter&) = delete;
+    ProgressReporter& operator=(const ProgressReporter&) = delete;
+
+   private:
+    void Loop() {
+      std::unique_lock<std::mutex> lock(mu_);
+      size_t last_removed = 0;
+      Clock::time_point last_at = u_.started_;
+      while (!cv_.wait_for(lock, u_.options_.progress_interval, [this] { return stopping_; })) {
+        const Clock::time_point now = Clock::now();
+        const size_t removed = u_.removed_.load();
+        const double window = std::chrono::duration<double>(now - last_at).count();
+        u_.PrintProgress(now,
+                         window > 0 ? static_cast<double>(removed - last_removed) / window : 0.0);
+        last_removed = removed;
+        last_at = now;
+      }
+    }
+
+    Uninstaller& u_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool stopping_ = false;
+    std::thread thread_;
+  };
 
   struct Failure {
     std::string kind;
@@ -535,8 +649,146 @@ class Uninstaller {
         item = json();
       }
     });
-    if (s.IsNotFound()) return Status::Ok();  // CRD removed meanwhile
+    if (s.IsNotFound()) s = Status::Ok();  // CRD removed meanwhile
+    if (s.ok()) NoteListed(resource, snap.Items(resource).size());
     return s;
+  }
+
+  // Progress: `resource` had `n` objects at this list; what this run removes from now on is
+  // counted against that.
+  void NoteListed(const std::string& resource, size_t n) {
+    std::lock_guard<std::mutex> lock(progress_mu_);
+    listed_[resource] = n;
+    gone_since_list_[resource] = 0;
+  }
+
+  void NoteGone(const std::string& resource) {
+    ++removed_;
+    std::lock_guard<std::mutex> lock(progress_mu_);
+    ++gone_since_list_[resource];
+  }
+
+  // After a DELETE answered `answered`: an object without finalizers is gone at once.
+  void NoteDeleted(const std::string& resource, const json& answered) {
+    if (answered.empty()) return;  // nothing written, or gone already (someone else's doing)
+    const json* meta = answered.contains("metadata") ? &answered["metadata"] : nullptr;
+    if (meta == nullptr || !meta->is_object()) return;
+    auto f = meta->find("finalizers");
+    if (f == meta->end() || !f->is_array() || f->empty()) NoteGone(resource);
+  }
+
+  void SetStep(std::string step) {
+    std::lock_guard<std::mutex> lock(progress_mu_);
+    step_ = std::move(step);
+  }
+
+  // One progress line on out_ (and a progress event): each kind's count at its last list minus
+  // what this run removed since, elapsed time, objects removed and their rate (overall and over
+  // the last interval, `recent_rate`), and how many objects' last write failed.
+  void PrintProgress(Clock::time_point now, double recent_rate) {
+    const double elapsed = std::chrono::duration<double>(now - started_).count();
+    const size_t removed = removed_.load();
+    json remaining = json::object();
+    size_t total = 0;
+    std::string step;
+    {
+      std::lock_guard<std::mutex> lock(progress_mu_);
+      step = step_;
+      for (const std::string& resource : order_) {
+        auto listed = listed_.find(resource);
+        if (listed == listed_.end()) continue;
+        const size_t gone = gone_since_list_[resource];
+        const size_t left = listed->second > gone ? listed->second - gone : 0;
+        remaining[KindOf(resource)] = left;
+        total += left;
+      }
+    }
+    size_t failing = 0;
+    {
+      std::lock_guard<std::mutex> lock(failures_mu_);
+      failing = failures_.size();
+    }
+    const double rate = elapsed > 0 ? static_cast<double>(removed) / elapsed : 0.0;
+    std::ostringstream line;
+    line << "progress: " << FormatElapsed(elapsed) << " elapsed, step " << step << "; remaining: ";
+    bool first = true;
+    for (auto it = remaining.begin(); it != remaining.end(); ++it) {
+      if (it.value().get<size_t>() == 0) continue;
+      line << (first ? "" : ", ") << it.key() << " " << it.value().get<size_t>();
+      first = false;
+    }
+    if (first) line << "none listed";
+    char rates[96];
+    std::snprintf(rates, sizeof(rates), "%.1f/s, %.1f/s over the last %.0fs", rate, recent_rate,
+                  std::chrono::duration<double>(options_.progress_interval).count());
+    line << " (" << total << " in all); removed " << removed << " (" << rates << ")";
+    if (failing > 0) line << "; " << failing << " objects' last write failed (retrying)";
+    out_ << line.str() << std::endl;
+    if (options_.events != nullptr) {
+      options_.events->Write("progress", {{"elapsed_seconds", Round(elapsed)},
+                                          {"step", step},
+                                          {"remaining", remaining},
+                                          {"remaining_total", total},
+                                          {"removed", removed},
+                                          {"rate_per_second", Round(rate)},
+                                          {"recent_rate_per_second", Round(recent_rate)},
+                                          {"failing_objects", failing}});
+    }
+  }
+
+  static double Round(double v) { return static_cast<double>(static_cast<long long>(v * 10)) / 10; }
+
+  static std::string FormatElapsed(double seconds) {
+    const long long s = static_cast<long long>(seconds);
+    char buf[32];
+    if (s >= 60) {
+      std::snprintf(buf, sizeof(buf), "%lldm%02llds", s / 60, s % 60);
+    } else {
+      std::snprintf(buf, sizeof(buf), "%.1fs", seconds);
+    }
+    return buf;
+  }
+
+  // The plan: the kinds in order with their counts in `snap`. The dry run prints it as steps; a
+  // real run as one line. Both write a plan event.
+  void PrintPlan(Snapshot& snap, bool dry_run) {
+    json steps = json::array();
+    size_t total = 0;
+    std::ostringstream line;
+    int step = 1;
+    for (const std::string& resource : order_) {
+      const std::size_t n = snap.Items(resource).size();
+      total += n;
+      const bool target = resource == res::kBackupTargets;
+      steps.push_back({{"step", step},
+                       {"kind", KindOf(resource)},
+                       {"resource", resource},
+                       {"action", target ? "annotate, empty the URL, delete" : "delete"},
+                       {"count", n}});
+      if (dry_run) {
+        out_ << "  " << step << ". "
+             << (target ? "annotate, empty the URL of, then delete " : "delete ") << n << " "
+             << KindOf(resource) << std::endl;
+      } else if (n > 0) {
+        line << (line.tellp() > 0 ? ", " : "") << KindOf(resource) << " " << n;
+      }
+      ++step;
+    }
+    if (dry_run) {
+      out_ << "  " << step << ". a final sweep: fresh lists of every kind; anything left goes "
+           << "through the steps again" << std::endl;
+    } else {
+      out_ << "plan: " << (total == 0 ? "nothing to delete" : line.str()) << " (" << total
+           << " objects in " << order_.size() << " kinds), then a final sweep" << std::endl;
+    }
+    if (options_.events != nullptr) {
+      options_.events->Write("plan", {{"namespace", options_.ns},
+                                      {"dry_run", !options_.dry_run                    ? "none"
+                                                  : options_.server_dry_run != nullptr ? "server"
+                                                                                       : "client"},
+                                      {"steps", steps},
+                                      {"total", total}});
+    }
   }
 
   Result<SnapshotPtr> Take() {
@@ -591,7 +843,12 @@ class Uninstaller {
     auto released = executor_.Release(
         resource, obj, [&](const json& again) { return ReleasePlan(resource, again, snap); });
     if (!released.ok()) return released.status();
-    if (*released == Executor::Outcome::kReleased) ++releases_;
+    if (*released == Executor::Outcome::kReleased) {
+      ++releases_;
+      // Being deleted, it goes with its last finalizer (longhorn.io alone, most often).
+      const json finalizers = obj["metadata"].value("finalizers", json::array());
+      if (finalizers.is_array() && finalizers.size() <= 1) NoteGone(resource);
+    }
     return Status::Ok();
   }
 
@@ -627,6 +884,8 @@ class Uninstaller {
   // The same report is repeated at most every kFailureReportInterval.
   void ReportFailures() {
     std::map<std::string, std::vector<std::string>> by_cause;
+    std::map<std::string, json> events;   // cause -> its event (without the objects)
+    std::map<std::string, json> objects;  // cause -> the first kNamesPerCause objects
     {
       std::lock_guard<std::mutex> lock(failures_mu_);
       for (const auto& [key, f] : failures_) {
@@ -641,7 +900,20 @@ class Uninstaller {
         } else {
           cause = f.error;
         }
-        by_cause[cause].push_back(f.verb + " " + f.kind + " " + f.name);
+        std::vector<std::string>& writes = by_cause[cause];
+        writes.push_back(f.verb + " " + f.kind + " " + f.name);
+        if (options_.events == nullptr) continue;
+        if (writes.size() == 1) {
+          events[cause] = f.webhook ? json{{"type", "webhook"},
+                                           {"webhook", f.webhook->webhook},
+                                           {"denied", f.webhook->denied},
+                                           {"reason", f.webhook->reason}}
+                                    : json{{"type", "blocker"}, {"reason", f.error}};
+          objects[cause] = json::array();
+        }
+        if (writes.size() <= kNamesPerCause) {
+          objects[cause].push_back({{"kind", f.kind}, {"name", f.name}, {"verb", f.verb}});
+        }
       }
     }
     std::ostringstream report;
@@ -665,6 +937,14 @@ class Uninstaller {
     err_ << text << std::flush;
     last_failure_report_ = text;
     last_failure_report_at_ = now;
+    for (auto& [cause, event] : events) {
+      const std::string type = event["type"];
+      event.erase("type");
+      event["failed_writes"] = by_cause[cause].size();
+      event["objects"] = std::move(objects[cause]);  // the first few
+      event["retrying"] = true;
+      options_.events->Write(type, event);
+    }
   }
 
   // One pass of the release rules over every object of `snap`:
@@ -720,6 +1000,7 @@ class Uninstaller {
         return;
       }
       NoteSuccess(child.resource, name);
+      NoteDeleted(child.resource, *fresh);
       if (fresh->empty()) return;  // nothing written (or gone): step 2 decides
       {
         std::lock_guard<std::mutex> lock(written_mu);
@@ -781,6 +1062,7 @@ class Uninstaller {
   bool RunStep(const std::string& resource) {
     bool prepared = resource != res::kBackupTargets;
     std::size_t last_reported = static_cast<std::size_t>(-1);
+    SetStep(KindOf(resource));
     while (true) {
       ++pass_;
       // This kind alone first: a step whose kind is already empty (most of them, once the
@@ -805,7 +1087,14 @@ class Uninstaller {
         out_ << "found 0 " << KindOf(resource) << " remaining" << std::endl;
         return true;
       }
-      auto snap = Take();
+      // The plan's snapshot serves the first pass that needs one, while nothing but the targets'
+      // URLs has been written since it was taken (the steps before had nothing to delete); this
+      // kind's copy is the fresh one just listed.
+      SnapshotPtr reuse = !wrote_ ? std::move(initial_) : nullptr;
+      initial_.reset();
+      if (reuse) reuse->Replace(resource, own);
+      wrote_ = true;
+      auto snap = reuse ? Result<SnapshotPtr>(std::move(reuse)) : Take();
       if (!snap.ok()) {
         err_ << "uninstall: listing failed: " << snap.status().message() << " (retrying)"
              << std::endl;
@@ -829,6 +1118,7 @@ class Uninstaller {
           return;
         }
         NoteSuccess(resource, name);
+        NoteDeleted(resource, *deleted);
         if (Status s = ReleaseIfAllowed(resource, *deleted, view); !s.ok()) {
           NoteFailure(resource, name, "release", s);
         }
@@ -854,6 +1144,7 @@ class Uninstaller {
   // timeout. Objects found (created after their kind's step, or of a kind whose CRD appeared)
   // send the run through the steps again.
   std::optional<size_t> FinalSweep() {
+    SetStep("final sweep");
     while (true) {
       Status s = TryDiscoverKinds();
       auto snap = s.ok() ? Take() : Result<SnapshotPtr>(s);
@@ -941,36 +1232,196 @@ class Uninstaller {
         ++blockers;
         to << "  " << KindOf(resource) << " " << Name(obj) << " finalizers=" << finalizers.dump()
            << ": " << why << std::endl;
+        if (options_.events != nullptr) {
+          json event = {{"kind", KindOf(resource)},
+                        {"name", Name(obj)},
+                        {"finalizers", finalizers},
+                        {"reason", why},
+                        {"dry_run", simulate_deletion}};
+          if (!last_error.empty()) event["last_error"] = last_error;
+          options_.events->Write("blocker", event);
+        }
       }
     }
     return blockers;
   }
 
   int DryRun() {
-    out_ << "dry run: nothing will be changed" << std::endl << "plan:" << std::endl;
+    out_ << "dry run" << (options_.server_dry_run != nullptr ? " (server)" : "")
+         << ": nothing will be changed" << std::endl
+         << "plan:" << std::endl;
     auto snap = Take();
     if (!snap.ok()) {
       err_ << "uninstall: " << snap.status().message() << std::endl;
       return 1;
     }
-    int step = 1;
-    for (const std::string& resource : order_) {
-      const std::size_t n = snap.value()->Items(resource).size();
-      out_ << "  " << step++ << ". "
-           << (resource == res::kBackupTargets ? "annotate, empty the URL of, then delete "
-                                               : "delete ")
-           << n << " " << KindOf(resource) << std::endl;
-    }
-    out_ << "  " << step << ". a final sweep: fresh lists of every kind; anything left goes "
-         << "through the steps again" << std::endl;
+    PrintPlan(*snap.value(), /*dry_run=*/true);
     out_ << "objects that would hold the uninstall:" << std::endl;
     if (PrintBlockers(/*simulate_deletion=*/true) == 0) out_ << "  none" << std::endl;
+    if (options_.server_dry_run != nullptr) return ServerDryRun(*snap.value());
     return 0;
+  }
+
+  // One write of the server dry run.
+  struct DryWrite {
+    const std::string* resource;
+    const json* obj;
+    const char* verb;  // "empty the URL of", "label", "delete", "release"
+    Status result = Status::Ok();
+  };
+
+  // The children a cascade labels delete-custom-resource-only before deleting them.
+  static bool IsCascadeChild(const std::string& resource) {
+    return resource == res::kBackups || resource == res::kBackupVolumes ||
+           resource == res::kSystemBackups || resource == res::kBackupBackingImages;
+  }
+
+  // --dry-run=server: every write the run would make to the objects of `snap`, sent with
+  // dryRun=All, so that every admission webhook answers. Prints the refusals by webhook and
+  // reason; 0 when the API server would admit every write, 1 otherwise. The objects are not being
+  // deleted (nothing is), so a finalizer release is checked as an update of a live object.
+  int ServerDryRun(Snapshot& snap) {
+    kube::KubeApi& dry = *options_.server_dry_run;
+    std::vector<DryWrite> writes;
+    for (const std::string& resource : order_) {
+      for (const json& obj : snap.Items(resource)) {
+        const bool deleting = longhorn::IsBeingDeleted(obj);
+        if (resource == res::kBackupTargets && !deleting &&
+            !(longhorn::HasAnnotation(obj, longhorn::kDeleteBackupTargetAnnotation) &&
+              longhorn::StringAt(obj, {"spec", "backupTargetURL"}).empty())) {
+          writes.push_back({&resource, &obj, "empty the URL of"});
+        }
+        if (IsCascadeChild(resource) && !longhorn::IsDeleteCustomResourceOnly(obj) &&
+            LabelProtectsData(Child{resource, obj})) {
+          writes.push_back({&resource, &obj, "label"});
+        }
+        if (!deleting) writes.push_back({&resource, &obj, "delete"});
+        if (longhorn::HasFinalizer(obj, longhorn::kFinalizer)) {
+          writes.push_back({&resource, &obj, "release"});
+        }
+      }
+    }
+    ParallelFor(writes.size(), options_.workers, [&](size_t i) {
+      DryWrite& w = writes[i];
+      const kube::ResourceRef ref = Ref(*w.resource);
+      const std::string name = Name(*w.obj);
+      const std::string verb = w.verb;
+      if (verb == "empty the URL of") {
+        w.result = StatusOf(dry.MergePatch(
+            ref, options_.ns, name,
+            {{"metadata",
+              {{"annotations", {{std::string(longhorn::kDeleteBackupTargetAnnotation), ""}}}}},
+             {"spec", {{"backupTargetURL", ""}}}}));
+      } else if (verb == "label") {
+        w.result = StatusOf(dry.MergePatch(
+            ref, options_.ns, name,
+            {{"metadata",
+              {{"labels", {{std::string(longhorn::kDeleteCustomResourceOnlyLabel), "true"}}}}}}));
+      } else if (verb == "delete") {
+        w.result = StatusOf(dry.DeleteUnchanged(
+            ref, options_.ns, name, longhorn::StringAt(*w.obj, {"metadata", "uid"}),
+            longhorn::StringAt(*w.obj, {"metadata", "resourceVersion"})));
+      } else {
+        json finalizers = json::array();
+        for (const json& f : (*w.obj)["metadata"].value("finalizers", json::array())) {
+          if (!(f.is_string() && f.get<std::string>() == longhorn::kFinalizer)) {
+            finalizers.push_back(f);
+          }
+        }
+        w.result = StatusOf(
+            dry.MergePatch(ref, options_.ns, name,
+                           {{"metadata",
+                             {{"finalizers", finalizers},
+                              {"resourceVersion",
+                               longhorn::StringAt(*w.obj, {"metadata", "resourceVersion"})}}}}));
+      }
+    });
+    // Refusals grouped by webhook and reason, then other errors by message. NotFound and
+    // Conflict say only that the object went or changed since the list.
+    struct Group {
+      std::optional<kube::WebhookError> webhook;
+      std::string error;
+      std::vector<const DryWrite*> writes;
+    };
+    std::map<std::string, Group> groups;
+    size_t changed = 0;
+    std::map<std::string, size_t> sent;
+    for (const DryWrite& w : writes) {
+      ++sent[w.verb];
+      if (w.result.ok()) continue;
+      if (w.result.IsNotFound() || w.result.IsConflict()) {
+        ++changed;
+        continue;
+      }
+      std::optional<kube::WebhookError> webhook = kube::WebhookErrorOf(w.result.message());
+      const std::string key = webhook ? std::string(webhook->denied ? "0" : "1") +
+                                            webhook->webhook + "\n" + webhook->reason
+                                      : "2" + w.result.message();
+      Group& g = groups[key];
+      g.webhook = webhook;
+      g.error = w.result.message();
+      g.writes.push_back(&w);
+    }
+    out_ << "server dry run: sent " << writes.size() << " writes with dryRun=All ("
+         << sent["delete"] << " DELETE, " << sent["release"] << " finalizer PATCH, "
+         << sent["label"] << " label PATCH, " << sent["empty the URL of"]
+         << " BackupTarget PATCH); nothing was changed" << std::endl;
+    if (changed > 0) {
+      out_ << "  " << changed << " objects changed or went since they were listed (not checked)"
+           << std::endl;
+    }
+    if (groups.empty()) {
+      out_ << "every admission webhook would admit every write" << std::endl;
+      return 0;
+    }
+    out_ << "writes the API server would refuse:" << std::endl;
+    for (const auto& [key, g] : groups) {
+      const size_t n = g.writes.size();
+      const std::string writes_text = std::to_string(n) + (n == 1 ? " write" : " writes");
+      if (g.webhook && g.webhook->denied) {
+        out_ << "  admission webhook \"" << g.webhook->webhook << "\" would refuse " << writes_text
+             << ": " << g.webhook->reason << std::endl;
+      } else if (g.webhook) {
+        out_ << "  admission webhook \"" << g.webhook->webhook << "\" could not be called for "
+             << writes_text << ": " << g.webhook->reason << std::endl;
+      } else {
+        out_ << "  " << writes_text << " failed: " << g.error << std::endl;
+      }
+      json objects = json::array();
+      for (size_t i = 0; i < n; ++i) {
+        const DryWrite& w = *g.writes[i];
+        if (i < kDryRunNamesPerCause) {
+          out_ << "    " << w.verb << " " << KindOf(*w.resource) << " " << Name(*w.obj)
+               << std::endl;
+        }
+        objects.push_back(
+            {{"kind", KindOf(*w.resource)}, {"name", Name(*w.obj)}, {"verb", w.verb}});
+      }
+      if (n > kDryRunNamesPerCause) {
+        out_ << "    and " << n - kDryRunNamesPerCause << " more"
+             << (options_.events != nullptr ? "" : " (-o json lists them all)") << std::endl;
+      }
+      if (options_.events == nullptr) continue;
+      if (g.webhook) {
+        options_.events->Write("webhook", {{"webhook", g.webhook->webhook},
+                                           {"denied", g.webhook->denied},
+                                           {"reason", g.webhook->reason},
+                                           {"dry_run", true},
+                                           {"failed_writes", n},
+                                           {"objects", objects}});
+      } else {
+        options_.events->Write(
+            "blocker",
+            {{"reason", g.error}, {"dry_run", true}, {"failed_writes", n}, {"objects", objects}});
+      }
+    }
+    return 1;
   }
 
   kube::KubeApi& api_;
   const UninstallOptions& options_;
-  std::ostream& out_;
+  LineSyncBuf out_buf_;  // before out_, which writes through it
+  std::ostream out_;     // whole lines, from the uninstall's thread and the progress thread
   std::ostream& err_;
   std::atomic<size_t> releases_{0};  // finalizers this run removed
   Executor executor_;
@@ -984,6 +1435,15 @@ class Uninstaller {
   std::map<std::string, Failure> failures_;  // "resource/name" -> last failed write; guarded
   std::string last_failure_report_;
   Clock::time_point last_failure_report_at_{};
+  // Progress (PrintProgress).
+  Clock::time_point started_;
+  std::atomic<size_t> removed_{0};  // objects this run saw go (released or deleted at once)
+  std::mutex progress_mu_;
+  std::map<std::string, size_t> listed_;           // resource -> count at its last list; guarded
+  std::map<std::string, size_t> gone_since_list_;  // resource -> removed since then; guarded
+  std::string step_;                               // guarded
+  SnapshotPtr initial_;  // the plan's snapshot, for the first pass that needs one
+  bool wrote_ = false;   // a step has gone past its own list (deleted or released something)
 };
 
 }  // namespace

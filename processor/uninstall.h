@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "kube/api.h"
+#include "processor/uninstall_events.h"
 
 namespace bg::processor {
 
@@ -69,9 +70,24 @@ struct UninstallOptions {
   // Called between passes, on the uninstall's own thread (e.g. to remove a webhook configuration
   // that has died since the start); an error is reported and the run goes on.
   std::function<Status()> between_passes;
+
+  // --dry-run=server (with dry_run): every planned write (each target's annotation and emptied
+  // URL, each delete-custom-resource-only label, each DELETE, each finalizer release) is sent
+  // through this API, whose writes carry dryRun=All (kube::RestKubeApiOptions::dry_run_all): the
+  // API server runs every admission webhook, the engine's included, and stores nothing. What
+  // would be refused is printed by webhook, with its reason and the objects. Null: the client-side
+  // dry run alone (the plan and the rules' verdicts).
+  kube::KubeApi* server_dry_run = nullptr;
+  // While the run works, a progress line (per-kind remaining counts, elapsed time, rate) every
+  // interval, whether or not a count changed; zero turns the lines off.
+  std::chrono::milliseconds progress_interval{5000};
+  // -o json: the events of processor/uninstall_events.h, besides the text on `out`; null: none.
+  UninstallEvents* events = nullptr;
 };
 
-// Exit status: 0 when nothing is left (or the dry run found the plan), 1 at the timeout, 2 when
+// Exit status: 0 when nothing is left (or the dry run found the plan, and, with server_dry_run,
+// every write would be admitted), 1 at the timeout (or when the API server would refuse a write of
+// the server dry run), 2 when
 // the uninstall is not confirmed (deleting-confirmation-flag is not "true", and no matching
 // --confirm-namespace stands in for a Setting that is gone) or a permission is missing.
 int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostream& out,

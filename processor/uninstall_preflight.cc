@@ -24,6 +24,23 @@ void PrintStale(const std::vector<StaleWebhook>& stale, std::ostream& to) {
   }
 }
 
+// A webhook event (processor/uninstall_events.h) for each stale webhook.
+void StaleEvents(const UninstallOptions& options, const std::vector<StaleWebhook>& stale,
+                 bool removed) {
+  if (options.events == nullptr) return;
+  for (const StaleWebhook& w : stale) {
+    options.events->Write("webhook", {{"webhook", w.webhook},
+                                      {"stale", true},
+                                      {"configuration_kind", w.configuration_kind},
+                                      {"configuration", w.configuration},
+                                      {"failure_policy", FailurePolicy(w)},
+                                      {"endpoint", w.endpoint},
+                                      {"reason", w.problem},
+                                      {"removed", removed},
+                                      {"dry_run", options.dry_run}});
+  }
+}
+
 // Reports the stale webhooks and, when asked, removes them. `removed` counts the configurations
 // deleted.
 Status HandleStaleWebhooks(kube::KubeApi& api, const UninstallOptions& options,
@@ -44,6 +61,7 @@ Status HandleStaleWebhooks(kube::KubeApi& api, const UninstallOptions& options,
   out << "webhook configurations whose endpoint does not answer:" << std::endl;
   PrintStale(*stale, out);
   if (options.dry_run) {
+    StaleEvents(options, *stale, false);
     out << (preflight.remove_stale_webhooks
                 ? "  (--remove-stale-webhooks would delete these configurations)"
                 : "  (--remove-stale-webhooks deletes these configurations)")
@@ -51,6 +69,7 @@ Status HandleStaleWebhooks(kube::KubeApi& api, const UninstallOptions& options,
     return Status::Ok();
   }
   if (!preflight.remove_stale_webhooks) {
+    StaleEvents(options, *stale, false);
     out << "  (left in place; a webhook with failurePolicy Fail among them may refuse the "
            "uninstall's writes: --remove-stale-webhooks deletes these configurations)"
         << std::endl;
@@ -60,12 +79,13 @@ Status HandleStaleWebhooks(kube::KubeApi& api, const UninstallOptions& options,
   for (const StaleWebhook& w : *stale)
     configurations.insert(w.configuration_kind + "/" + w.configuration);
   if (Status s = RemoveStaleWebhooks(api, *stale, out); !s.ok()) return s;
+  StaleEvents(options, *stale, true);
   *removed = configurations.size();
   return Status::Ok();
 }
 
 Status WriteReceipt(kube::KubeApi& api, const UninstallOptions& options,
-                    const PreflightOptions& preflight, std::ostream& out) {
+                    const PreflightOptions& preflight, std::ostream& out, std::ostream& err) {
   const std::time_t now = preflight.now();
   auto receipt = BuildReceipt(api, options.ns, Rfc3339Utc(now));
   if (!receipt.ok()) return receipt.status();
@@ -87,10 +107,29 @@ Status WriteReceipt(kube::KubeApi& api, const UninstallOptions& options,
   const std::string path =
       preflight.receipt_path.empty() ? DefaultReceiptPath(now) : preflight.receipt_path;
   if (Status s = WriteFileAtomically(path, content); !s.ok()) return s;
-  if (Status s = StoreReceiptConfigMap(api, options.ns, content); !s.ok()) return s;
+  auto stored = StoreReceiptConfigMap(api, options.ns, content, path);
+  if (!stored.ok()) return stored.status();
   out << "receipt: " << receipt->backups.size() << " Completed Backups and "
       << receipt->system_backups.size() << " Ready SystemBackups written to " << path
-      << " and ConfigMap " << options.ns << "/" << kReceiptConfigMap << std::endl;
+      << " and ConfigMap " << options.ns << "/" << kReceiptConfigMap;
+  switch (*stored) {
+    case ReceiptStorage::kPlain:
+      out << std::endl;
+      break;
+    case ReceiptStorage::kGzip:
+      out << " (gzip-compressed in binaryData." << kReceiptConfigMapGzipKey << ": "
+          << content.size() << " bytes do not fit a ConfigMap; its README key says how to read it)"
+          << std::endl;
+      break;
+    case ReceiptStorage::kFileOnly:
+      out << " (a note only)" << std::endl;
+      err << "uninstall: WARNING: the receipt (" << content.size()
+          << " bytes) does not fit a ConfigMap even compressed: " << path
+          << " is its only copy; keep it (in the chart's hook it is in the pod's emptyDir and "
+             "goes with the pod)"
+          << std::endl;
+      break;
+  }
   return Status::Ok();
 }
 
@@ -162,7 +201,7 @@ int RunUninstallWithPreflight(kube::KubeApi& api, UninstallOptions options,
     if (Status s = HandleStaleWebhooks(api, options, preflight, out, &removed); !s.ok()) {
       return s;
     }
-    if (Status s = WriteReceipt(api, options, preflight, out); !s.ok()) {
+    if (Status s = WriteReceipt(api, options, preflight, out, err); !s.ok()) {
       return Status::Unavailable("cannot write the receipt, so nothing was deleted: " +
                                  s.message());
     }

@@ -162,6 +162,89 @@ class RecordingApi final : public kube::KubeApi {
   std::map<std::string, std::function<void()>> after_first_delete_;
 };
 
+// The API of `--dry-run=server`: answers writes as an API server answers dryRun=All (the object
+// must exist; nothing changes), records them, and refuses the DELETEs of `refused_resource` as an
+// admission webhook does. Reads go to the fake.
+class DryRunApi final : public kube::KubeApi {
+ public:
+  explicit DryRunApi(FakeKubeApi& api) : api_(api) {}
+
+  Result<json> Get(const kube::ResourceRef& r, const std::string& ns,
+                   const std::string& name) override {
+    return api_.Get(r, ns, name);
+  }
+  Result<json> List(const kube::ResourceRef& r, const std::string& ns,
+                    const std::string& selector) override {
+    return api_.List(r, ns, selector);
+  }
+  Result<json> Create(const kube::ResourceRef&, const std::string&, const json&) override {
+    return Status::Internal("the server dry run creates nothing");
+  }
+  Result<json> Update(const kube::ResourceRef&, const std::string&, const json&) override {
+    return Status::Internal("the server dry run updates nothing");
+  }
+  Result<json> MergePatch(const kube::ResourceRef& r, const std::string& ns,
+                          const std::string& name, const json& patch) override {
+    const std::string verb = patch["metadata"].contains("finalizers") ? "release"
+                             : patch["metadata"].contains("labels")   ? "label"
+                                                                      : "patch";
+    Record(verb + " " + r.resource + "/" + name);
+    return api_.Get(r, ns, name);
+  }
+  Status Delete(const kube::ResourceRef& r, const std::string& ns, const std::string& name,
+                const std::string& uid) override {
+    return DeleteUnchanged(r, ns, name, uid, "").status();
+  }
+  Result<json> DeleteUnchanged(const kube::ResourceRef& r, const std::string& ns,
+                               const std::string& name, const std::string&,
+                               const std::string&) override {
+    Record("delete " + r.resource + "/" + name);
+    if (r.resource == refused_resource) {
+      return Status::PermissionDenied("delete " + r.resource + " " + ns + "/" + name +
+                                      ": HTTP 403: admission webhook \"deny.test\" denied the "
+                                      "request: " +
+                                      name + " is guarded");
+    }
+    return api_.Get(r, ns, name);
+  }
+  Status Watch(const kube::ResourceRef&, const std::string&, const std::string&,
+               const std::function<bool(const kube::WatchEvent&)>&,
+               const std::atomic<bool>&) override {
+    return Status::Internal("no watch");
+  }
+
+  std::vector<std::string> writes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out = writes_;
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  std::string refused_resource;
+
+ private:
+  void Record(std::string w) {
+    std::lock_guard<std::mutex> lock(mu_);
+    writes_.push_back(std::move(w));
+  }
+  FakeKubeApi& api_;
+  std::mutex mu_;
+  std::vector<std::string> writes_;
+};
+
+// Every JSON line of `text`, parsed; a line that is not JSON fails the test.
+std::vector<json> Events(const std::string& text) {
+  std::vector<json> out;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    json event = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    EXPECT_TRUE(event.is_object()) << "not a JSON event: " << line;
+    if (event.is_object()) out.push_back(std::move(event));
+  }
+  return out;
+}
+
 class UninstallTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -248,7 +331,7 @@ class UninstallTest : public ::testing::Test {
 
   FakeKubeApi api_;
   RecordingApi recorder_{api_};
-  std::ostringstream out_, err_;
+  std::ostringstream out_, err_, events_;
 };
 
 TEST_F(UninstallTest, RefusesToStartUnlessTheConfirmationFlagIsTrue) {
@@ -800,6 +883,210 @@ TEST_F(UninstallTest, WithoutTheSettingTheRefusalSaysHowToConfirm) {
   EXPECT_TRUE(UninstallConfirmed(api_, kNs, kNs));
   EXPECT_FALSE(UninstallConfirmed(api_, kNs, "other"));
   EXPECT_FALSE(UninstallConfirmed(api_, kNs));
+}
+
+}  // namespace
+}  // namespace bg::processor
+
+namespace bg::processor {
+namespace {
+
+TEST_F(UninstallTest, ServerDryRunSendsEveryPlannedWriteWithDryRunAndWritesNothing) {
+  SeedScenario(true);
+  SetFlag("true");
+  DryRunApi dry(api_);
+  UninstallOptions o;
+  o.dry_run = true;
+  o.server_dry_run = &dry;
+  EXPECT_EQ(Run(o), 0) << out_.str() << err_.str();
+  EXPECT_EQ(api_.calls("delete"), 0);
+  EXPECT_EQ(api_.calls("patch"), 0);
+  const std::vector<std::string> writes = dry.writes();
+  auto count = [&](const std::string& prefix) {
+    return std::count_if(writes.begin(), writes.end(),
+                         [&](const std::string& w) { return w.rfind(prefix, 0) == 0; });
+  };
+  // 1 target, 3 volumes, 3 backup volumes, 20 backups, 3 system backups, 2 backing images.
+  EXPECT_EQ(count("delete "), 32);
+  EXPECT_EQ(count("release "), 32);
+  EXPECT_EQ(count("patch backuptargets/default"), 1);
+  // Labels where they protect data: the 10 completed Backups, BackupVolumes, SystemBackups and
+  // BackupBackingImages; never a Volume, a target, or a Backup that never uploaded.
+  EXPECT_EQ(count("label "), 10 + 3 + 3 + 2);
+  EXPECT_EQ(std::count(writes.begin(), writes.end(), "label backups/backup-1"), 0);
+  EXPECT_EQ(std::count(writes.begin(), writes.end(), "label backups/backup-0"), 1);
+  EXPECT_EQ(count("label volumes/"), 0);
+  EXPECT_NE(out_.str().find("server dry run: sent 83 writes with dryRun=All (32 DELETE, 32 "
+                            "finalizer PATCH, 18 label PATCH, 1 BackupTarget PATCH)"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_NE(out_.str().find("every admission webhook would admit every write"), std::string::npos);
+}
+
+TEST_F(UninstallTest, ServerDryRunNamesTheWebhookThatWouldRefuseEachObject) {
+  SeedScenario(true);
+  SetFlag("true");
+  DryRunApi dry(api_);
+  dry.refused_resource = "systembackups";
+  UninstallEvents events(events_);
+  UninstallOptions o;
+  o.dry_run = true;
+  o.server_dry_run = &dry;
+  o.events = &events;
+  EXPECT_EQ(Run(o), 1) << out_.str();
+  const std::string out = out_.str();
+  EXPECT_NE(out.find("admission webhook \"deny.test\" would refuse 1 write: "
+                     "system-backup-0 is guarded"),
+            std::string::npos)
+      << out;
+  // Grouped by reason: each object has its own here.
+  EXPECT_NE(out.find("    delete SystemBackup system-backup-2"), std::string::npos) << out;
+  EXPECT_EQ(api_.calls("delete"), 0);
+  EXPECT_EQ(api_.calls("patch"), 0);
+  int refusals = 0;
+  for (const json& e : Events(events_.str())) {
+    if (e["event"] != "webhook") continue;
+    ++refusals;
+    EXPECT_EQ(e["webhook"], "deny.test");
+    EXPECT_EQ(e["denied"], true);
+    EXPECT_EQ(e["dry_run"], true);
+    ASSERT_EQ(e["objects"].size(), 1u) << e.dump();
+    EXPECT_EQ(e["objects"][0]["kind"], "SystemBackup");
+    EXPECT_EQ(e["objects"][0]["verb"], "delete");
+  }
+  EXPECT_EQ(refusals, 3);
+}
+
+TEST_F(UninstallTest, ClientDryRunSendsNoWriteAtAll) {
+  SeedScenario(true);
+  SetFlag("true");
+  UninstallOptions o;
+  o.dry_run = true;
+  EXPECT_EQ(Run(o), 0);
+  EXPECT_EQ(out_.str().find("server dry run"), std::string::npos);
+  EXPECT_EQ(api_.calls("delete"), 0);
+  EXPECT_EQ(api_.calls("patch"), 0);
+}
+
+TEST_F(UninstallTest, ProgressIsPrintedPeriodicallyWhileCountsDoNotChange) {
+  SeedScenario(true);
+  SetFlag("true");
+  // Each write takes 40 ms with 1 worker: counts stay put between progress lines 10 ms apart.
+  recorder_.write_delay = std::chrono::milliseconds(40);
+  UninstallOptions o;
+  o.workers = 1;
+  o.progress_interval = std::chrono::milliseconds(10);
+  o.timeout = std::chrono::seconds(60);
+  EXPECT_EQ(RunRecorded(o), 0) << err_.str();
+  std::vector<std::string> lines;
+  std::istringstream text(out_.str());
+  for (std::string line; std::getline(text, line);) {
+    if (line.rfind("progress: ", 0) == 0) lines.push_back(line);
+  }
+  ASSERT_GE(lines.size(), 10u) << out_.str();
+  // The same remaining counts printed again: periodic, not on change.
+  std::map<std::string, int> seen;
+  for (const std::string& line : lines) {
+    ++seen[line.substr(line.find("; remaining: "),
+                       line.find("; removed") - line.find("; remaining: "))];
+  }
+  int repeated = 0;
+  for (const auto& [remaining, n] : seen) repeated = std::max(repeated, n);
+  EXPECT_GE(repeated, 2) << out_.str();
+  EXPECT_NE(lines.front().find(" elapsed, step "), std::string::npos) << lines.front();
+  EXPECT_NE(lines.back().find("/s over the last"), std::string::npos) << lines.back();
+}
+
+// Counts the flushes of what it is given, and how many lines had arrived at each.
+class FlushCountingBuf final : public std::stringbuf {
+ public:
+  int flushes_after_progress = 0;
+
+ protected:
+  int sync() override {
+    if (str().find("progress: ") != std::string::npos) ++flushes_after_progress;
+    return std::stringbuf::sync();
+  }
+};
+
+TEST_F(UninstallTest, EveryLineIsFlushedAsItIsWritten) {
+  SeedScenario(true);
+  SetFlag("true");
+  recorder_.write_delay = std::chrono::milliseconds(20);
+  FlushCountingBuf buf;
+  std::ostream out(&buf);
+  UninstallOptions o;
+  o.ns = kNs;
+  o.workers = 1;
+  o.poll_interval = std::chrono::milliseconds(5);
+  o.progress_interval = std::chrono::milliseconds(10);
+  o.timeout = std::chrono::seconds(60);
+  EXPECT_EQ(RunUninstall(recorder_, o, out, err_), 0) << err_.str();
+  std::istringstream text(buf.str());
+  int progress = 0;
+  for (std::string line; std::getline(text, line);) progress += line.rfind("progress: ", 0) == 0;
+  ASSERT_GE(progress, 2) << buf.str();
+  // Each progress line (and every line after it) was flushed: a pipe sees it at once.
+  EXPECT_GE(buf.flushes_after_progress, progress) << buf.str();
+}
+
+TEST_F(UninstallTest, JsonEventsCarryThePlanProgressAndRemainingCounts) {
+  SeedScenario(true);
+  SetFlag("true");
+  recorder_.write_delay = std::chrono::milliseconds(20);
+  UninstallEvents events(events_);
+  UninstallOptions o;
+  o.workers = 2;
+  o.progress_interval = std::chrono::milliseconds(20);
+  o.timeout = std::chrono::seconds(60);
+  o.events = &events;
+  EXPECT_EQ(RunRecorded(o), 0) << err_.str();
+  const std::vector<json> all = Events(events_.str());
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.front()["event"], "plan") << all.front().dump();
+  EXPECT_EQ(all.front()["total"], 32);
+  EXPECT_EQ(all.front()["dry_run"], "none");
+  EXPECT_EQ(all.front()["steps"][0]["kind"], "Volume");
+  EXPECT_EQ(all.front()["steps"][0]["count"], 3);
+  std::vector<json> progress;
+  for (const json& e : all) {
+    EXPECT_TRUE(e.contains("time")) << e.dump();
+    if (e["event"] == "progress") progress.push_back(e);
+  }
+  ASSERT_GE(progress.size(), 2u) << events_.str();
+  for (const json& p : progress) {
+    for (const char* key : {"elapsed_seconds", "step", "remaining", "remaining_total", "removed",
+                            "rate_per_second", "recent_rate_per_second", "failing_objects"}) {
+      EXPECT_TRUE(p.contains(key)) << key << " in " << p.dump();
+    }
+  }
+  // Counts fall: the first progress has more left than the last.
+  EXPECT_GT(progress.front()["remaining_total"].get<int>(),
+            progress.back()["remaining_total"].get<int>())
+      << events_.str();
+  EXPECT_GT(progress.back()["removed"].get<int>(), 0);
+}
+
+TEST_F(UninstallTest, JsonBlockerEventsForADryRun) {
+  SetFlag("true");
+  api_.Seed(R("backups"),
+            {{"metadata", Meta("foreign", {{"backup-volume", "v"}}, {"example.com/keep"})},
+             {"status", {{"backupTargetName", "default"}}}});
+  UninstallEvents events(events_);
+  UninstallOptions o;
+  o.dry_run = true;
+  o.events = &events;
+  EXPECT_EQ(Run(o), 0);
+  bool found = false;
+  for (const json& e : Events(events_.str())) {
+    if (e["event"] != "blocker") continue;
+    found = true;
+    EXPECT_EQ(e["kind"], "Backup");
+    EXPECT_EQ(e["name"], "foreign");
+    EXPECT_EQ(e["finalizers"], json({"example.com/keep"}));
+    EXPECT_NE(e["reason"].get<std::string>().find("not longhorn.io"), std::string::npos);
+  }
+  EXPECT_TRUE(found) << events_.str();
 }
 
 }  // namespace
