@@ -1,4 +1,4 @@
-"""The chart renders what SPEC.md and issue 5 ask for: helm lint, the values schema, and the rendered
+"""The chart renders what docs/CONTRACT.md and issue 5 ask for: helm lint, the values schema, and the rendered
 objects of every certificate mode (no control plane needed)."""
 
 from __future__ import annotations

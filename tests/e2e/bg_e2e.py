@@ -356,7 +356,7 @@ def owner_refs(obj: dict, kind: str | None = None) -> list[dict]:
 
 
 def backup_target_ref(target: dict) -> dict:
-    """The owner reference SPEC.md requires: exactly these four fields."""
+    """The owner reference docs/CONTRACT.md requires: exactly these four fields."""
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BackupTarget",
             "name": target["metadata"]["name"], "uid": target["metadata"]["uid"]}
 

@@ -48,7 +48,7 @@ def pytest_configure(config):  # noqa: D103 - pytest hook
         "markers", "no_webhook: needs only the control plane, not the backup-guard server"
     )
     config.addinivalue_line(
-        "markers", "acceptance: one of SPEC.md's acceptance scenarios; tests/e2e/run-engine-versions.sh "
+        "markers", "acceptance: one of docs/CONTRACT.md's acceptance scenarios; tests/e2e/run-engine-versions.sh "
         "runs these on every pinned engine version"
     )
     config.addinivalue_line(

@@ -39,7 +39,7 @@ MUTATING_CONFIG = "backup-guard-mutating"
 VALIDATING_CONFIG = "backup-guard-validating"
 TARGET_URL = "s3://backupbucket@us-east-1/backupstore"
 
-# The kinds an uninstall must empty, in SPEC.md's uninstall order.
+# The kinds an uninstall must empty, in docs/CONTRACT.md's uninstall order.
 UNINSTALL_KINDS = ["Volume", "BackupTarget", "BackupVolume", "Backup", "SystemBackup",
                    "BackupBackingImage"]
 # Short leader-election timings, so a restarted or second processor takes over quickly.
@@ -216,7 +216,7 @@ def ns_lh(custom_objects, proc_ns, kubeconfig) -> Ns:
 
 
 # --------------------------------------------------------------------------------------------
-# the scenario of SPEC.md's acceptance tests
+# the scenario of docs/CONTRACT.md's acceptance tests
 
 
 @dataclass
@@ -350,7 +350,7 @@ def volume(lh: Ns, name: str, standby: bool) -> dict:
 
 
 def populate(lh: Ns, webhook: bool = True, backups: int = 20) -> Scenario:
-    """Creates SPEC.md's acceptance scenario in lh.namespace: 3 Volumes (one DR), the `default`
+    """Creates docs/CONTRACT.md's acceptance scenario in lh.namespace: 3 Volumes (one DR), the `default`
     BackupTarget, 3 BackupVolumes, `backups` Backups (half Completed, half failed), 3 Ready
     SystemBackups and 2 BackupBackingImages, all with the longhorn.io finalizer, and the
     confirmation flag "false". `webhook`: whether backup-guard's webhooks are registered now."""
@@ -760,7 +760,7 @@ class WatchRecorder:
 
 
 def check_release_order(rec: WatchRecorder, release_grace: float, target: str = "default"):
-    """Asserts from the recorded events that nothing was released before SPEC.md's rules allowed
+    """Asserts from the recorded events that nothing was released before docs/CONTRACT.md's rules allowed
     it: the target after all of its children, a BackupVolume after all of its Backups, and each
     Backup, BackupBackingImage and SystemBackup only when marked delete-custom-resource-only,
     without data (failed), after its parent was gone, or after the uninstall grace period."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs SPEC.md's acceptance scenarios (tests marked `acceptance`) on the engine's CRDs of every
+# Runs docs/CONTRACT.md's acceptance scenarios (tests marked `acceptance`) on the engine's CRDs of every
 # pinned version (tests/engine/versions.txt) except the one the main e2e run (`make e2e`,
 # run-e2e.sh's default BG_ENGINE_VERSION) already covers: one fresh control plane per version,
 # started on that version's CRDs, through run-e2e.sh with BG_PYTEST_MARK.

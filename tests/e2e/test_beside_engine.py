@@ -1,4 +1,4 @@
-"""SPEC.md's third acceptance scenario, "Beside the engine": on the engine's own CRDs, with objects
+"""docs/CONTRACT.md's third acceptance scenario, "Beside the engine": on the engine's own CRDs, with objects
 made by the engine's own typed client (tests/engine) and its target sync, a user deletes a
 BackupVolume, a Completed Backup and a Ready SystemBackup made before the upgrade (no owner
 reference) of an available target. backup-guard leaves all three to the engine: no finalizer

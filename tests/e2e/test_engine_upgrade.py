@@ -1,4 +1,4 @@
-"""SPEC.md's "Upgrade" acceptance scenario across the engine's CRD versions.
+"""docs/CONTRACT.md's "Upgrade" acceptance scenario across the engine's CRD versions.
 
 The scenario's objects are made under the oldest pinned engine's CRDs (v1.7.2) while no
 backup-guard webhook is registered, as an older release leaves them: SystemBackups without owner

@@ -1,5 +1,5 @@
 """Checks of the e2e harness itself once the webhooks are registered: the backup_guard fixture
-starts a ready server, and the webhook configurations are what SPEC.md requires."""
+starts a ready server, and the webhook configurations are what docs/CONTRACT.md requires."""
 
 import base64
 

@@ -1,4 +1,4 @@
-"""`backup-guard uninstall` end to end: SPEC.md's two acceptance scenarios (fresh install and
+"""`backup-guard uninstall` end to end: docs/CONTRACT.md's two acceptance scenarios (fresh install and
 upgrade) and an uninstall that is SIGKILLed twice and restarted.
 
 Each test works in a namespace of its own; the processors it starts serve only that namespace.

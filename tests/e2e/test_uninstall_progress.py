@@ -1,4 +1,4 @@
-"""`backup-guard uninstall --dry-run=server`, its progress lines and `-o json` (SPEC.md
+"""`backup-guard uninstall --dry-run=server`, its progress lines and `-o json` (docs/CONTRACT.md
 "Uninstall", issue 12), against the real API server, with a small admission webhook of the test's
 own (an HTTPS server in this process, registered for the test's namespace only) that refuses or
 delays Backup DELETEs:

@@ -1,5 +1,5 @@
 """`backup-guard uninstall`'s receipt, `backup-guard verify`, and stale webhooks, against the real
-control plane (SPEC.md "Uninstall").
+control plane (docs/CONTRACT.md "Uninstall").
 
 Each test works in a namespace of its own. The dead webhook matches only that namespace, so no
 other test is ever refused by it, and it is deleted afterwards whatever happens.

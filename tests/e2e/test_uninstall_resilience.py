@@ -1,4 +1,4 @@
-"""`backup-guard uninstall` cannot get stuck on what it can see (SPEC.md "Uninstall", issue 12),
+"""`backup-guard uninstall` cannot get stuck on what it can see (docs/CONTRACT.md "Uninstall", issue 12),
 against the real API server:
 
 - a dead validating webhook (URL on a closed port, failurePolicy Fail) matching Backup DELETE holds
