@@ -1,5 +1,5 @@
 """The command line as an operator meets it: --help on every command, Go durations, an unknown flag,
-and the default dual-stack listeners (":PORT" answers on 127.0.0.1 and on [::1])."""
+and the dual-stack listeners (":PORT" answers on 127.0.0.1 and on [::1]: webhooks, metrics, probes)."""
 import os
 import subprocess
 import time
@@ -53,10 +53,11 @@ def test_default_listeners_answer_on_ipv4_and_ipv6(tmp_path):
     certs = tmp_path / "certs"
     subprocess.run([BINARY, "certs", "generate", "--out", str(certs), "--dns", "localhost",
                     "--ip", "127.0.0.1", "--ip", "::1"], check=True, capture_output=True)
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port, probe_port = free_port(), free_port(), free_port()
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen([BINARY, "serve", "--listen", f":{port}",
                              "--metrics-bind-address", f":{metrics_port}",
+                             "--health-probe-bind-address", f":{probe_port}",
                              "--tls-cert-file", str(certs / "tls.crt"),
                              "--tls-key-file", str(certs / "tls.key")],
                             stdout=log, stderr=subprocess.STDOUT)
@@ -64,20 +65,23 @@ def test_default_listeners_answer_on_ipv4_and_ipv6(tmp_path):
         ca = str(certs / "ca.crt")
         deadline = time.time() + 20
         answered = set()
-        while time.time() < deadline and len(answered) < 4:
+        while time.time() < deadline and len(answered) < 6:
             assert proc.poll() is None, (tmp_path / "server.log").read_text()
             for name, url, kw in [
                     ("tls-v4", f"https://127.0.0.1:{port}/healthz", {"verify": ca}),
                     ("tls-v6", f"https://[::1]:{port}/healthz", {"verify": ca}),
                     ("metrics-v4", f"http://127.0.0.1:{metrics_port}/metrics", {}),
-                    ("metrics-v6", f"http://[::1]:{metrics_port}/metrics", {})]:
+                    ("metrics-v6", f"http://[::1]:{metrics_port}/metrics", {}),
+                    ("probe-v4", f"http://127.0.0.1:{probe_port}/healthz", {}),
+                    ("probe-v6", f"http://[::1]:{probe_port}/healthz", {})]:
                 try:
                     if requests.get(url, timeout=1, **kw).status_code == 200:
                         answered.add(name)
                 except requests.RequestException:
                     pass
             time.sleep(0.1)
-        assert answered == {"tls-v4", "tls-v6", "metrics-v4", "metrics-v6"}, \
+        assert answered == {"tls-v4", "tls-v6", "metrics-v4", "metrics-v6", "probe-v4",
+                            "probe-v6"}, \
             (answered, (tmp_path / "server.log").read_text())
     finally:
         proc.terminate()
