@@ -603,8 +603,9 @@ def test_probes_come_from_values(helm, defaults):
     assert c["readinessProbe"]["periodSeconds"] == 2
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["failureThreshold"] == 3
-    assert c["livenessProbe"]["httpGet"] == {"path": "/readyz", "port": "webhook",
-                                            "scheme": "HTTPS"}
+    # The default probes use the plain-HTTP probe port (--health-probe-bind-address).
+    assert c["livenessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes",
+                                            "scheme": "HTTP"}
     c = container(helm.render("--set", "livenessProbe=null"))
     assert "livenessProbe" not in c and "readinessProbe" in c
 
