@@ -321,7 +321,10 @@ int Serve(int argc, char** argv) {
     so.ca_lifetime = seconds("ca-lifetime");
     so.sync_interval = Millis(durations["cert-sync-interval"]);
     so.replica_id = Identity();  // publishes the certificate it serves (CA rotation step 3)
-    self_managed = std::make_unique<certs::SelfManagedCertificates>(*api, so, certificates,
+    // Not the fenced client: every replica, leader or not, publishes the certificate it serves and
+    // may create the missing Secret. The leader's own steps are gated on is_leader and written
+    // with the resourceVersion read, so a step a lapsed leader sends late fails with a 409.
+    self_managed = std::make_unique<certs::SelfManagedCertificates>(*lease_api, so, certificates,
                                                                     &cert_metrics, is_leader);
     // Until the Secret is read the listener serves a throwaway pair and /readyz says no.
     auto ca = certs::GenerateCa("backup-guard-bootstrap", std::chrono::hours(1));
