@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testing/eventually.h"
 #include "tests/testing/fake_kube_api.h"
 
 namespace bg::cmd {
@@ -17,14 +18,7 @@ using testing::FakeKubeApi;
 
 constexpr char kNs[] = "longhorn-system";
 
-template <typename Pred>
-bool Eventually(Pred pred, int ms = 5000) {
-  for (int i = 0; i < ms / 10; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using ::bg::testing::Eventually;
 
 // Forwards to a FakeKubeApi and writes down, in order, when a finalizer release (merge patch)
 // came back and when the Lease holder was emptied.

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "kube/rest_api.h"
+#include "tests/testing/eventually.h"
 #include "tests/testing/fake_kube_api.h"
 
 namespace bg::kube {
@@ -18,14 +19,7 @@ json Obj(const std::string& name, json labels = json::object()) {
 }
 
 // Waits (bounded) for `pred`; the bound only stops a broken test from hanging.
-template <typename Pred>
-bool Eventually(Pred pred) {
-  for (int i = 0; i < 500; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using ::bg::testing::Eventually;
 
 class InformerTest : public ::testing::Test {
  protected:

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "tests/testing/eventually.h"
 #include "tests/testing/fake_kube_api.h"
 
 namespace bg::kube {
@@ -11,14 +12,7 @@ namespace {
 
 using testing::FakeKubeApi;
 
-template <typename Pred>
-bool Eventually(Pred pred, int ms = 5000) {
-  for (int i = 0; i < ms / 10; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using ::bg::testing::Eventually;
 
 LeaderElectionOptions Fast(const std::string& id) {
   LeaderElectionOptions o;

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "kube/clock.h"
+#include "tests/testing/eventually.h"
 #include "tests/testing/fake_kube_api.h"
 
 namespace bg::processor {
@@ -15,14 +16,7 @@ using testing::FakeKubeApi;
 
 constexpr char kNs[] = "longhorn-system";
 
-template <typename Pred>
-bool Eventually(Pred pred, int ms = 5000) {
-  for (int i = 0; i < ms / 10; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using ::bg::testing::Eventually;
 
 json Meta(const std::string& name, json labels = json::object()) {
   return {{"name", name},
