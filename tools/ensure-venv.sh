@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Creates (once) the Python virtualenv used by the tests and prints its path.
 # Requirements are pinned in tests/requirements.txt; the venv is rebuilt when that file changes.
+# BACKUP_GUARD_VENV names another venv directory (e.g. one per worktree whose requirements differ,
+# so that two checkouts sharing the cache do not rebuild each other's venv while tests run).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${BACKUP_GUARD_CACHE:-$HOME/.cache/backup-guard}
-venv=$cache/venv
+venv=${BACKUP_GUARD_VENV:-$cache/venv}
 req=$root/tests/requirements.txt
 stamp=$venv/.requirements.sha256
 want=$(sha256sum "$req" | cut -d' ' -f1)

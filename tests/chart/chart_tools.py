@@ -7,15 +7,20 @@ import base64
 import json
 import os
 import shutil
-import random
-import socket
 import subprocess
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bgtest.ports import free_port  # noqa: E402,F401 - re-exported
+from bgtest.procs import stop_process  # noqa: E402
+from bgtest.server import backup_guard_bin as _backup_guard_bin  # noqa: E402
+from bgtest.wait import wait_until as _wait_until  # noqa: E402
 
 CHART_TESTS_DIR = Path(__file__).resolve().parent
 ROOT = CHART_TESTS_DIR.parents[1]
@@ -56,42 +61,16 @@ def promtool_path() -> str:
 
 
 def backup_guard_bin() -> Path:
-    path = Path(os.environ.get("BACKUP_GUARD_BIN", ROOT / "build" / "backup-guard"))
+    path = _backup_guard_bin()
     assert path.is_file() and os.access(path, os.X_OK), (
         f"backup-guard binary not found at {path} (run `make build`, or set BACKUP_GUARD_BIN)")
     return path
 
 
-def free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range (32768-60999), so that an outgoing
-    connection cannot take it between a server's stop and its restart on the same port."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32000")
-
-
 def wait_until(predicate: Callable[[], object], timeout: float, what: str,
                interval: float = 0.2):
     """Polls predicate until it returns something truthy, and returns that."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as e:  # noqa: BLE001 - reported below if it never succeeds
-            last_error = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                 + (f" (last error: {last_error})" if last_error else ""))
-        time.sleep(interval)
+    return _wait_until(predicate, timeout, interval, what)
 
 
 class Helm:
@@ -273,12 +252,6 @@ class LocalServer:
         self.stop()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=30, kill_wait=None)
         if getattr(self, "log_file", None):
             self.log_file.close()

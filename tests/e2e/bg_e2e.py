@@ -6,22 +6,28 @@ from __future__ import annotations
 import json
 import os
 import re
-import random
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import requests
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bgtest import server as _server  # noqa: E402
+from bgtest.controlplane import state_dir  # noqa: E402
+from bgtest.kube import GROUP, VERSION  # noqa: E402,F401 - re-exported
+from bgtest.metrics import Metrics  # noqa: E402,F401 - re-exported
+from bgtest.ports import free_port  # noqa: E402,F401 - re-exported
+from bgtest.server import backup_guard_bin  # noqa: E402,F401 - re-exported
+from bgtest.wait import wait_until as _wait_until  # noqa: E402
+
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parent.parent
-GROUP = "longhorn.io"
-VERSION = "v1beta2"
 NAMESPACE = "longhorn-system"
 FINALIZER = "longhorn.io"
 
@@ -38,35 +44,10 @@ PLURALS = {
 
 
 
-def free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range (32768-60999), so that an outgoing
-    connection cannot take it between a server's stop and its restart on the same port."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32000")
-
-
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2, message: str = "condition"):
-    """Polls predicate() until it returns a truthy value, which is returned; fails on timeout."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - reported on timeout
-            last_error = e
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_error!r})" if last_error else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {message}{extra}")
-        time.sleep(interval)
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2, message="condition"):
+    """Polls predicate() until it returns a truthy value, which is returned; fails on timeout.
+    `message` may be a callable, evaluated only on timeout."""
+    return _wait_until(predicate, timeout, interval, message, fail=pytest.fail)
 
 
 def run(cmd, **kw) -> subprocess.CompletedProcess:
@@ -80,22 +61,19 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
-def backup_guard_bin() -> Path:
-    return Path(os.environ.get("BACKUP_GUARD_BIN", REPO_ROOT / "build" / "backup-guard"))
-
-
 def generate_certs(out_dir: Path) -> Path:
     """Serving certificate for 127.0.0.1/localhost made by `backup-guard certs generate`."""
+    try:
+        return _server.generate_certs(_binary(), out_dir)
+    except AssertionError as e:
+        pytest.fail(str(e))
+
+
+def _binary() -> Path:
     binary = backup_guard_bin()
     if not os.access(binary, os.X_OK):
         pytest.fail(f"backup-guard binary not found at {binary} (build it or set BACKUP_GUARD_BIN)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run([str(binary), "certs", "generate", "--out", str(out_dir),
-         "--dns", "localhost", "--ip", "127.0.0.1"])
-    for name in ("ca.crt", "tls.crt", "tls.key"):
-        if not (out_dir / name).is_file():
-            pytest.fail(f"`backup-guard certs generate` did not write {out_dir / name}")
-    return out_dir
+    return binary
 
 
 class Longhorn:
@@ -187,8 +165,7 @@ class Longhorn:
 def control_plane_pki() -> Path:
     """The running control plane's pki directory ($BG_STATE_DIR/pki, controlplane.sh's default
     state dir otherwise)."""
-    state = Path(os.environ.get("BG_STATE_DIR") or "/tmp/backup-guard-cp")
-    pki = state / "pki"
+    pki = state_dir() / "pki"
     if not pki.is_dir():
         pytest.fail(f"no control-plane pki in {pki} (is BG_STATE_DIR the running plane's?)")
     return pki
@@ -226,7 +203,7 @@ def issue_client_cert(out_dir: Path, common_name: str) -> tuple[Path, Path, Path
     return ca_crt, crt, key
 
 
-class BackupGuardServer:
+class BackupGuardServer(_server.BackupGuard):
     """A `backup-guard serve` process against the e2e control plane."""
 
     def __init__(self, kubeconfig: Path, cert_dir: Path, port: int | None = None,
@@ -235,88 +212,42 @@ class BackupGuardServer:
                  name: str = "backup-guard"):
         self.kubeconfig = Path(kubeconfig)
         self.cert_dir = Path(cert_dir)
-        self.port = port or free_port()
-        self.metrics_port = metrics_port or free_port()
         self.namespace = namespace
         self.extra_args = list(extra_args or [])
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="backup-guard-e2e-"))
+        super().__init__(backup_guard_bin(), name, None, [], port, metrics_port,
+                         ca_file=self.cert_dir / "ca.crt")
         self.log_path = self.log_dir / f"{name}-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}"
+        return self.metrics_base
 
     @property
     def ca_file(self) -> Path:
         return self.cert_dir / "ca.crt"
 
     def command(self) -> list[str]:
-        return [
-            str(backup_guard_bin()), "serve",
-            "--listen", f"127.0.0.1:{self.port}",
-            "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-            "--tls-cert-file", str(self.cert_dir / "tls.crt"),
-            "--tls-key-file", str(self.cert_dir / "tls.key"),
-            "--kubeconfig", str(self.kubeconfig),
-            "--namespace", self.namespace,
-            *self.extra_args,
-        ]
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        self.args = [*_server.serve_args(self.cert_dir, self.kubeconfig, self.namespace),
+                     *self.extra_args]
+        return super().command()
 
     def start(self, timeout: float = 30.0) -> "BackupGuardServer":
-        binary = backup_guard_bin()
-        if not os.access(binary, os.X_OK):
-            pytest.fail(f"backup-guard binary not found at {binary} (build it or set BACKUP_GUARD_BIN)")
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
+        self.binary = str(_binary())
+        super().start()
         self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            if self.proc is not None and self.proc.poll() is not None:
-                pytest.fail(f"backup-guard exited with {self.proc.returncode} before it was ready; "
-                            f"log {self.log_path}:\n{self.log_tail()}")
-            try:
-                r = requests.get(f"{self.url}/readyz", verify=str(self.ca_file), timeout=2)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-            except requests.RequestException as e:
-                last = repr(e)
-            if time.monotonic() >= deadline:
-                self.stop()
-                pytest.fail(f"backup-guard not ready at {self.url}/readyz after {timeout}s "
-                            f"(last: {last}); log {self.log_path}:\n{self.log_tail()}")
-            time.sleep(0.2)
+        def fail(message: str):
+            self.stop()
+            pytest.fail(f"backup-guard not ready: {message}")
+
+        super().wait_ready(timeout, 0.2, fail)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after timeout; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        rc = self.proc.returncode
+        rc = super().stop(timeout=timeout)
         self.proc = None
         return rc
 
@@ -324,8 +255,8 @@ class BackupGuardServer:
         self.stop()
         return self.start(timeout)
 
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def log_tail(self, lines: int = 60) -> str:
+        return super().log_tail(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,12 +528,9 @@ class WebhookConfigs:
             last["validation"] = self._probe_validation(namespace)
             return last["mutation"][0] == mutation and last["validation"][0] == validation
 
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() >= deadline:
-                pytest.fail(f"the API server did not reach mutation={mutation}, "
-                            f"validation={validation} in {timeout}s; last probes: {last}")
-            time.sleep(0.1)
+        wait_until(check, timeout, 0.1,
+                   lambda: f"the API server to reach mutation={mutation}, "
+                           f"validation={validation}; last probes: {last}")
 
     def wait_active(self, namespace: str, timeout: float = 30.0):
         """Both webhooks registered and answered by a running backup-guard."""
@@ -621,41 +549,3 @@ class WebhookConfigs:
                 return False
             raise
         return bool((t.get("spec") or {}).get("backupTargetURL"))
-
-
-# --------------------------------------------------------------------------------------------
-# Prometheus text format
-
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-class Metrics:
-    """Samples of one Prometheus text exposition: [(name, {label: value}, float)]."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.samples = []
-        for line in text.splitlines():
-            if not line or line.startswith("#"):
-                continue
-            m = _SAMPLE.match(line)
-            if not m:
-                raise ValueError(f"not a Prometheus sample line: {line!r}")
-            labels = {k: v.replace('\\"', '"').replace("\\\\", "\\")
-                      for k, v in _LABEL.findall(m.group(2) or "")}
-            self.samples.append((m.group(1), labels, float(m.group(3))))
-
-    # the metric name is positional-only: `name` is also a label of the API server's metrics
-
-    def select(self, metric: str, /, **labels) -> list[tuple[dict, float]]:
-        return [(l, v) for n, l, v in self.samples
-                if n == metric and all(l.get(k) == want for k, want in labels.items())]
-
-    def sum(self, metric: str, /, **labels) -> float:
-        """Sum over the matching samples; a counter not exported yet counts as 0."""
-        return sum(v for _, v in self.select(metric, **labels))
-
-    def has(self, metric: str, /) -> bool:
-        return any(n == metric for n, _, _ in self.samples)

@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 from kubernetes import client, watch
 from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
-from bg_e2e import FINALIZER, GROUP, VERSION, Longhorn, backup_guard_bin
+from bg_e2e import FINALIZER, GROUP, VERSION, Longhorn, backup_guard_bin, wait_until
+from bgtest.metrics import Metrics as _Metrics
+from bgtest.metrics import scrape_text
+from bgtest.wait import wait_until as _wait_until
 from engine_objects import EngineObjects, engine_objects_binary
 
 CR_ONLY_LABEL = "longhorn.io/delete-custom-resource-only"
@@ -54,23 +56,10 @@ def log(msg: str):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def poll(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
+def poll(predicate, timeout: float, interval: float = 0.1, message="condition"):
     """Polls predicate() until truthy (returned); fails the test with `message` on timeout.
     `message` may be a callable, evaluated only on failure (for log tails and object dumps)."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - reported on timeout
-            last_error = e
-        if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
-            extra = f" (last error: {last_error!r})" if last_error else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {text}{extra}")
-        time.sleep(interval)
+    return wait_until(predicate, timeout, interval, message)
 
 
 def parse_time(ts: str) -> float:
@@ -180,15 +169,15 @@ def cleanup_namespace(custom: client.CustomObjectsApi, core: client.CoreV1Api, n
                 lh.remove_finalizers(kind, name)
             except ApiException as e:
                 problems.append(f"{kind} {name}: {e.status} {e.reason}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def emptied() -> bool:
         left = [(k, o["metadata"]["name"]) for k in kinds for o in lh.list(k)]
-        if not left:
-            break
         for kind, name in left:  # a finalizer may have come back on an object not yet deleting
             lh.remove_finalizers(kind, name)
-        time.sleep(0.3)
-    else:
+        return not left
+
+    try:
+        _wait_until(emptied, timeout, 0.3, "the namespace's objects to be gone")
+    except AssertionError:
         problems.append(f"objects still present after {timeout}s: {lh.leftovers(kinds)}")
     try:
         core.delete_namespace(ns)
@@ -409,41 +398,16 @@ def start_processor(factory, ns: str, *extra, lease: str | None = None):
     return server
 
 
-class Metrics:
-    """Samples of a Prometheus text exposition."""
+class Metrics(_Metrics):
+    """bgtest's Metrics, whose value() is the single matching sample's (None when none or
+    several match)."""
 
-    _line = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
-    _label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-    def __init__(self, text: str):
-        self.text = text
-        self.samples = []
-        for line in text.splitlines():
-            if not line or line.startswith("#"):
-                continue
-            m = self._line.match(line)
-            if m:
-                self.samples.append((m.group(1), dict(self._label.findall(m.group(2) or "")),
-                                     float(m.group(3))))
-
-    def sum(self, name: str, **labels) -> float:
-        return sum(v for n, l, v in self.samples
-                   if n == name and all(l.get(k) == w for k, w in labels.items()))
-
-    def value(self, name: str, **labels):
-        """The single matching sample's value, or None when there is none."""
-        vals = [v for n, l, v in self.samples
-                if n == name and all(l.get(k) == w for k, w in labels.items())]
-        return vals[0] if len(vals) == 1 else None
-
-    def lines(self, prefix: str) -> str:
-        return "\n".join(l for l in self.text.splitlines() if l.startswith(prefix))
+    def value(self, name: str, /, **labels):
+        return self.single(name, **labels)
 
 
 def scrape(server) -> Metrics:
-    r = requests.get(f"{server.metrics_url}/metrics", timeout=3)
-    r.raise_for_status()
-    return Metrics(r.text)
+    return Metrics(scrape_text(f"{server.metrics_url}/metrics", timeout=3))
 
 
 def uninstall_cmd(kubeconfig, ns: str, *args) -> list[str]:

@@ -11,7 +11,6 @@ and passes it in the environment:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from faultlib import ROOT, BackupGuard, ControlPlane, Kube, PidBook, log, wait_until
+from bgtest.figures import report as figures_report  # noqa: E402 - on sys.path after faultlib
 
 
 def pytest_configure(config):
@@ -28,16 +28,8 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    figures = getattr(config, "_fault_figures", {})
-    if not figures:
-        return
-    terminalreporter.section("fault figures")
-    for test, data in figures.items():
-        terminalreporter.write_line(f"{test}: {json.dumps(data, sort_keys=True)}")
-    state = os.environ.get("FAULTS_STATE_DIR")
-    if state:
-        with open(os.path.join(state, "figures.json"), "w") as f:
-            json.dump(figures, f, indent=2, sort_keys=True)
+    figures_report(terminalreporter, "fault figures", getattr(config, "_fault_figures", {}),
+                   os.environ.get("FAULTS_STATE_DIR"))
 
 
 @pytest.fixture

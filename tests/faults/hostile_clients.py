@@ -56,31 +56,47 @@ class Attack:
         self.t0 = time.monotonic()
         self.stop = asyncio.Event()
 
-    async def idle(self):
+    async def connect(self, tls: bool, timeout: float, errors: str, pause: float):
+        """A connection (TLS when asked) within timeout, at most 200 connects in flight; None
+        after counting the failure in s[errors] and sleeping pause seconds."""
+        try:
+            async with self.connect_slots:
+                extra = {"ssl": self.ctx, "server_hostname": self.host} if tls else {}
+                return await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port, **extra), timeout)
+        except Exception:  # noqa: BLE001
+            self.s[errors] += 1
+            await asyncio.sleep(pause)
+            return None
+
+    async def hold(self, key: str, tls: bool, connect_timeout: float, pause: float):
+        """Holds one connection that sends nothing, opened again when the server closes it
+        (after pause seconds); counters s[<key>_opened|_open|_closed_by_server|_connect_errors]."""
         while not self.stop.is_set():
-            try:
-                async with self.connect_slots:
-                    reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(self.host, self.port), 10)
-            except Exception:  # noqa: BLE001
-                self.s["idle_connect_errors"] += 1
-                await asyncio.sleep(0.5)
+            conn = await self.connect(tls, connect_timeout, f"{key}_connect_errors", 0.5)
+            if conn is None:
                 continue
-            self.s["idle_opened"] += 1
-            self.s["idle_open"] += 1
+            reader, writer = conn
+            self.s[f"{key}_opened"] += 1
+            self.s[f"{key}_open"] += 1
             try:
                 stop = asyncio.create_task(self.stop.wait())
                 read = asyncio.create_task(reader.read(1))
                 done, _ = await asyncio.wait({stop, read}, return_when=asyncio.FIRST_COMPLETED)
                 if read in done:
-                    self.s["idle_closed_by_server"] += 1
+                    self.s[f"{key}_closed_by_server"] += 1
                 for t in (stop, read):
                     t.cancel()
             except Exception:  # noqa: BLE001
-                self.s["idle_closed_by_server"] += 1
+                self.s[f"{key}_closed_by_server"] += 1
             finally:
-                self.s["idle_open"] -= 1
+                self.s[f"{key}_open"] -= 1
                 writer.transport.abort()
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def idle(self):
+        await self.hold("idle", tls=False, connect_timeout=10, pause=0)
 
     async def slowloris(self):
         while not self.stop.is_set():
@@ -123,31 +139,7 @@ class Attack:
                 writer.transport.abort()
 
     async def tls_idle(self):
-        while not self.stop.is_set():
-            try:
-                async with self.connect_slots:
-                    reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                        self.host, self.port, ssl=self.ctx, server_hostname=self.host), 30)
-            except Exception:  # noqa: BLE001
-                self.s["tls_idle_connect_errors"] += 1
-                await asyncio.sleep(0.5)
-                continue
-            self.s["tls_idle_opened"] += 1
-            self.s["tls_idle_open"] += 1
-            try:
-                stop = asyncio.create_task(self.stop.wait())
-                read = asyncio.create_task(reader.read(1))
-                done, _ = await asyncio.wait({stop, read}, return_when=asyncio.FIRST_COMPLETED)
-                if read in done:
-                    self.s["tls_idle_closed_by_server"] += 1
-                for t in (stop, read):
-                    t.cancel()
-            except Exception:  # noqa: BLE001
-                self.s["tls_idle_closed_by_server"] += 1
-            finally:
-                self.s["tls_idle_open"] -= 1
-                writer.transport.abort()
-            await asyncio.sleep(0.2)
+        await self.hold("tls_idle", tls=True, connect_timeout=30, pause=0.2)
 
     async def upload(self, size: int):
         head = (b"POST /v1/webhook/validation HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -155,14 +147,10 @@ class Attack:
                 b"\r\n\r\n")
         piece = b" " * (64 * 1024)
         while not self.stop.is_set():
-            try:
-                async with self.connect_slots:
-                    reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                        self.host, self.port, ssl=self.ctx, server_hostname=self.host), 30)
-            except Exception:  # noqa: BLE001
-                self.s["upload_connect_errors"] += 1
-                await asyncio.sleep(1)
+            conn = await self.connect(True, 30, "upload_connect_errors", 1)
+            if conn is None:
                 continue
+            reader, writer = conn
             self.s["uploads_started"] += 1
             self.s["uploads_open"] += 1
             read = asyncio.create_task(reader.read(64))

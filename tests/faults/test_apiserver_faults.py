@@ -30,7 +30,6 @@ What /readyz and the metrics must show (the server runs with --api-unready-after
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +37,7 @@ import pytest
 import requests
 
 from faultlib import FAST_LEASE, FINALIZER, TARGET_URL, Kube, WatchRecorder, log, wait_until
+from bgtest.procs import Loop
 
 FAILED = 200
 COMPLETED = 50
@@ -92,51 +92,42 @@ def populate(kube: Kube, ns: str):
         list(pool.map(failed, range(FAILED)))
 
 
-class Sampler:
+class Sampler(Loop):
     """Samples /readyz and the processor's metrics every `interval` seconds in a thread."""
 
+    join_timeout = 10.0
+
     def __init__(self, server, interval: float = 0.25):
+        super().__init__()
         self.server = server
         self.interval = interval
         self.samples: list[dict] = []
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        self.thread.join(10)
-
-    def _run(self):
-        while not self.stop_event.is_set():
-            s = {"t": time.monotonic()}
-            try:
-                s["readyz"], body = self.server.readyz_answer(timeout=1.0)
-                if s["readyz"] != 200:
-                    s["readyz_body"] = body[:300]
-            except requests.RequestException as e:
-                s["readyz"] = f"error {type(e).__name__}"
-            try:
-                m = self.server.metrics()
-                s["released"] = m.sum("backup_guard_finalizer_releases_total", kind="Backup")
-                s["errors"] = m.sum("backup_guard_reconcile_total", result="error")
-                s["success"] = m.sum("backup_guard_reconcile_total", result="success")
-                s["retries"] = m.sum("backup_guard_workqueue_retries_total")
-                s["depth"] = m.sum("backup_guard_workqueue_depth")
-                s["deleting"] = m.sum("backup_guard_objects_deleting", kind="Backup")
-                s["leader"] = m.sum("backup_guard_leader")
-                s["api_reachable"] = m.sum("backup_guard_kube_api_reachable")
-                s["api_failures"] = m.sum("backup_guard_kube_api_failures_total")
-                s["api_last_contact"] = m.sum(
-                    "backup_guard_kube_api_last_contact_timestamp_seconds")
-                s["wall"] = time.time()
-            except Exception as e:  # noqa: BLE001
-                s["metrics_error"] = type(e).__name__
-            self.samples.append(s)
-            self.stop_event.wait(self.interval)
+    def step(self):
+        s = {"t": time.monotonic()}
+        try:
+            s["readyz"], body = self.server.readyz_answer(timeout=1.0)
+            if s["readyz"] != 200:
+                s["readyz_body"] = body[:300]
+        except requests.RequestException as e:
+            s["readyz"] = f"error {type(e).__name__}"
+        try:
+            m = self.server.metrics()
+            s["released"] = m.sum("backup_guard_finalizer_releases_total", kind="Backup")
+            s["errors"] = m.sum("backup_guard_reconcile_total", result="error")
+            s["success"] = m.sum("backup_guard_reconcile_total", result="success")
+            s["retries"] = m.sum("backup_guard_workqueue_retries_total")
+            s["depth"] = m.sum("backup_guard_workqueue_depth")
+            s["deleting"] = m.sum("backup_guard_objects_deleting", kind="Backup")
+            s["leader"] = m.sum("backup_guard_leader")
+            s["api_reachable"] = m.sum("backup_guard_kube_api_reachable")
+            s["api_failures"] = m.sum("backup_guard_kube_api_failures_total")
+            s["api_last_contact"] = m.sum(
+                "backup_guard_kube_api_last_contact_timestamp_seconds")
+            s["wall"] = time.time()
+        except Exception as e:  # noqa: BLE001
+            s["metrics_error"] = type(e).__name__
+        self.samples.append(s)
 
     def window(self, t0: float, t1: float) -> list[dict]:
         return [s for s in self.samples if t0 <= s["t"] <= t1]

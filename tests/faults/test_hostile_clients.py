@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import signal
 import ssl
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import pytest
 import requests
 
 from faultlib import free_ports, log, percentile, proc_status, wait_until
+from bgtest.procs import Loop, stop_process
 
 HERE = Path(__file__).resolve().parent
 RSS_BOUND_KIB = 256 * 1024
@@ -84,27 +84,21 @@ def check_normal(resp_status: int, body: bytes, i: int) -> str | None:
     return None
 
 
-class Sampler:
+class Sampler(Loop):
+    """/proc/<pid>/status every second."""
+
+    interval = 1.0
+    join_timeout = 5.0
+
     def __init__(self, pid: int):
+        super().__init__()
         self.pid = pid
         self.samples: list[dict] = []
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        self.thread.join(5)
-
-    def _run(self):
-        while not self.stop_event.is_set():
-            st = proc_status(self.pid)
-            if st:
-                self.samples.append(st)
-            self.stop_event.wait(1.0)
+    def step(self):
+        st = proc_status(self.pid)
+        if st:
+            self.samples.append(st)
 
     def peak(self, key: str):
         v = [s[key] for s in self.samples if key in s]
@@ -223,13 +217,7 @@ def test_answers_while_idle_and_slowloris_connections_are_held(idle, slowloris, 
         during = proc_status(pid)
         attack_stats = read_json(stats_path)
     finally:
-        if attack.poll() is None:
-            attack.send_signal(signal.SIGTERM)
-            try:
-                attack.wait(20)
-            except subprocess.TimeoutExpired:
-                attack.kill()
-                attack.wait(5)
+        stop_process(attack, timeout=20)
         pids.remove("hostile_clients")
     t_released = time.monotonic()
     recovered = None
@@ -497,13 +485,7 @@ def attack_process(state_dir: Path, pids, name: str, port: int, ca: str, *args: 
 
 
 def stop_attack(attack: subprocess.Popen, pids):
-    if attack.poll() is None:
-        attack.send_signal(signal.SIGTERM)
-        try:
-            attack.wait(30)
-        except subprocess.TimeoutExpired:
-            attack.kill()
-            attack.wait(5)
+    stop_process(attack, timeout=30)
     pids.remove("hostile_clients")
 
 

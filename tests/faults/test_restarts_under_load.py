@@ -46,6 +46,7 @@ from kubernetes.client.rest import ApiException
 
 from faultlib import (FAST_LEASE, FINALIZER, TARGET_URL, Metrics, free_ports, log, percentile,
                       wait_until)
+from bgtest.procs import stop_process  # noqa: E402 - tests/ is on sys.path after faultlib
 
 HERE = Path(__file__).resolve().parent
 GROUP, VERSION = "longhorn.io", "v1beta2"
@@ -309,11 +310,5 @@ def test_two_replicas_restarted_under_load(mode, kube, kubeconfig, servers, name
         if registered:
             subprocess.run([register_sh, "--kubeconfig", kubeconfig, "--delete-webhooks"],
                            capture_output=True, timeout=60)
-        if lb.poll() is None:
-            lb.send_signal(signal.SIGTERM)
-            try:
-                lb.wait(10)
-            except subprocess.TimeoutExpired:
-                lb.kill()
-                lb.wait(5)
+        stop_process(lb, timeout=10)
         pids.remove("tcp_lb")

@@ -8,14 +8,13 @@ passes it in the environment:
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import tempfile
 
 import pytest
 
-from opslib import Kube, wait_until
+from opslib import Kube, drop_namespace, wait_until
+from bgtest.figures import report as figures_report  # noqa: E402 - on sys.path after opslib
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LOAD_NAMESPACE = "ops-load"
@@ -28,16 +27,8 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    figures = getattr(config, "_ops_figures", {})
-    if not figures:
-        return
-    terminalreporter.section("ops figures")
-    for test, data in figures.items():
-        terminalreporter.write_line(f"{test}: {json.dumps(data, sort_keys=True)}")
-    state = os.environ.get("OPS_STATE_DIR")
-    if state:
-        with open(os.path.join(state, "figures.json"), "w") as f:
-            json.dump(figures, f, indent=2, sort_keys=True)
+    figures_report(terminalreporter, "ops figures", getattr(config, "_ops_figures", {}),
+                   os.environ.get("OPS_STATE_DIR"))
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +49,7 @@ def kubeconfig() -> str:
 def kube(kubeconfig) -> Kube:
     k = Kube(kubeconfig)
     try:
-        wait_until("the API server /readyz", lambda: k.request("GET", "/readyz").status_code == 200,
-                   30, 0.5)
+        wait_until("the API server /readyz", k.ready, 30, 0.5)
     except AssertionError as e:
         pytest.fail(f"control plane not reachable: {e}", pytrace=False)
     return k
@@ -107,11 +97,4 @@ def load_namespace(kube, kubeconfig, register_sh):
                                     "credentialSecret": "", "pollInterval": "300s"}})
     assert r.status_code in (201, 409), r.text
     yield ns
-    subprocess.run([register_sh, "--kubeconfig", kubeconfig, "--delete-webhooks"],
-                   capture_output=True, text=True)
-    for plural in ("systembackups", "backups"):
-        try:
-            kube.strip_finalizers(ns, plural)
-        except Exception:  # noqa: BLE001 - best effort; the control plane is torn down anyway
-            pass
-    kube.request("DELETE", f"/api/v1/namespaces/{ns}")
+    drop_namespace(kube, kubeconfig, register_sh, ns)

@@ -6,21 +6,28 @@ backup-guard's / Prometheus' plain HTTP ports.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 import re
-import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import requests
-import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bgtest.kube import Kube  # noqa: E402,F401 - re-exported
+from bgtest.metrics import Metrics, scrape_text  # noqa: E402,F401 - re-exported
+from bgtest.ports import free_ports  # noqa: E402,F401 - re-exported
+from bgtest.procs import Process, without_proxy  # noqa: E402,F401 - re-exported
+from bgtest.server import BackupGuard as _BackupGuard  # noqa: E402
+from bgtest.wait import wait_until as _wait_until  # noqa: E402
 
 GROUP_PATH = "/apis/longhorn.io/v1beta2"
 MUTATING = "backup-guard-mutating"
@@ -35,34 +42,9 @@ FINALIZER = "longhorn.io"
 # small utilities
 
 
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def wait_until(what: str, predicate, timeout: float, interval: float = 0.2):
     """Polls predicate() until it returns something truthy; raises AssertionError on timeout."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - reported on timeout
-            last_error = e
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
-                                 + (f" (last error: {last_error!r})" if last_error else ""))
-        time.sleep(interval)
+    return _wait_until(predicate, timeout, interval, what)
 
 
 def pem_certificates(pem: str) -> list[str]:
@@ -88,154 +70,8 @@ def cert_not_after(pem: str) -> int:
     return int(ssl.cert_time_to_seconds(stamp))
 
 
-# --------------------------------------------------------------------------------------------
-# Kubernetes API through requests
-
-
-class Kube:
-    """Minimal API client built from the admin kubeconfig (client certificate auth)."""
-
-    def __init__(self, kubeconfig: str):
-        with open(kubeconfig) as f:
-            cfg = yaml.safe_load(f)
-        ctx_name = cfg["current-context"]
-        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
-        user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
-        self.server = cluster["server"].rstrip("/")
-        self.ca = cluster["certificate-authority"]
-        self.cert = (user["client-certificate"], user["client-key"])
-        self._local = threading.local()
-
-    def session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = requests.Session()
-            s.trust_env = False  # never a proxy
-            s.verify = self.ca
-            s.cert = self.cert
-            self._local.session = s
-        return s
-
-    def request(self, method: str, path: str, *, body=None, params=None,
-                content_type: str = "application/json", timeout: float = 30) -> requests.Response:
-        headers = {"Accept": "application/json"}
-        kwargs = {}
-        if body is not None:
-            headers["Content-Type"] = content_type
-            kwargs["json"] = body
-        return self.session().request(method, self.server + path, params=params, headers=headers,
-                                      timeout=timeout, **kwargs)
-
-    def ok(self, method: str, path: str, **kw) -> dict:
-        r = self.request(method, path, **kw)
-        if r.status_code >= 300:
-            raise AssertionError(f"{method} {path}: HTTP {r.status_code}: {r.text[:500]}")
-        return r.json() if r.content else {}
-
-    def get_or_none(self, path: str):
-        r = self.request("GET", path)
-        if r.status_code == 404:
-            return None
-        if r.status_code >= 300:
-            raise AssertionError(f"GET {path}: HTTP {r.status_code}: {r.text[:500]}")
-        return r.json()
-
-    # paths
-    @staticmethod
-    def lh(ns: str, plural: str, name: str = "") -> str:
-        return f"{GROUP_PATH}/namespaces/{ns}/{plural}" + (f"/{name}" if name else "")
-
-    @staticmethod
-    def secret(ns: str, name: str) -> str:
-        return f"/api/v1/namespaces/{ns}/secrets/{name}"
-
-    @staticmethod
-    def webhook_config(kind: str, name: str) -> str:
-        plural = {"mutating": "mutatingwebhookconfigurations",
-                  "validating": "validatingwebhookconfigurations"}[kind]
-        return f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}"
-
-    def ca_bundles(self) -> dict[str, str]:
-        """caBundle (decoded PEM) of every webhook in both configurations, keyed by webhook name."""
-        out = {}
-        for kind, name in (("mutating", MUTATING), ("validating", VALIDATING)):
-            obj = self.ok("GET", self.webhook_config(kind, name))
-            for hook in obj.get("webhooks", []):
-                b = hook.get("clientConfig", {}).get("caBundle", "")
-                out[hook["name"]] = base64.b64decode(b).decode() if b else ""
-        return out
-
-    def secret_data(self, ns: str, name: str) -> dict[str, str] | None:
-        obj = self.get_or_none(self.secret(ns, name))
-        if obj is None:
-            return None
-        return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
-
-    def apiserver_metrics(self) -> "Metrics":
-        r = self.request("GET", "/metrics", timeout=30)
-        r.raise_for_status()
-        return Metrics.parse(r.text)
-
-    def ensure_namespace(self, ns: str):
-        r = self.request("POST", "/api/v1/namespaces",
-                         body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        if r.status_code not in (201, 409):
-            raise AssertionError(f"creating namespace {ns}: HTTP {r.status_code}: {r.text[:300]}")
-
-    def strip_finalizers(self, ns: str, plural: str):
-        items = self.ok("GET", self.lh(ns, plural)).get("items", [])
-        for it in items:
-            if it["metadata"].get("finalizers"):
-                self.request("PATCH", self.lh(ns, plural, it["metadata"]["name"]),
-                             body={"metadata": {"finalizers": None}},
-                             content_type="application/merge-patch+json")
-
-
-# --------------------------------------------------------------------------------------------
-# Prometheus text format
-
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass
-class Metrics:
-    samples: list[tuple[str, dict, float]] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, text: str) -> "Metrics":
-        m = cls()
-        for line in text.splitlines():
-            if not line or line.startswith("#"):
-                continue
-            match = _SAMPLE.match(line)
-            if not match:
-                continue
-            labels = {k: v.encode().decode("unicode_escape") for k, v in _LABEL.findall(match.group(3) or "")}
-            try:
-                value = float(match.group(4))
-            except ValueError:
-                continue
-            m.samples.append((match.group(1), labels, value))
-        return m
-
-    def select(self, metric: str, /, **want) -> list[tuple[dict, float]]:
-        return [(l, v) for n, l, v in self.samples
-                if n == metric and all(l.get(k) == str(w) for k, w in want.items())]
-
-    def sum(self, metric: str, /, **want) -> float:
-        return sum(v for _, v in self.select(metric, **want))
-
-    def names(self) -> set[str]:
-        return {n for n, _, _ in self.samples}
-
-
 def scrape(url: str) -> str:
-    r = requests.get(url, timeout=10, proxies={"http": None, "https": None})
-    r.raise_for_status()
-    return r.text
+    return scrape_text(url)
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,109 +117,27 @@ def served_certificate(port: int, ca_pem: str | None = None, timeout: float = 5)
 # processes
 
 
-class Process:
-    """A child process with its output in a log file; stop() sends TERM, then KILL."""
-
-    def __init__(self, name: str, argv: list[str], log_path: str, env: dict | None = None):
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-
-    def start(self):
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)
-        log.close()
-        piddir = os.path.join(os.environ.get("OPS_STATE_DIR", ""), "pids")
-        if os.environ.get("OPS_STATE_DIR") and os.path.isdir(piddir):
-            with open(os.path.join(piddir, f"{self.name}.pid"), "w") as f:
-                f.write(f"{self.proc.pid} {os.path.basename(self.argv[0])}\n")
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 15) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def log_problems(self) -> dict[str, int]:
-        """Counts of the warn/error messages in a JSON-lines log."""
-        out: dict[str, int] = {}
-        for line in self.log_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("level") in ("warn", "error"):
-                key = f"{entry['level']}: {entry.get('msg', '')}"
-                out[key] = out.get(key, 0) + 1
-        return out
-
-    def log_text(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+def _record_pid(p: Process):
+    """Records the pid under $OPS_STATE_DIR/pids, so the runner stops leftovers."""
+    piddir = os.path.join(os.environ.get("OPS_STATE_DIR", ""), "pids")
+    if os.environ.get("OPS_STATE_DIR") and os.path.isdir(piddir):
+        with open(os.path.join(piddir, f"{p.name}.pid"), "w") as f:
+            f.write(f"{p.proc.pid} {os.path.basename(p.argv[0])}\n")
 
 
-class BackupGuard(Process):
+class BackupGuard(_BackupGuard):
+    """`backup-guard serve` with the given arguments; /readyz is checked unverified."""
+
     def __init__(self, binary: str, name: str, log_dir: str, args: list[str]):
-        self.port, self.metrics_port = free_ports(2)
-        argv = [binary, "serve", "--listen", f"127.0.0.1:{self.port}",
-                "--metrics-listen", f"127.0.0.1:{self.metrics_port}"] + args
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        super().__init__(name, argv, os.path.join(log_dir, f"{name}.log"), env)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        super().__init__(binary, name, os.path.join(log_dir, f"{name}.log"), args,
+                         env=without_proxy(), new_session=True, on_start=_record_pid)
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-    def ready(self) -> bool:
-        if not self.running():
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-        try:
-            r = requests.get(self.url + "/readyz", verify=False, timeout=2,
-                             proxies={"http": None, "https": None})
-            return r.status_code == 200
-        except requests.RequestException:
-            return False
+        return self.metrics_base + "/metrics"
 
     def wait_ready(self, timeout: float = 40):
-        try:
-            wait_until(f"{self.name} /readyz", self.ready, timeout, 0.25)
-        except AssertionError as e:
-            raise AssertionError(f"{e}\nlast log lines of {self.name}:\n{self.log_tail()}") from None
-
-    def metrics(self) -> Metrics:
-        return Metrics.parse(scrape(self.metrics_url))
+        super().wait_ready(timeout, 0.25)
 
 
 class Prometheus(Process):
@@ -406,7 +160,7 @@ class Prometheus(Process):
             "prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
             "--log.level=warn"], os.path.join(workdir, f"{name}.log"),
-            {k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
+            env=without_proxy(), new_session=True, on_start=_record_pid)
 
     def api(self, path: str, **params) -> dict:
         r = requests.get(f"http://127.0.0.1:{self.port}/api/v1/{path}", params=params, timeout=10,
@@ -427,6 +181,19 @@ class Prometheus(Process):
                                 proxies={"http": None, "https": None}).status_code == 200
         except requests.RequestException:
             return False
+
+
+def drop_namespace(kube: Kube, kubeconfig: str, register_sh: str, ns: str):
+    """Nothing may depend on a stopped server: the webhooks go first, then the finalizers of the
+    kinds the load made (best effort; the control plane is torn down anyway), then the namespace."""
+    subprocess.run([register_sh, "--kubeconfig", kubeconfig, "--delete-webhooks"],
+                   capture_output=True, text=True)
+    for plural in ("systembackups", "backups"):
+        try:
+            kube.strip_finalizers(ns, plural)
+        except Exception:  # noqa: BLE001
+            pass
+    kube.delete_namespace(ns)
 
 
 def register_webhooks(register_sh: str, kubeconfig: str, url: str, ca_file: str,

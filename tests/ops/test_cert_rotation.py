@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 
 import pytest
@@ -22,6 +21,7 @@ from apicheck import assert_healthy, webhook_health
 from opslib import (MUTATOR_NAME, VALIDATOR_NAME, AdmissionLoad, BackupGuard, cert_not_after,
                     pem_certificates, pem_fingerprint, register_webhooks, served_certificate,
                     wait_until)
+from bgtest.procs import Loop  # noqa: E402 - tests/ is on sys.path after opslib
 
 NAMESPACE = "longhorn-system"
 SECRET = "ops-rotation-tls"
@@ -64,14 +64,14 @@ def signer_of(leaf_pem: str, ca_pems: list[str], work_dir: str) -> str:
     return ""
 
 
-class Observer:
+class Observer(Loop):
     """Samples the Secret, the caBundles and the served certificates until stopped."""
 
     def __init__(self, kube, replicas, interval=0.3):
+        super().__init__()
         self.kube = kube
         self.replicas = replicas
         self.interval = interval
-        self.stop_event = threading.Event()
         self.samples = 0
         self.secret_leafs = []      # (t, fingerprint, pem, ca bundle pem at that time)
         self.secret_ca_counts = []  # ca.crt certificate count per sample
@@ -84,10 +84,8 @@ class Observer:
         self.served = {r.name: [] for r in replicas}  # fingerprints per sample
         self.handshakes = 0
         self.verify_failures = []
-        self.errors = []
-        self.thread = threading.Thread(target=self.run, name="observer", daemon=True)
 
-    def sample(self):
+    def step(self):
         secret = self.kube.secret_data(NAMESPACE, SECRET) or {}
         tls, ca = secret.get("tls.crt", ""), secret.get("ca.crt", "")
         fp = pem_fingerprint(tls)
@@ -115,21 +113,8 @@ class Observer:
             self.served[r.name].append(served.fingerprint)
         self.samples += 1
 
-    def run(self):
-        while not self.stop_event.is_set():
-            try:
-                self.sample()
-            except Exception as e:  # noqa: BLE001 - reported by the test
-                self.errors.append(f"{time.monotonic():.1f}: {type(e).__name__}: {e}")
-            self.stop_event.wait(self.interval)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        self.thread.join(30)
+    def error_text(self, e: Exception) -> str:
+        return f"{time.monotonic():.1f}: {type(e).__name__}: {e}"
 
 
 @pytest.fixture(scope="module")

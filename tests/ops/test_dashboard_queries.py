@@ -25,15 +25,14 @@ import json
 import math
 import os
 import re
-import subprocess
-import threading
 import time
 
 import pytest
 import yaml
 
 from opslib import (VALIDATOR_NAME, AdmissionLoad, BackupGuard, Kube, KubeletDir, OpensslCa,
-                    Prometheus, register_webhooks, wait_until)
+                    Prometheus, drop_namespace, register_webhooks, wait_until)
+from bgtest.procs import Loop  # noqa: E402 - tests/ is on sys.path after opslib
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CHART = os.path.join(ROOT, "charts", "backup-guard")
@@ -112,44 +111,32 @@ RULE_STANDINS = {
 
 # ---- the bench ------------------------------------------------------------------------------------
 
-class ReleaseLoad:
+class ReleaseLoad(Loop):
     """Creates and deletes, about once a second, a Backup that never uploaded (no status) and
-    carries the longhorn.io finalizer: the processor must release each one (never-uploaded rule)."""
+    carries the longhorn.io finalizer: the processor must release each one (never-uploaded rule).
+    A failed request is kept in `errors`."""
 
     def __init__(self, kube: Kube, ns: str):
+        super().__init__()
         self.kube, self.ns = kube, ns
-        self.stop_event = threading.Event()
         self.created: list[str] = []
-        self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._run, name="release-load", daemon=True)
+        self.n = 0
 
-    def _run(self):
-        n = 0
-        while not self.stop_event.is_set():
-            name = f"dash-release-{n}"
-            n += 1
-            r = self.kube.request("POST", self.kube.lh(self.ns, "backups"),
-                                  body={"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
-                                        "metadata": {"name": name, "finalizers": ["longhorn.io"],
-                                                     "labels": {"backup-volume": "dash-vol"}},
-                                        "spec": {"snapshotName": "snap"}})
-            if r.status_code != 201:
-                self.errors.append(f"create {name}: {r.status_code} {r.text[:200]}")
-            else:
-                self.created.append(name)
-                d = self.kube.request("DELETE", self.kube.lh(self.ns, "backups", name))
-                if d.status_code not in (200, 202):
-                    self.errors.append(f"delete {name}: {d.status_code} {d.text[:200]}")
-            self.stop_event.wait(1.0)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        if self.thread.ident is not None:
-            self.thread.join(30)
+    def step(self):
+        name = f"dash-release-{self.n}"
+        self.n += 1
+        r = self.kube.request("POST", self.kube.lh(self.ns, "backups"),
+                              body={"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
+                                    "metadata": {"name": name, "finalizers": ["longhorn.io"],
+                                                 "labels": {"backup-volume": "dash-vol"}},
+                                    "spec": {"snapshotName": "snap"}})
+        if r.status_code != 201:
+            self.errors.append(f"create {name}: {r.status_code} {r.text[:200]}")
+        else:
+            self.created.append(name)
+            d = self.kube.request("DELETE", self.kube.lh(self.ns, "backups", name))
+            if d.status_code not in (200, 202):
+                self.errors.append(f"delete {name}: {d.status_code} {d.text[:200]}")
 
 
 class Bench:
@@ -245,14 +232,7 @@ def bench(binary, kube, kubeconfig, register_sh, state_dir, figures):
         releases.stop()
         figures["dashboard_load"] = {**load.summary(), "release_backups": len(releases.created)}
         # Nothing may depend on a stopped server: webhooks first, then finalizers, then the namespace.
-        subprocess.run([register_sh, "--kubeconfig", kubeconfig, "--delete-webhooks"],
-                       capture_output=True, text=True)
-        for plural in ("systembackups", "backups"):
-            try:
-                kube.strip_finalizers(NS, plural)
-            except Exception:  # noqa: BLE001 - best effort; the control plane is torn down anyway
-                pass
-        kube.request("DELETE", f"/api/v1/namespaces/{NS}")
+        drop_namespace(kube, kubeconfig, register_sh, NS)
         prom.stop()
         rc = server.stop()
         assert rc in (0, None), f"backup-guard exited with {rc} on SIGTERM:\n{server.log_tail(15)}"

@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import subprocess
-import threading
 import time
 
 import pytest
@@ -35,6 +34,7 @@ import yaml
 from apicheck import assert_healthy, webhook_health
 from opslib import (MUTATOR_NAME, VALIDATOR_NAME, AdmissionLoad, BackupGuard, pem_certificates,
                     pem_fingerprint, register_webhooks, served_certificate, wait_until)
+from bgtest.procs import Loop  # noqa: E402 - tests/ is on sys.path after opslib
 
 NAMESPACE = "longhorn-system"
 HELD_PAST_STEP = 8  # seconds the fault is held after a time-only rotation would have moved on
@@ -198,18 +198,18 @@ class Identity:
 
 # ---- what happened, sampled every 0.3 s -------------------------------------------------------
 
-class Timeline:
+class Timeline(Loop):
+    interval = 0.3
+
     def __init__(self, kube, secret: str, replicas):
+        super().__init__()
         self.kube, self.secret, self.replicas = kube, secret, replicas
         self.samples = []  # dicts: t, cas (in ca.crt), leaf (fp), bundles {hook: fps}, served
         self.routes = {MUTATOR_NAME: replicas[0], VALIDATOR_NAME: replicas[-1]}
         self.handshakes = 0
         self.unverified = []  # fresh handshakes the API server could not have verified
-        self.errors = []
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="timeline", daemon=True)
 
-    def sample(self):
+    def step(self):
         data = self.kube.secret_data(NAMESPACE, self.secret) or {}
         bundles = self.kube.ca_bundles()
         s = {"t": time.monotonic(),
@@ -228,22 +228,6 @@ class Timeline:
                 if not served.verified:
                     self.unverified.append(f"{hook} -> {replica.name}: {served.error}")
         self.samples.append(s)
-
-    def run(self):
-        while not self.stop_event.is_set():
-            try:
-                self.sample()
-            except Exception as e:  # noqa: BLE001 - reported by the test
-                self.errors.append(f"{type(e).__name__}: {e}")
-            self.stop_event.wait(0.3)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        self.thread.join(30)
 
     def last(self) -> dict:
         return self.samples[-1] if self.samples else {}
