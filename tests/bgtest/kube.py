@@ -190,3 +190,29 @@ class Kube:
         except Exception as e:  # noqa: BLE001
             problems.append(f"namespace {ns}: {e!r}")
         return problems
+
+
+def kubeconfig_from_env(var: str, runner: str) -> str:
+    """The admin kubeconfig a suite's runner passes in $var; fails the session without one."""
+    import os
+
+    import pytest
+
+    kc = os.environ.get(var, "")
+    if not kc or not os.path.isfile(kc):
+        pytest.fail(f"{var} is not set to a kubeconfig file: run {runner}, which starts the "
+                    "control plane", pytrace=False)
+    return kc
+
+
+def reachable(kube: Kube, timeout: float = 30) -> Kube:
+    """kube, once the API server answers /readyz; fails the session otherwise."""
+    import pytest
+
+    from bgtest.wait import wait_until
+
+    try:
+        wait_until(kube.ready, timeout, 0.5, "the API server /readyz")
+    except AssertionError as e:
+        pytest.fail(f"control plane not reachable: {e}", pytrace=False)
+    return kube

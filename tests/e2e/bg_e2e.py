@@ -132,6 +132,18 @@ class Longhorn:
         return self.api.delete_namespaced_custom_object(
             GROUP, VERSION, namespace or self.namespace, PLURALS[kind], name, **kw)
 
+    def delete_any(self, kind: str, name: str):
+        """Deletes the object (gone already is fine); a BackupTarget is first annotated so that
+        the validating webhook lets it go."""
+        try:
+            if kind == "BackupTarget":
+                self.patch(kind, name, {"metadata": {"annotations": {
+                    DELETE_TARGET_ANNOTATION: "true"}}})
+            self.delete(kind, name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
     def remove_finalizers(self, kind: str, name: str, namespace: str | None = None):
         try:
             self.api.patch_namespaced_custom_object(
@@ -399,14 +411,7 @@ class NamespacedLonghorn(Longhorn):
         for kind in order:
             for obj in self.list(kind):
                 name = obj["metadata"]["name"]
-                try:
-                    if kind == "BackupTarget":
-                        self.patch(kind, name, {"metadata": {"annotations": {
-                            DELETE_TARGET_ANNOTATION: "true"}}})
-                    self.delete(kind, name)
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
+                self.delete_any(kind, name)
                 self.strip_finalizers(kind, name)
         for kind in order:
             wait_until(lambda k=kind: not self.list(k), timeout=timeout,

@@ -162,10 +162,7 @@ def cleanup_namespace(custom: client.CustomObjectsApi, core: client.CoreV1Api, n
         for obj in items:
             name = obj["metadata"]["name"]
             try:
-                if kind == "BackupTarget":
-                    lh.patch(kind, name, {"metadata": {"annotations": {
-                        DELETE_TARGET_ANNOTATION: "true"}}})
-                lh.delete_quietly(kind, name)
+                lh.delete_any(kind, name)
                 lh.remove_finalizers(kind, name)
             except ApiException as e:
                 problems.append(f"{kind} {name}: {e.status} {e.reason}")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from faultlib import ROOT, BackupGuard, ControlPlane, Kube, PidBook, log, wait_until
+from bgtest.kube import kubeconfig_from_env, reachable  # noqa: E402
 from bgtest.figures import report as figures_report  # noqa: E402 - on sys.path after faultlib
 
 
@@ -73,22 +74,12 @@ def cert_dir(binary, state_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
-    kc = os.environ.get("FAULTS_KUBECONFIG", "")
-    if not kc or not os.path.isfile(kc):
-        pytest.fail("FAULTS_KUBECONFIG is not set to a kubeconfig file: run "
-                    "tests/faults/run-fault-tests.sh, which starts the control plane",
-                    pytrace=False)
-    return kc
+    return kubeconfig_from_env("FAULTS_KUBECONFIG", "tests/faults/run-fault-tests.sh")
 
 
 @pytest.fixture(scope="session")
 def kube(kubeconfig) -> Kube:
-    k = Kube(kubeconfig)
-    try:
-        wait_until("the API server /readyz", k.ready, 30, 0.5)
-    except AssertionError as e:
-        pytest.fail(f"control plane not reachable: {e}", pytrace=False)
-    return k
+    return reachable(Kube(kubeconfig))
 
 
 @pytest.fixture(scope="session")

@@ -1,45 +1,26 @@
 """Starts the real backup-guard binary on free loopback ports with generated certificates."""
 import os
-import socket
-import subprocess
-import time
+import sys
+from pathlib import Path
 
 import pytest
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bgtest.ports import free_port  # noqa: E402,F401 - used by the tests
+from bgtest.server import BackupGuard, generate_certs, serve_args  # noqa: E402
 
 
 class Server:
     def __init__(self, binary, workdir):
-        self.certs = os.path.join(workdir, "certs")
-        subprocess.run([binary, "certs", "generate", "--out", self.certs, "--dns", "localhost",
-                        "--ip", "127.0.0.1"], check=True, capture_output=True)
-        self.port = free_port()
-        self.metrics_port = free_port()
-        self.log = open(os.path.join(workdir, "server.log"), "w")
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--listen", f"127.0.0.1:{self.port}",
-             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-             "--tls-cert-file", os.path.join(self.certs, "tls.crt"),
-             "--tls-key-file", os.path.join(self.certs, "tls.key")],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        self.base = f"https://localhost:{self.port}"
+        self.certs = str(generate_certs(binary, Path(workdir) / "certs"))
         self.ca = os.path.join(self.certs, "ca.crt")
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            assert self.proc.poll() is None, "backup-guard exited during start-up"
-            try:
-                if requests.get(self.base + "/readyz", verify=self.ca, timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("backup-guard did not become ready within 20 s")
+        self.bg = BackupGuard(binary, "backup-guard", os.path.join(workdir, "server.log"),
+                              serve_args(self.certs), ca_file=self.ca).start()
+        self.port, self.metrics_port = self.bg.port, self.bg.metrics_port
+        self.base = f"https://localhost:{self.port}"
+        self.bg.wait_ready(20, 0.1)
 
     def post(self, path, body, content_type="application/json"):
         data = body if isinstance(body, (bytes, str)) else __import__("json").dumps(body)
@@ -47,11 +28,7 @@ class Server:
                              headers={"Content-Type": content_type})
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            self.log.close()
+        return self.bg.stop(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import tempfile
 
 import pytest
 
-from opslib import Kube, drop_namespace, wait_until
+from opslib import Kube, default_target, drop_namespace
+from bgtest.kube import kubeconfig_from_env, reachable  # noqa: E402
 from bgtest.figures import report as figures_report  # noqa: E402 - on sys.path after opslib
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -38,21 +39,12 @@ def figures(pytestconfig):
 
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
-    kc = os.environ.get("OPS_KUBECONFIG", "")
-    if not kc or not os.path.isfile(kc):
-        pytest.fail("OPS_KUBECONFIG is not set to a kubeconfig file: run tests/ops/run-ops-tests.sh, "
-                    "which starts the control plane", pytrace=False)
-    return kc
+    return kubeconfig_from_env("OPS_KUBECONFIG", "tests/ops/run-ops-tests.sh")
 
 
 @pytest.fixture(scope="session")
 def kube(kubeconfig) -> Kube:
-    k = Kube(kubeconfig)
-    try:
-        wait_until("the API server /readyz", k.ready, 30, 0.5)
-    except AssertionError as e:
-        pytest.fail(f"control plane not reachable: {e}", pytrace=False)
-    return k
+    return reachable(Kube(kubeconfig))
 
 
 @pytest.fixture(scope="session")
@@ -88,13 +80,7 @@ def load_namespace(kube, kubeconfig, register_sh):
     Afterwards the webhooks are removed first, so that clean-up never depends on a server."""
     ns = LOAD_NAMESPACE
     # CRDs come from `controlplane.sh up --crds`; make sure they are there and the namespace too.
-    kube.ensure_namespace(ns)
     kube.ensure_namespace("longhorn-system")
-    r = kube.request("POST", kube.lh(ns, "backuptargets"),
-                     body={"apiVersion": "longhorn.io/v1beta2", "kind": "BackupTarget",
-                           "metadata": {"name": "default"},
-                           "spec": {"backupTargetURL": "s3://ops-bucket@us-east-1/",
-                                    "credentialSecret": "", "pollInterval": "300s"}})
-    assert r.status_code in (201, 409), r.text
+    default_target(kube, ns, "s3://ops-bucket@us-east-1/")
     yield ns
     drop_namespace(kube, kubeconfig, register_sh, ns)

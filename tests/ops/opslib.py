@@ -183,6 +183,18 @@ class Prometheus(Process):
             return False
 
 
+def default_target(kube: Kube, ns: str, url: str) -> None:
+    """The namespace (made when missing) with a `default` BackupTarget of that URL (kept when
+    there is one)."""
+    kube.ensure_namespace(ns)
+    r = kube.request("POST", kube.lh(ns, "backuptargets"),
+                     body={"apiVersion": "longhorn.io/v1beta2", "kind": "BackupTarget",
+                           "metadata": {"name": "default"},
+                           "spec": {"backupTargetURL": url, "credentialSecret": "",
+                                    "pollInterval": "300s"}})
+    assert r.status_code in (201, 409), r.text
+
+
 def drop_namespace(kube: Kube, kubeconfig: str, register_sh: str, ns: str):
     """Nothing may depend on a stopped server: the webhooks go first, then the finalizers of the
     kinds the load made (best effort; the control plane is torn down anyway), then the namespace."""

@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from opslib import (VALIDATOR_NAME, AdmissionLoad, BackupGuard, Kube, KubeletDir, OpensslCa,
-                    Prometheus, drop_namespace, register_webhooks, wait_until)
+                    Prometheus, default_target, drop_namespace, register_webhooks, wait_until)
 from bgtest.procs import Loop  # noqa: E402 - tests/ is on sys.path after opslib
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -153,13 +153,7 @@ class Bench:
 
 
 def make_target_available(kube: Kube, ns: str):
-    kube.ensure_namespace(ns)
-    r = kube.request("POST", kube.lh(ns, "backuptargets"),
-                     body={"apiVersion": "longhorn.io/v1beta2", "kind": "BackupTarget",
-                           "metadata": {"name": "default"},
-                           "spec": {"backupTargetURL": "s3://dash-bucket@us-east-1/",
-                                    "credentialSecret": "", "pollInterval": "300s"}})
-    assert r.status_code in (201, 409), r.text
+    default_target(kube, ns, "s3://dash-bucket@us-east-1/")
     kube.ok("PATCH", kube.lh(ns, "backuptargets", "default") + "/status",
             body={"status": {"available": True}}, content_type=MERGE)
 
