@@ -5,12 +5,17 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bgtest.ports import free_port  # noqa: E402,F401 - used by the tests
+from bgtest.wait import wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDER = ROOT / "tools" / "image" / "build_image.py"
@@ -83,23 +88,19 @@ def crane():
     return run
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for_port(port, proc, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Waits until something listens on 127.0.0.1:port; fails at once when proc exits."""
+    def listening():
         if proc.poll() is not None:
-            raise AssertionError(f"process exited with {proc.returncode} before listening")
+            return "exited"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                return True
         except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+            return False
+
+    if wait_until(listening, timeout, 0.1, f"something to listen on 127.0.0.1:{port}") == "exited":
+        raise AssertionError(f"process exited with {proc.returncode} before listening")
 
 
 @pytest.fixture(scope="session")
