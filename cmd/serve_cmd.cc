@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
-#include <memory>
 #include <thread>
 #include <vector>
 
@@ -266,8 +266,8 @@ Status ConnectToCluster(const Flags& flags, const ServeSettings& settings,
     ho.unready_after = settings.Millis("api-unready-after");
     ho.probe_interval = settings.Millis("api-probe-interval");
     out->api_health = std::make_shared<kube::ApiHealth>(ho, out->api_health_metrics.get());
-    c.transport = std::make_shared<kube::HealthRecordingTransport>(out->raw_transport,
-                                                                   out->api_health);
+    c.transport =
+        std::make_shared<kube::HealthRecordingTransport>(out->raw_transport, out->api_health);
     kube::KubeLookupOptions lo;
     lo.cache_ttl = settings.Millis("lookup-cache-ttl");
     c.lookup = std::make_unique<kube::KubeLookup>(c.transport, lo);
@@ -396,8 +396,8 @@ void StartProcessorAndElection(const Flags& flags, const ServeSettings& settings
     copts.workers = settings.workers;
     copts.resync = settings.Seconds("resync-period");
     copts.release_grace = settings.Seconds("release-grace");
-    bg.controller = std::make_unique<processor::Controller>(*cluster.api, copts,
-                                                            &processor_metrics, is_leader);
+    bg.controller =
+        std::make_unique<processor::Controller>(*cluster.api, copts, &processor_metrics, is_leader);
     bg.controller->Start();
     if (!settings.leader_elect) processor_metrics.SetLeader(true);
   }

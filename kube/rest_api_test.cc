@@ -193,8 +193,9 @@ TEST_F(RestKubeApiTest, AnswersSetTheServerClockFromTheirDateHeader) {
   options_.server_clock = &server_clock;
   std::atomic<int> calls{0};
   transport_->SetHandler([&calls](const Recorded&) {
-    return ++calls == 1 ? HttpResponse{200, R"({"kind":"Backup"})", "", "Thu, 01 Jan 2026 00:00:10 GMT"}
-                        : HttpResponse{404, "{}", "", "Thu, 01 Jan 2026 00:00:20 GMT"};
+    return ++calls == 1
+               ? HttpResponse{200, R"({"kind":"Backup"})", "", "Thu, 01 Jan 2026 00:00:10 GMT"}
+               : HttpResponse{404, "{}", "", "Thu, 01 Jan 2026 00:00:20 GMT"};
   });
   EXPECT_EQ(server_clock.Now(), std::nullopt);
   ASSERT_TRUE(api().Get(kBackups, kNs, "b-1").ok());

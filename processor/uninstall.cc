@@ -1428,8 +1428,8 @@ class Uninstaller {
   kube::KubeApi& api_;
   const UninstallOptions& options_;
   mutable DeletionClock deletions_;  // Context() without the server's clock
-  LineSyncBuf out_buf_;  // before out_, which writes through it
-  std::ostream out_;     // whole lines, from the uninstall's thread and the progress thread
+  LineSyncBuf out_buf_;              // before out_, which writes through it
+  std::ostream out_;  // whole lines, from the uninstall's thread and the progress thread
   std::ostream& err_;
   std::atomic<size_t> releases_{0};  // finalizers this run removed
   Executor executor_;
