@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "kube/kubeconfig.h"
 #include "kube/rest_api.h"
+#include "kube/server_clock.h"
 #include "kube/transport.h"
 #include "processor/uninstall.h"
 #include "processor/uninstall_events.h"
@@ -162,6 +163,11 @@ int Uninstall(int argc, char** argv) {
   // Not inside an admission request: 429s (honouring Retry-After), 5xx and timeouts are retried
   // with backoff where a replay is safe, before the uninstall's own pass-by-pass retry.
   api_options.retry = kube::CommandRetry();
+  // The grace is measured on the API server's clock (the Date of its answers), not this
+  // machine's, which may be ahead of the one that wrote the deletionTimestamps.
+  kube::ServerClock server_clock;
+  api_options.server_clock = &server_clock;
+  options.server_now = [&server_clock] { return server_clock.Now(); };
   std::shared_ptr<kube::ApiTransport> shared_transport(std::move(transport).value());
   kube::RestKubeApi api(shared_transport, api_options);
   // --dry-run=server: the same connections, every write marked dryRun=All.

@@ -342,6 +342,9 @@ Result<HttpResponse> RestKubeApi::Exchange(std::string_view method, const std::s
       target += "timeout=" + std::to_string(left_ms) + "ms";
     }
     Result<HttpResponse> response = transport_->Request(method, target, body, content_type);
+    if (options_.server_clock != nullptr && response.ok()) {
+      options_.server_clock->Observe(response->date);
+    }
     const std::optional<std::chrono::milliseconds> wait = RetryDelay(method, response, attempt);
     if (!wait) return response;
     log::Info("retrying a Kubernetes API request",

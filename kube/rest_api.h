@@ -43,6 +43,7 @@
 #include "kube/api.h"
 #include "kube/clock.h"
 #include "kube/rate_limiter.h"
+#include "kube/server_clock.h"
 #include "kube/transport.h"
 
 namespace bg::kube {
@@ -85,6 +86,9 @@ struct RestKubeApiOptions {
   // validation and every admission webhook, answers as it would, and persists nothing
   // (`uninstall --dry-run=server`). Reads are unaffected.
   bool dry_run_all = false;
+  // When set, the Date header of every answer (retries included; watches excepted) is recorded
+  // in it, so that the caller can read ages on the API server's clock. Must outlive the client.
+  ServerClock* server_clock = nullptr;
 };
 
 // The retry policy of a command that is not inside an admission request (`uninstall`): 6 attempts

@@ -184,6 +184,26 @@ class RestKubeApiTest : public ::testing::Test {
   std::atomic<bool> stop_{false};
 };
 
+// ---- the API server's clock ----
+
+// Every answer's Date header, retried exchanges included, is recorded in the server clock.
+TEST_F(RestKubeApiTest, AnswersSetTheServerClockFromTheirDateHeader) {
+  ManualClock mono;
+  ServerClock server_clock(&mono);
+  options_.server_clock = &server_clock;
+  std::atomic<int> calls{0};
+  transport_->SetHandler([&calls](const Recorded&) {
+    return ++calls == 1
+               ? HttpResponse{200, R"({"kind":"Backup"})", "", "Thu, 01 Jan 2026 00:00:10 GMT"}
+               : HttpResponse{404, "{}", "", "Thu, 01 Jan 2026 00:00:20 GMT"};
+  });
+  EXPECT_EQ(server_clock.Now(), std::nullopt);
+  ASSERT_TRUE(api().Get(kBackups, kNs, "b-1").ok());
+  EXPECT_EQ(server_clock.Now(), ParseHttpDate("Thu, 01 Jan 2026 00:00:10 GMT"));
+  EXPECT_FALSE(api().Get(kBackups, kNs, "b-2").ok());  // an error answer has a Date too
+  EXPECT_EQ(server_clock.Now(), ParseHttpDate("Thu, 01 Jan 2026 00:00:20 GMT"));
+}
+
 // ---- paths ----
 
 TEST(ResourcePathTest, CoreGroupIsUnderApiV1) {

@@ -427,8 +427,8 @@ Result<HttpResponse> HttpsTransport::Send(std::string_view method,
     }
     return ExchangeError(what, *client, res.error());
   }
-  HttpResponse response{res->status, std::move(response_body),
-                        res->get_header_value("Retry-After")};
+  HttpResponse response{res->status, std::move(response_body), res->get_header_value("Retry-After"),
+                        res->get_header_value("Date")};
   Release(std::move(client));
   return response;
 }

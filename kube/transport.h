@@ -30,13 +30,18 @@ namespace bg::kube {
 
 struct HttpResponse {
   HttpResponse() = default;
-  HttpResponse(int status, std::string body, std::string retry_after = "")
-      : status(status), body(std::move(body)), retry_after(std::move(retry_after)) {}
+  HttpResponse(int status, std::string body, std::string retry_after = "", std::string date = "")
+      : status(status),
+        body(std::move(body)),
+        retry_after(std::move(retry_after)),
+        date(std::move(date)) {}
 
   int status = 0;
   std::string body;
   // The Retry-After header as sent (an API server answering 429 or 503 says when to come back).
   std::string retry_after;
+  // The Date header as sent: the API server's clock when it answered (kube/server_clock.h).
+  std::string date;
 };
 
 class ApiTransport {

@@ -81,6 +81,10 @@ class EchoServer {
       res.status = 503;
       res.set_content(R"({"kind":"Status","message":"overloaded"})", "application/json");
     });
+    server_->Get("/dated", [](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Date", "Thu, 01 Jan 2026 00:00:10 GMT");
+      res.set_content("{}", "application/json");
+    });
     server_->Get("/big", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(std::string(100000, 'x'), "text/plain");
     });
@@ -202,6 +206,16 @@ TEST_F(HttpsTransportTest, ConnectsWithClientCertificateAndVerifiedServer) {
   EXPECT_EQ(echo["authorization"], "");
   // A second request reuses the pooled client.
   EXPECT_EQ(Echo(*transport)["client_cn"], "backup-guard-test");
+}
+
+// The Date header reaches the caller (kube/server_clock.h reads the API server's clock from it).
+TEST_F(HttpsTransportTest, TheAnswersDateHeaderIsPassedOn) {
+  EchoServer server(server_cert_, "");
+  auto transport = MustCreate(ConfigFor(server));
+  ASSERT_NE(transport, nullptr);
+  Result<HttpResponse> r = transport->Request("GET", "/dated", "", "");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->date, "Thu, 01 Jan 2026 00:00:10 GMT");
 }
 
 TEST_F(HttpsTransportTest, ServerRefusesAClientWithoutCertificate) {

@@ -20,6 +20,7 @@
 #include "common/longhorn.h"
 #include "kube/informer.h"
 #include "kube/rest_api.h"
+#include "processor/deletion_clock.h"
 #include "processor/executor.h"
 #include "processor/rules.h"
 
@@ -183,10 +184,11 @@ class Snapshot final : public kube::ResourceLookup {
   std::mutex index_mu_;
 };
 
-std::string NowTimestamp() {
-  const std::time_t now = std::time(nullptr);
+// `at` as a deletionTimestamp is written (RFC 3339, whole seconds, UTC).
+std::string Timestamp(std::chrono::system_clock::time_point at) {
+  const std::time_t t = std::chrono::system_clock::to_time_t(at);
   std::tm tm{};
-  gmtime_r(&now, &tm);
+  gmtime_r(&t, &tm);
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
@@ -803,7 +805,12 @@ class Uninstaller {
     RuleContext ctx;
     ctx.ns = options_.ns;
     ctx.uninstall_confirmed = true;
-    ctx.now = std::chrono::system_clock::now();
+    // Ages are read on the API server's clock, which wrote the deletionTimestamps; without it,
+    // on the local one bounded by the time since this run first saw each deletion, so that a
+    // local clock ahead of the server's cannot shorten the grace (issue 14, suspect 10).
+    const auto server_now = options_.server_now ? options_.server_now() : std::nullopt;
+    ctx.now = server_now.value_or(std::chrono::system_clock::now());
+    if (options_.server_now && !server_now) ctx.deletions = &deletions_;
     ctx.release_grace = options_.force ? std::chrono::seconds(0) : options_.release_grace;
     return ctx;
   }
@@ -1213,7 +1220,7 @@ class Uninstaller {
           why = "its finalizers are not longhorn.io: their owner must remove them";
         } else {
           if (simulate_deletion && !longhorn::IsBeingDeleted(obj)) {
-            obj["metadata"]["deletionTimestamp"] = NowTimestamp();  // deleting from now on
+            obj["metadata"]["deletionTimestamp"] = Timestamp(ctx.now);  // deleting from now on
           }
           const Plan plan = PlanFor(resource, obj, view, ctx);
           if (plan.release) {
@@ -1420,8 +1427,9 @@ class Uninstaller {
 
   kube::KubeApi& api_;
   const UninstallOptions& options_;
-  LineSyncBuf out_buf_;  // before out_, which writes through it
-  std::ostream out_;     // whole lines, from the uninstall's thread and the progress thread
+  mutable DeletionClock deletions_;  // Context() without the server's clock
+  LineSyncBuf out_buf_;              // before out_, which writes through it
+  std::ostream out_;  // whole lines, from the uninstall's thread and the progress thread
   std::ostream& err_;
   std::atomic<size_t> releases_{0};  // finalizers this run removed
   Executor executor_;

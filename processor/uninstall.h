@@ -35,6 +35,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -50,6 +51,13 @@ struct UninstallOptions {
   bool force = false;  // release held objects at once (grace 0)
   std::chrono::seconds timeout{600};
   std::chrono::seconds release_grace{90};
+  // The API server's clock now (kube::ServerClock over the client's answers), on which the grace
+  // is measured against deletionTimestamp, which that clock wrote. When it answers nothing (no
+  // Date seen yet): the local wall clock, bounded by the monotonic time since this run first saw
+  // each deletion (processor/deletion_clock.h), so that a local clock ahead of the API server's
+  // never shortens the grace (a restarted run then waits the grace again). Null: the local wall
+  // clock alone (unit tests whose fake API stamps every deletion long ago).
+  std::function<std::optional<std::chrono::system_clock::time_point>()> server_now;
   std::chrono::milliseconds poll_interval{1000};
   // Writes in flight at once (at least 1). The API client's rate limit applies on top.
   int workers = 32;

@@ -7,11 +7,13 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
 
 #include "common/longhorn.h"
+#include "kube/server_clock.h"
 #include "processor/rules.h"
 #include "tests/testing/fake_kube_api.h"
 
@@ -573,6 +575,52 @@ TEST_F(UninstallTest, EveryObjectCostsOneDeleteAndOneReleaseWithoutReReads) {
   EXPECT_EQ(recorder_.count("label"), 18);
   EXPECT_EQ(recorder_.count("patch"), 1) << "annotate and empty the target's URL";
   EXPECT_EQ(recorder_.gets_.load(), 1) << "the confirmation flag only: no conflict re-reads";
+}
+
+// Issue 14, suspect 10. The fake API stamps every deletion 2026-01-01T00:00:00Z, months behind this
+// machine's clock: a local clock far ahead of the API server's. The grace is read on the server's
+// clock (the Date of its answers), so the Volume is held until that clock is 90 s past the stamp.
+TEST_F(UninstallTest, TheGraceIsMeasuredOnTheApiServersClockNotTheLocalOne) {
+  SetFlag("true");
+  api_.Seed(R("volumes"), {{"metadata", Meta("vol-0")}});
+  kube::ManualClock mono;
+  kube::ServerClock server_clock(&mono);
+  server_clock.Observe("Thu, 01 Jan 2026 00:00:10 GMT");  // 10 s after the deletion stamp
+  UninstallOptions o;
+  o.release_grace = std::chrono::seconds(90);
+  o.timeout = std::chrono::seconds(1);
+  o.server_now = [&server_clock] { return server_clock.Now(); };
+
+  EXPECT_EQ(Run(o), 1) << "held at the timeout: " << out_.str() << err_.str();
+  auto vol = api_.Peek(R("volumes"), kNs, "vol-0");
+  ASSERT_TRUE(vol.has_value()) << "released 10 s into a 90 s grace (by the local clock)";
+  EXPECT_EQ((*vol)["metadata"].value("deletionTimestamp", ""), "2026-01-01T00:00:00Z");
+
+  mono.Advance(std::chrono::seconds(79));  // 89 s on the server's clock
+  EXPECT_EQ(Run(o), 1) << out_.str() << err_.str();
+  ASSERT_TRUE(api_.Peek(R("volumes"), kNs, "vol-0").has_value()) << "released at 89 s";
+
+  mono.Advance(std::chrono::seconds(1));  // 90 s
+  o.timeout = std::chrono::seconds(10);
+  EXPECT_EQ(Run(o), 0) << out_.str() << err_.str();
+  EXPECT_FALSE(api_.Peek(R("volumes"), kNs, "vol-0").has_value());
+}
+
+// While the server's clock is unknown (no answer had a Date), the grace counts from when this run
+// first saw the deletion, as the processor's does: the local clock, months ahead of the stamp,
+// cannot shorten it.
+TEST_F(UninstallTest, WithoutTheServersClockTheGraceCountsFromFirstSight) {
+  SetFlag("true");
+  api_.Seed(R("volumes"), {{"metadata", Meta("vol-0")}});
+  UninstallOptions o;
+  o.release_grace = std::chrono::seconds(1);
+  o.timeout = std::chrono::seconds(30);
+  o.server_now = [] { return std::optional<std::chrono::system_clock::time_point>(); };
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Run(o), 0) << out_.str() << err_.str();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1))
+      << "released before a 1 s grace had passed since the uninstall deleted it";
+  EXPECT_FALSE(api_.Peek(R("volumes"), kNs, "vol-0").has_value());
 }
 
 TEST_F(UninstallTest, NothingIsReleasedBeforeItsChildrenAreGone) {

@@ -13,6 +13,7 @@ if [ "${BG_BUILD_TESTS:-ON}" != OFF ]; then
     googletest libgtest-dev libgmock-dev
     clang-format clang-tidy
     curl openssl python3-venv
+    libfaketime
   )
 fi
 missing=()
