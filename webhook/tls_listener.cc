@@ -262,6 +262,7 @@ class TlsListener::Loop {
     while (!exit_.load()) {
       const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
                                static_cast<int>(kDeadlineScanInterval.count()));
+      TakeBackRearmed();
       for (int i = 0; i < n; ++i) {
         void* tag = events[i].data.ptr;
         if (tag == &wake_fd_) {
@@ -288,6 +289,7 @@ class TlsListener::Loop {
       }
       closed_.clear();  // no event of this round can name them any more
     }
+    TakeBackRearmed();
     HandleFinished();
     std::vector<Connection*> open;
     for (auto& [fd, connection] : connections_) open.push_back(connection.get());
@@ -442,8 +444,46 @@ class TlsListener::Loop {
     counters_->dispatched.fetch_add(1);
     workers_.Submit([this, c] {
       Serve(c);
-      Finished(c);
+      if (!RearmIdle(c)) Finished(c);
     });
+  }
+
+  // On the worker, after a kept-alive answer with nothing left to parse: the worker re-arms the
+  // connection for its next request itself, and the event thread takes it back (idle queue,
+  // deadline, body budget) at the start of its next round, which its next event starts anyway.
+  // This saves the event thread one wake-up per request, the hand-back that was the largest
+  // single cost of the keep-alive tail (bench/notes.md). False when the event thread must see
+  // the connection now: to close or linger, or to parse bytes already read.
+  bool RearmIdle(Connection* c) {
+    if (c->close_after || !c->in.empty() || c->parser.Started() || SSL_has_pending(c->ssl) == 1) {
+      return false;
+    }
+    {
+      // Under the lock, so that the event thread, which takes `rearmed_` after every
+      // epoll_wait, sees the connection before any event the arming below lets through.
+      std::lock_guard<std::mutex> lock(mu_);
+      rearmed_.push_back(c);
+      Arm(c, EPOLLIN);
+    }
+    counters_->dispatched.fetch_sub(1);  // the last touch: Stop() may now free everything
+    return true;
+  }
+
+  // On the event thread: connections their workers re-armed become idle here.
+  void TakeBackRearmed() {
+    std::vector<Connection*> rearmed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (rearmed_.empty()) return;
+      rearmed.swap(rearmed_);
+    }
+    const auto deadline = Clock::now() + options_.idle_timeout;
+    for (Connection* c : rearmed) {
+      ReleaseBody(c);  // the worker has dropped the request
+      if (c->in.capacity() > kKeepBufferCapacity) c->in.shrink_to_fit();
+      SetPhase(c, Phase::kIdle);
+      c->deadline = deadline;
+    }
   }
 
   // On a worker: runs the handler (or the error handler) and writes the answer.
@@ -672,6 +712,7 @@ class TlsListener::Loop {
   std::optional<Clock::time_point> accept_paused_until_;
   std::mutex mu_;
   std::vector<Connection*> finished_;
+  std::vector<Connection*> rearmed_;
   std::atomic<bool> stop_accepting_{false};
   std::atomic<bool> exit_{false};
   bool left_dispatched_ = false;
