@@ -479,7 +479,6 @@ class TlsListener::Loop {
     }
     const auto deadline = Clock::now() + options_.idle_timeout;
     for (Connection* c : rearmed) {
-      ReleaseBody(c);  // the worker has dropped the request
       if (c->in.capacity() > kKeepBufferCapacity) c->in.shrink_to_fit();
       SetPhase(c, Phase::kIdle);
       c->deadline = deadline;
@@ -514,6 +513,9 @@ class TlsListener::Loop {
       }
     }
     c->request = http1::Request();
+    // The body is gone: its share goes back before the answer, so that whatever the client sends
+    // once it has the answer finds the budget free again.
+    ReleaseBody(c);
     c->close_after = response.close;
     const std::string bytes = http1::Serialize(response);
     std::size_t written = 0;
@@ -550,7 +552,6 @@ class TlsListener::Loop {
     }
     for (Connection* c : finished) {
       counters_->dispatched.fetch_sub(1);
-      ReleaseBody(c);  // the worker has dropped the request
       c->error_status = 0;
       c->error_message.clear();
       if (c->close_after) {
@@ -675,22 +676,23 @@ class TlsListener::Loop {
   }
 
   // Charges what the current request has promised to the body budget; false when it does not fit.
+  // Only the event thread charges, so the check and the addition cannot be overtaken by another
+  // charge; a release by a worker in between only leaves more room.
   bool ChargeBody(Connection* c) {
     const std::size_t promised = c->parser.BodyBytesPromised();
     if (promised <= c->body_charge) return true;
     const std::size_t budget = options_.body_budget_bytes;
     const std::size_t limit = promised > kSmallBodyBytes ? budget - budget / 4 : budget;
     const std::size_t more = promised - c->body_charge;
-    if (body_bytes_ + more > limit) return false;
-    body_bytes_ += more;
+    if (counters_->body_bytes.load() + more > limit) return false;
+    counters_->body_bytes.fetch_add(more);
     c->body_charge = promised;
-    counters_->body_bytes.store(body_bytes_);
     return true;
   }
+  // On the event thread, or on the worker that holds the connection.
   void ReleaseBody(Connection* c) {
-    body_bytes_ -= c->body_charge;
+    counters_->body_bytes.fetch_sub(c->body_charge);
     c->body_charge = 0;
-    counters_->body_bytes.store(body_bytes_);
   }
 
   const TlsListenerOptions options_;
@@ -708,7 +710,6 @@ class TlsListener::Loop {
   std::vector<std::unique_ptr<Connection>> closed_;
   std::list<Connection*> idle_;
   std::list<Connection*> handshaking_;
-  std::size_t body_bytes_ = 0;  // charged to the body budget; the event thread's own count
   std::optional<Clock::time_point> accept_paused_until_;
   std::mutex mu_;
   std::vector<Connection*> finished_;
