@@ -450,7 +450,7 @@ class TlsListener::Loop {
 
   // On the worker, after a kept-alive answer with nothing left to parse: the worker re-arms the
   // connection for its next request itself, and the event thread takes it back (idle queue,
-  // deadline, body budget) at the start of its next round, which its next event starts anyway.
+  // deadline) at the start of its next round, which its next event starts anyway.
   // This saves the event thread one wake-up per request, the hand-back that was the largest
   // single cost of the keep-alive tail (bench/notes.md). False when the event thread must see
   // the connection now: to close or linger, or to parse bytes already read.
