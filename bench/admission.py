@@ -181,7 +181,13 @@ def check_equivalent(servers, certs):
             out[path] = entry
         results[s.name] = out
     names = [s.name for s in servers]
-    a, b = results[names[0]], results[names[1]]
+    problems = []
+    for other in names[1:]:
+        problems += compare_answers(results[names[0]], results[other])
+    return results, problems
+
+
+def compare_answers(a, b):
     problems = []
     for path in BODIES:
         for key in ("status", "allowed", "patched"):
@@ -189,7 +195,7 @@ def check_equivalent(servers, certs):
                 problems.append(f"{path}: {key} differs: {a[path].get(key)} vs {b[path].get(key)}")
         if bool(a[path]["warnings"]) != bool(b[path]["warnings"]):
             problems.append(f"{path}: warnings differ: {a[path]['warnings']} vs {b[path]['warnings']}")
-    return results, problems
+    return problems
 
 
 # --- vegeta ----------------------------------------------------------------------------------
@@ -210,10 +216,12 @@ def quantile(sorted_vals, q):
     return sorted_vals[i]
 
 
-def attack(vegeta, targets, certs, rate, duration, keepalive, workers, cpu, outfile, headers=()):
+def attack(vegeta, targets, certs, rate, duration, keepalive, workers, cpu, outfile, headers=(),
+           session_tickets=False):
     argv = ["taskset", "-c", str(cpu), vegeta, "attack",
             "-targets", targets, "-root-certs", os.path.join(certs, "ca.crt"),
             "-http2=false", f"-keepalive={'true' if keepalive else 'false'}",
+            f"-session-tickets={'true' if session_tickets else 'false'}",
             "-duration", f"{duration}s", "-timeout", "10s", "-max-body", "0",
             "-output", outfile]
     for h in headers:
@@ -260,16 +268,18 @@ def summarize(vegeta, outfile):
 
 
 def run_row(server, vegeta, certs, rate, duration, keepalive, workers, gen_cpu, tmp, logdir, warmup,
-            headers=(), mode_label=None):
+            headers=(), mode_label=None, session_tickets=False):
     server.start(logdir)
     try:
         targets = write_targets(server.port, tmp)
         scratch = os.path.join(tmp, "results.bin")
         if warmup > 0:
-            attack(vegeta, targets, certs, 500, warmup, keepalive, workers, gen_cpu, scratch, headers)
+            attack(vegeta, targets, certs, 500, warmup, keepalive, workers, gen_cpu, scratch, headers,
+                   session_tickets)
         cpu0 = proc_cpu_seconds(server.pid)
         la = loadavg()
-        gen_cpu_s = attack(vegeta, targets, certs, rate, duration, keepalive, workers, gen_cpu, scratch, headers)
+        gen_cpu_s = attack(vegeta, targets, certs, rate, duration, keepalive, workers, gen_cpu, scratch, headers,
+                           session_tickets)
         cpu1 = proc_cpu_seconds(server.pid)
         stats = summarize(vegeta, scratch)
         stats.update({
@@ -321,9 +331,13 @@ def main():
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rates", default="500,2000,5000,0", help="0 = saturation")
-    ap.add_argument("--modes", default="keepalive,newconn,identity",
+    ap.add_argument("--modes", default="keepalive,newconn,resume,identity",
                     help="identity: keep-alive saturation (first --sat-workers) with 'Accept-Encoding: identity', "
-                         "to show what response compression costs")
+                         "to show what response compression costs; resume: a new connection per request that "
+                         "resumes the TLS session with a ticket (vegeta -session-tickets), saturation rows only")
+    ap.add_argument("--baseline", action="append", default=[], metavar="NAME=BINARY",
+                    help="another backup-guard build measured in the same run (e.g. the commit before a "
+                         "change), as server NAME; may be repeated")
     ap.add_argument("--sat-workers", default="16,128",
                     help="saturation rows: vegeta -max-workers (= concurrent connections), one row each")
     ap.add_argument("--rate-max-workers", type=int, default=64,
@@ -349,6 +363,13 @@ def main():
     peer = Server("peer", lambda port: [args.peer, "--listen", f"127.0.0.1:{port}", "--cert-dir", certs],
                   certs, args.server_cpu)
     servers = [bg, peer]
+    for spec in args.baseline:
+        name, binary = spec.split("=", 1)
+        servers.append(Server(name, lambda port, binary=binary: [
+            binary, "serve", "--listen", f"127.0.0.1:{port}",
+            "--metrics-listen", f"127.0.0.1:{free_port()}",
+            "--tls-cert-file", os.path.join(certs, "tls.crt"), "--tls-key-file", os.path.join(certs, "tls.key"),
+            "--log-level", "warn"], certs, args.server_cpu))
 
     # Equivalence first: both must answer the two bodies alike.
     for s in servers:
@@ -372,6 +393,9 @@ def main():
         if mode == "identity":
             headers, label = ("Accept-Encoding: identity",), "keep-alive, no gzip"
             plan = [(0, int(args.sat_workers.split(",")[0]))]
+        elif mode == "resume":
+            label = "new conn, resumed"
+            plan = [(0, int(w)) for w in args.sat_workers.split(",")]
         else:
             for rate in [int(r) for r in args.rates.split(",")]:
                 if rate == 0:
@@ -383,7 +407,8 @@ def main():
                 log(f"{mode} rate={'saturation' if rate == 0 else rate} workers={workers} {s.name} ...")
                 try:
                     row = run_row(s, args.vegeta, certs, rate, args.duration, keepalive, workers,
-                                  args.loadgen_cpu, tmp, logdir, args.warmup, headers, label)
+                                  args.loadgen_cpu, tmp, logdir, args.warmup, headers, label,
+                                  session_tickets=mode == "resume")
                 except Exception as e:  # a failed row is recorded, never fatal
                     log(f"row failed: {e}")
                     row = {"server": s.name, "keepalive": keepalive, "rate": rate, "workers": workers,

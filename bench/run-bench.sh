@@ -3,7 +3,7 @@
 # uninstall at scale against the real control plane. Prints tables and writes bench/RESULTS.md.
 # Never fails on time: only a build or set-up failure is an error.
 #
-# Usage: bench/run-bench.sh [--only admission|uninstall] [--quick] [--scale]
+# Usage: bench/run-bench.sh [--only admission|apiserver|uninstall] [--quick] [--scale]
 #   --quick   short rows (5 s) and sizes 1000,3000 only: a smoke run, not for the README figures
 #   --scale   the uninstall at 50,000 Backups (58,500 objects, the same mix), uninstall against the
 #             floor in one run, floor concurrency 32 (no tuning); about 30 minutes on 2 cores
@@ -11,6 +11,8 @@
 # Environment:
 #   BENCH_DURATION      seconds per admission row (default 15)
 #   BENCH_SAT_WORKERS   saturation rows, vegeta workers (= connections) each (default 16,128)
+#   BENCH_API_RATES     apiserver rows, writes per second in all, 0 = saturation (default 100,0)
+#   BENCH_API_CLIENTS   apiserver: concurrent writers (default 8)
 #   BENCH_SIZES         uninstall sizes, in Backups (default 1000,3000,10000)
 #   BENCH_FLOOR_CONC    floor concurrency candidates, tuned on the middle size (default 8,32,128)
 #   BENCH_MAX_LOAD      wait for the 1-minute load average to drop below this first (default 1.5)
@@ -31,7 +33,7 @@ quick=0
 scale=0
 while (($#)); do
   case $1 in
-    --only) only=${2:?--only needs admission or uninstall}; shift ;;
+    --only) only=${2:?--only needs admission, apiserver or uninstall}; shift ;;
     --quick) quick=1 ;;
     --scale) scale=1 ;;
     -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -106,6 +108,12 @@ if [ -z "$only" ] || [ "$only" = admission ]; then
   python3 "$here/admission.py" --backup-guard "$bg" --peer "$bindir/bench-peer" \
     --vegeta "$bindir/vegeta-$vegeta_version" --out "$out" --duration "$duration" \
     --sat-workers "${BENCH_SAT_WORKERS:-16,128}"
+fi
+if [ -z "$only" ] || [ "$only" = apiserver ]; then
+  log "the latency the API server sees (${duration}s per row)"
+  python3 "$here/apiserver.py" --backup-guard "$bg" --peer "$bindir/bench-peer" \
+    --scale "$bindir/bench-scale" --out "$out" --duration "$duration" \
+    --rates "${BENCH_API_RATES:-100,0}" --clients "${BENCH_API_CLIENTS:-8}"
 fi
 if [ -z "$only" ] || [ "$only" = uninstall ]; then
   log "uninstall at scale (sizes $sizes)"

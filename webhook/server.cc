@@ -40,7 +40,7 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
   return SSL_TLSEXT_ERR_NOACK;
 }
 
-bool ConfigureTls(SSL_CTX& ctx, certs::CertificateStore& certificates,
+bool ConfigureTls(SSL_CTX& ctx, certs::CertificateStore& certificates, SessionTickets& tickets,
                   const std::string& client_ca_file) {
   SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
   SSL_CTX_set_cipher_list(&ctx, kTls12Ciphers);
@@ -48,6 +48,7 @@ bool ConfigureTls(SSL_CTX& ctx, certs::CertificateStore& certificates,
       &ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_alpn_select_cb(&ctx, SelectAlpn, nullptr);
   certificates.InstallOn(&ctx);
+  tickets.InstallOn(&ctx);
   if (!client_ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(&ctx, client_ca_file.c_str(), nullptr) != 1) return false;
     STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(client_ca_file.c_str());
@@ -280,7 +281,7 @@ void Server::StopPlain(PlainListener& listener, Clock::time_point idle_deadline)
 Status Server::Start() {
   RaiseDescriptorLimit();
   ctx_.reset(SSL_CTX_new(TLS_server_method()));
-  if (!ctx_ || !ConfigureTls(*ctx_, certificates_, options_.client_ca_file)) {
+  if (!ctx_ || !ConfigureTls(*ctx_, certificates_, tickets_, options_.client_ca_file)) {
     return Status::InvalidArgument(
         "cannot create the TLS context" +
         (options_.client_ca_file.empty()

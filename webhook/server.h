@@ -23,6 +23,7 @@
 #include "common/status.h"
 #include "webhook/metrics.h"
 #include "webhook/registry.h"
+#include "webhook/session_tickets.h"
 #include "webhook/tls_listener.h"
 
 namespace httplib {
@@ -128,6 +129,8 @@ class Server {
   struct SslCtxFree {
     void operator()(SSL_CTX* ctx) const;
   };
+  // Declared before the context, which uses it in its callbacks.
+  SessionTickets tickets_;
   std::unique_ptr<SSL_CTX, SslCtxFree> ctx_;
   std::unique_ptr<ConnectionMetrics> connection_metrics_;
   std::unique_ptr<TlsListener> tls_;

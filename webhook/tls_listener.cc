@@ -183,8 +183,20 @@ class TlsListener::WorkerPool {
 // The event thread: owns every connection that is not with a worker.
 class TlsListener::Loop {
  public:
-  explicit Loop(TlsListener& owner) : owner_(owner) {}
+  // Takes `listen_fd`, a listening socket, and closes it when it stops accepting.
+  Loop(const TlsListenerOptions& options, SSL_CTX* ctx, Handler handler, ErrorHandler on_error,
+       ListenerObserver* observer, int listen_fd, std::shared_ptr<Counters> counters)
+      : options_(options),
+        ctx_(ctx),
+        handler_(std::move(handler)),
+        on_error_(std::move(on_error)),
+        observer_(observer),
+        listen_fd_(listen_fd),
+        counters_(std::move(counters)),
+        workers_(std::max<std::size_t>(1, options.workers)) {}
   ~Loop() {
+    workers_.Join();  // before the connections they may still be answering go
+    CloseFd(listen_fd_);
     CloseFd(epoll_fd_);
     CloseFd(wake_fd_);
   }
@@ -201,8 +213,8 @@ class TlsListener::Loop {
     ev.events = EPOLLIN;
     ev.data.ptr = &wake_fd_;
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
-    ev.data.ptr = &owner_.listen_fd_;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, owner_.listen_fd_, &ev);
+    ev.data.ptr = &listen_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
     return Status::Ok();
   }
 
@@ -232,6 +244,8 @@ class TlsListener::Loop {
   }
   // Whether the event thread still holds connections a worker is using (after exit).
   bool left_dispatched() const { return left_dispatched_; }
+  // Leaves workers stuck in a handler to the exiting process (with this loop: they use it).
+  void AbandonWorkers() { workers_.Detach(); }
 
  private:
   using Phase = Connection::Phase;
@@ -248,6 +262,7 @@ class TlsListener::Loop {
     while (!exit_.load()) {
       const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
                                static_cast<int>(kDeadlineScanInterval.count()));
+      TakeBackRearmed();
       for (int i = 0; i < n; ++i) {
         void* tag = events[i].data.ptr;
         if (tag == &wake_fd_) {
@@ -255,16 +270,16 @@ class TlsListener::Loop {
           ssize_t ignored = read(wake_fd_, &count, sizeof(count));
           (void)ignored;
           HandleFinished();
-        } else if (tag == &owner_.listen_fd_) {
+        } else if (tag == &listen_fd_) {
           Accept();
         } else if (auto* c = static_cast<Connection*>(tag); !c->closed) {
           Drive(c);
         }
       }
-      if (stop_accepting_.load() && owner_.listen_fd_ >= 0) {
-        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, owner_.listen_fd_, nullptr);
-        CloseFd(owner_.listen_fd_);
-        owner_.listen_fd_ = -1;
+      if (stop_accepting_.load() && listen_fd_ >= 0) {
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        CloseFd(listen_fd_);
+        listen_fd_ = -1;
       }
       const auto now = Clock::now();
       if (now >= next_scan) {
@@ -274,6 +289,7 @@ class TlsListener::Loop {
       }
       closed_.clear();  // no event of this round can name them any more
     }
+    TakeBackRearmed();
     HandleFinished();
     std::vector<Connection*> open;
     for (auto& [fd, connection] : connections_) open.push_back(connection.get());
@@ -285,6 +301,8 @@ class TlsListener::Loop {
       Close(c, CloseReason::kShutdown);
     }
     closed_.clear();
+    CloseFd(listen_fd_);  // when the exit came before the stop-accepting request was seen
+    listen_fd_ = -1;
   }
 
   void Arm(Connection* c, std::uint32_t events) {
@@ -296,33 +314,33 @@ class TlsListener::Loop {
 
   void Accept() {
     for (;;) {
-      if (owner_.listen_fd_ < 0) return;
-      const int fd = accept4(owner_.listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (listen_fd_ < 0) return;
+      const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
           log::Warn("cannot accept a connection; pausing accept",
-                    {{"error", std::strerror(errno)}, {"open", owner_.open_.load()}});
-          epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, owner_.listen_fd_, nullptr);
+                    {{"error", std::strerror(errno)}, {"open", counters_->open.load()}});
+          epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
           accept_paused_until_ = Clock::now() + kAcceptPause;
         }
         return;
       }
-      if (owner_.observer_ != nullptr) owner_.observer_->ConnectionOpened();
-      if (owner_.open_.load() >= owner_.options_.max_connections && !MakeRoom()) {
+      if (observer_ != nullptr) observer_->ConnectionOpened();
+      if (counters_->open.load() >= options_.max_connections && !MakeRoom()) {
         CloseFd(fd);
-        if (owner_.observer_ != nullptr) {
-          owner_.observer_->ConnectionClosed(CloseReason::kConnectionLimit);
+        if (observer_ != nullptr) {
+          observer_->ConnectionClosed(CloseReason::kConnectionLimit);
         }
         continue;
       }
       const int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      SSL* ssl = SSL_new(owner_.ctx_);
+      SSL* ssl = SSL_new(ctx_);
       if (ssl == nullptr) {
         CloseFd(fd);
-        if (owner_.observer_ != nullptr) {
-          owner_.observer_->ConnectionClosed(CloseReason::kHandshakeFailed);
+        if (observer_ != nullptr) {
+          observer_->ConnectionClosed(CloseReason::kHandshakeFailed);
         }
         continue;
       }
@@ -331,11 +349,11 @@ class TlsListener::Loop {
       // Idle connections keep no 16 KiB record buffers; retried writes may pass a moved buffer.
       SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-      auto connection = std::make_unique<Connection>(fd, ssl, owner_.options_.limits);
-      connection->deadline = Clock::now() + owner_.options_.handshake_timeout;
+      auto connection = std::make_unique<Connection>(fd, ssl, options_.limits);
+      connection->deadline = Clock::now() + options_.handshake_timeout;
       Connection* c = connection.get();
       connections_.emplace(fd, std::move(connection));
-      owner_.open_.fetch_add(1);
+      counters_->open.fetch_add(1);
       Enqueue(c);
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLONESHOT;
@@ -345,12 +363,12 @@ class TlsListener::Loop {
   }
 
   void ResumeAccepting(Clock::time_point now) {
-    if (!accept_paused_until_ || now < *accept_paused_until_ || owner_.listen_fd_ < 0) return;
+    if (!accept_paused_until_ || now < *accept_paused_until_ || listen_fd_ < 0) return;
     accept_paused_until_.reset();
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.ptr = &owner_.listen_fd_;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, owner_.listen_fd_, &ev);
+    ev.data.ptr = &listen_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
   }
 
   void Drive(Connection* c) {
@@ -365,7 +383,7 @@ class TlsListener::Loop {
         return Close(c, CloseReason::kHandshakeFailed);
       }
       SetPhase(c, Phase::kIdle);
-      c->deadline = Clock::now() + owner_.options_.idle_timeout;
+      c->deadline = Clock::now() + options_.idle_timeout;
     }
     if (c->phase == Phase::kLingering) return Linger(c);
     ReadRequest(c);
@@ -379,12 +397,12 @@ class TlsListener::Loop {
         const auto progress = c->parser.Consume(c->in);
         if (c->phase == Phase::kIdle && c->parser.Started()) {
           SetPhase(c, Phase::kReading);
-          c->deadline = Clock::now() + owner_.options_.request_timeout;
+          c->deadline = Clock::now() + options_.request_timeout;
         }
         if (progress != http1::RequestParser::Progress::kError && !ChargeBody(c)) {
           c->error_status = 503;
           c->error_message = "too many request bodies in progress: the server's body buffer (" +
-                             std::to_string(owner_.options_.body_budget_bytes) +
+                             std::to_string(options_.body_budget_bytes) +
                              " bytes) is taken; retry later";
           return Dispatch(c);
         }
@@ -423,11 +441,107 @@ class TlsListener::Loop {
   void Dispatch(Connection* c) {
     SetPhase(c, Phase::kDispatched);
     c->continue_sent = false;
-    owner_.dispatched_.fetch_add(1);
-    owner_.workers_->Submit([this, c] {
-      owner_.Serve(c);
-      Finished(c);
+    counters_->dispatched.fetch_add(1);
+    workers_.Submit([this, c] {
+      Serve(c);
+      if (!RearmIdle(c)) Finished(c);
     });
+  }
+
+  // On the worker, after a kept-alive answer with nothing left to parse: the worker re-arms the
+  // connection for its next request itself, and the event thread takes it back (idle queue,
+  // deadline) at the start of its next round, which its next event starts anyway.
+  // This saves the event thread one wake-up per request, the hand-back that was the largest
+  // single cost of the keep-alive tail (bench/notes.md). False when the event thread must see
+  // the connection now: to close or linger, or to parse bytes already read.
+  bool RearmIdle(Connection* c) {
+    if (c->close_after || !c->in.empty() || c->parser.Started() || SSL_has_pending(c->ssl) == 1) {
+      return false;
+    }
+    {
+      // Under the lock, so that the event thread, which takes `rearmed_` after every
+      // epoll_wait, sees the connection before any event the arming below lets through.
+      std::lock_guard<std::mutex> lock(mu_);
+      rearmed_.push_back(c);
+      Arm(c, EPOLLIN);
+    }
+    counters_->dispatched.fetch_sub(1);  // the last touch: Stop() may now free everything
+    return true;
+  }
+
+  // On the event thread: connections their workers re-armed become idle here.
+  void TakeBackRearmed() {
+    std::vector<Connection*> rearmed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (rearmed_.empty()) return;
+      rearmed.swap(rearmed_);
+    }
+    const auto deadline = Clock::now() + options_.idle_timeout;
+    for (Connection* c : rearmed) {
+      if (c->in.capacity() > kKeepBufferCapacity) c->in.shrink_to_fit();
+      SetPhase(c, Phase::kIdle);
+      c->deadline = deadline;
+    }
+  }
+
+  // On a worker: runs the handler (or the error handler) and writes the answer.
+  void Serve(Connection* c) {
+    http1::Response response;
+    if (c->error_status != 0) {
+      response.status = c->error_status;
+      on_error_(c->error_status, c->error_message, response);
+      response.close = true;
+      c->close_reason =
+          c->error_status == 503 ? CloseReason::kBodyBudget : CloseReason::kBadRequest;
+    } else {
+      try {
+        handler_(c->request, c->ssl, response);
+      } catch (...) {
+        response = http1::Response();
+        response.status = 500;
+        response.body = "internal error\n";
+      }
+      c->served += 1;
+      c->close_reason = CloseReason::kShutdown;  // the handler chose to close (draining)
+      if (!c->request.keep_alive) {
+        response.close = true;
+        c->close_reason = CloseReason::kClient;
+      } else if (c->served >= options_.max_requests_per_connection) {
+        response.close = true;
+        c->close_reason = CloseReason::kMaxRequests;
+      }
+    }
+    c->request = http1::Request();
+    // The body is gone: its share goes back before the answer, so that whatever the client sends
+    // once it has the answer finds the budget free again.
+    ReleaseBody(c);
+    c->close_after = response.close;
+    const std::string bytes = http1::Serialize(response);
+    std::size_t written = 0;
+    const auto deadline = Clock::now() + options_.write_timeout;
+    while (written < bytes.size()) {
+      ERR_clear_error();
+      const int n =
+          SSL_write(c->ssl, bytes.data() + written,
+                    static_cast<int>(std::min<std::size_t>(bytes.size() - written, 1 << 30)));
+      if (n > 0) {
+        written += static_cast<std::size_t>(n);
+        continue;
+      }
+      const int err = SSL_get_error(c->ssl, n);
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if ((err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) && left > 0) {
+        pollfd p{c->fd, static_cast<short>(err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
+        poll(&p, 1, static_cast<int>(left));
+        continue;
+      }
+      c->tls_broken = true;
+      c->close_after = true;
+      c->close_reason = CloseReason::kWriteFailed;
+      break;
+    }
   }
 
   void HandleFinished() {
@@ -437,8 +551,7 @@ class TlsListener::Loop {
       finished.swap(finished_);
     }
     for (Connection* c : finished) {
-      owner_.dispatched_.fetch_sub(1);
-      ReleaseBody(c);  // the worker has dropped the request
+      counters_->dispatched.fetch_sub(1);
       c->error_status = 0;
       c->error_message.clear();
       if (c->close_after) {
@@ -453,7 +566,7 @@ class TlsListener::Loop {
         c->in.shrink_to_fit();
       }
       SetPhase(c, Phase::kIdle);
-      c->deadline = Clock::now() + owner_.options_.idle_timeout;
+      c->deadline = Clock::now() + options_.idle_timeout;
       if (exit_.load()) continue;
       ReadRequest(c);  // a pipelined request, or bytes OpenSSL already holds
     }
@@ -466,7 +579,7 @@ class TlsListener::Loop {
     SetPhase(c, Phase::kLingering);
     c->deadline = Clock::now() + kLingerTime;
     c->in.clear();
-    c->parser = http1::RequestParser(owner_.options_.limits);  // drops a refused body now
+    c->parser = http1::RequestParser(options_.limits);  // drops a refused body now
     Linger(c);
   }
 
@@ -518,8 +631,8 @@ class TlsListener::Loop {
     auto it = connections_.find(c->fd);
     closed_.push_back(std::move(it->second));
     connections_.erase(it);
-    owner_.open_.fetch_sub(1);
-    if (owner_.observer_ != nullptr) owner_.observer_->ConnectionClosed(reason);
+    counters_->open.fetch_sub(1);
+    if (observer_ != nullptr) observer_->ConnectionClosed(reason);
   }
 
   // Idle connections join `idle_` and handshaking ones `handshaking_` at the back; the front is
@@ -544,7 +657,7 @@ class TlsListener::Loop {
     Enqueue(c);
     if (phase != Phase::kIdle) return;
     // Idle connections leave the reserve to handshakes and requests under way.
-    const auto& o = owner_.options_;
+    const auto& o = options_;
     const std::size_t idle_share =
         o.max_connections > o.connection_reserve ? o.max_connections - o.connection_reserve : 1;
     while (idle_.size() > idle_share && idle_.front() != c)
@@ -563,25 +676,33 @@ class TlsListener::Loop {
   }
 
   // Charges what the current request has promised to the body budget; false when it does not fit.
+  // Only the event thread charges, so the check and the addition cannot be overtaken by another
+  // charge; a release by a worker in between only leaves more room.
   bool ChargeBody(Connection* c) {
     const std::size_t promised = c->parser.BodyBytesPromised();
     if (promised <= c->body_charge) return true;
-    const std::size_t budget = owner_.options_.body_budget_bytes;
+    const std::size_t budget = options_.body_budget_bytes;
     const std::size_t limit = promised > kSmallBodyBytes ? budget - budget / 4 : budget;
     const std::size_t more = promised - c->body_charge;
-    if (body_bytes_ + more > limit) return false;
-    body_bytes_ += more;
+    if (counters_->body_bytes.load() + more > limit) return false;
+    counters_->body_bytes.fetch_add(more);
     c->body_charge = promised;
-    owner_.body_bytes_.store(body_bytes_);
     return true;
   }
+  // On the event thread, or on the worker that holds the connection.
   void ReleaseBody(Connection* c) {
-    body_bytes_ -= c->body_charge;
+    counters_->body_bytes.fetch_sub(c->body_charge);
     c->body_charge = 0;
-    owner_.body_bytes_.store(body_bytes_);
   }
 
-  TlsListener& owner_;
+  const TlsListenerOptions options_;
+  SSL_CTX* const ctx_;
+  const Handler handler_;
+  const ErrorHandler on_error_;
+  ListenerObserver* const observer_;
+  int listen_fd_;  // -1 once closed
+  const std::shared_ptr<Counters> counters_;
+  WorkerPool workers_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::thread thread_;
@@ -589,10 +710,10 @@ class TlsListener::Loop {
   std::vector<std::unique_ptr<Connection>> closed_;
   std::list<Connection*> idle_;
   std::list<Connection*> handshaking_;
-  std::size_t body_bytes_ = 0;  // charged to the body budget; the event thread's own count
   std::optional<Clock::time_point> accept_paused_until_;
   std::mutex mu_;
   std::vector<Connection*> finished_;
+  std::vector<Connection*> rearmed_;
   std::atomic<bool> stop_accepting_{false};
   std::atomic<bool> exit_{false};
   bool left_dispatched_ = false;
@@ -648,9 +769,14 @@ TlsListener::TlsListener(TlsListenerOptions options, SSL_CTX* ctx, Handler handl
       ctx_(ctx),
       handler_(std::move(handler)),
       on_error_(std::move(on_error)),
-      observer_(observer) {}
+      observer_(observer),
+      counters_(std::make_shared<Counters>()) {}
 
 TlsListener::~TlsListener() { Stop(std::chrono::milliseconds(0)); }
+
+std::size_t TlsListener::open_connections() const { return counters_->open.load(); }
+std::size_t TlsListener::requests_in_progress() const { return counters_->dispatched.load(); }
+std::size_t TlsListener::buffered_body_bytes() const { return counters_->body_bytes.load(); }
 
 Status TlsListener::Start() {
   // OpenSSL writes to the socket with write(), which raises SIGPIPE when the peer has gone; a
@@ -661,23 +787,25 @@ Status TlsListener::Start() {
   const std::string port = std::to_string(options_.port);
   const std::string where = options_.host + ":" + port;
   std::string error = "no address";
+  int listen_fd = -1;
   if (options_.host.empty()) {
-    listen_fd_ = BindListening(nullptr, AF_INET6, port, &error);
-    if (listen_fd_ < 0) listen_fd_ = BindListening(nullptr, AF_INET, port, &error);
+    listen_fd = BindListening(nullptr, AF_INET6, port, &error);
+    if (listen_fd < 0) listen_fd = BindListening(nullptr, AF_INET, port, &error);
   } else {
-    listen_fd_ = BindListening(options_.host.c_str(), AF_UNSPEC, port, &error);
+    listen_fd = BindListening(options_.host.c_str(), AF_UNSPEC, port, &error);
   }
-  if (listen_fd_ < 0) return Status::Unavailable("cannot listen on " + where + ": " + error);
+  if (listen_fd < 0) return Status::Unavailable("cannot listen on " + where + ": " + error);
 
   sockaddr_storage bound{};
   socklen_t length = sizeof(bound);
-  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length);
+  getsockname(listen_fd, reinterpret_cast<sockaddr*>(&bound), &length);
   port_ = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                                       : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
-  workers_ = std::make_unique<WorkerPool>(std::max<std::size_t>(1, options_.workers));
-  loop_ = std::make_unique<Loop>(*this);
-  if (Status s = loop_->Init(); !s.ok()) return s;
+  auto loop =
+      std::make_unique<Loop>(options_, ctx_, handler_, on_error_, observer_, listen_fd, counters_);
+  if (Status s = loop->Init(); !s.ok()) return s;
+  loop_ = std::move(loop);
   loop_->Start();
   return Status::Ok();
 }
@@ -687,85 +815,22 @@ void TlsListener::StopAccepting() {
 }
 
 void TlsListener::Stop(std::chrono::milliseconds grace) {
-  if (!loop_) {
-    CloseFd(listen_fd_);
-    listen_fd_ = -1;
-    return;
-  }
+  if (!loop_) return;
   loop_->RequestStopAccepting();
   const auto deadline = Clock::now() + grace;
-  while (dispatched_.load() > 0 && Clock::now() < deadline) {
+  while (counters_->dispatched.load() > 0 && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   loop_->RequestExit();
   loop_->Join();
-  CloseFd(listen_fd_);  // when the exit came before the loop saw the stop-accepting request
-  listen_fd_ = -1;
-  if (loop_->left_dispatched() || dispatched_.load() > 0) {
-    log::Warn("answers still in progress at exit", {{"requests", dispatched_.load()}});
-    workers_->Detach();
+  if (loop_->left_dispatched() || counters_->dispatched.load() > 0) {
+    log::Warn("answers still in progress at exit", {{"requests", counters_->dispatched.load()}});
+    loop_->AbandonWorkers();
     // Workers still use the loop and their connections; both are left to the exiting process.
     (void)loop_.release();
-    (void)workers_.release();
     return;
   }
-  workers_->Join();
   loop_.reset();
-  workers_.reset();
-}
-
-void TlsListener::Serve(Connection* c) {
-  http1::Response response;
-  if (c->error_status != 0) {
-    response.status = c->error_status;
-    on_error_(c->error_status, c->error_message, response);
-    response.close = true;
-    c->close_reason = c->error_status == 503 ? CloseReason::kBodyBudget : CloseReason::kBadRequest;
-  } else {
-    try {
-      handler_(c->request, c->ssl, response);
-    } catch (...) {
-      response = http1::Response();
-      response.status = 500;
-      response.body = "internal error\n";
-    }
-    c->served += 1;
-    c->close_reason = CloseReason::kShutdown;  // the handler chose to close (draining)
-    if (!c->request.keep_alive) {
-      response.close = true;
-      c->close_reason = CloseReason::kClient;
-    } else if (c->served >= options_.max_requests_per_connection) {
-      response.close = true;
-      c->close_reason = CloseReason::kMaxRequests;
-    }
-  }
-  c->request = http1::Request();
-  c->close_after = response.close;
-  const std::string bytes = http1::Serialize(response);
-  std::size_t written = 0;
-  const auto deadline = Clock::now() + options_.write_timeout;
-  while (written < bytes.size()) {
-    ERR_clear_error();
-    const int n =
-        SSL_write(c->ssl, bytes.data() + written,
-                  static_cast<int>(std::min<std::size_t>(bytes.size() - written, 1 << 30)));
-    if (n > 0) {
-      written += static_cast<std::size_t>(n);
-      continue;
-    }
-    const int err = SSL_get_error(c->ssl, n);
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if ((err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) && left > 0) {
-      pollfd p{c->fd, static_cast<short>(err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
-      poll(&p, 1, static_cast<int>(left));
-      continue;
-    }
-    c->tls_broken = true;
-    c->close_after = true;
-    c->close_reason = CloseReason::kWriteFailed;
-    break;
-  }
 }
 
 }  // namespace bg::webhook

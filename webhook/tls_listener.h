@@ -119,30 +119,32 @@ class TlsListener {
   // Waits up to `grace` for answers being computed or written, then closes everything.
   void Stop(std::chrono::milliseconds grace);
 
-  std::size_t open_connections() const { return open_.load(); }
-  std::size_t requests_in_progress() const { return dispatched_.load(); }
+  std::size_t open_connections() const;
+  std::size_t requests_in_progress() const;
   // Body bytes charged to the body budget now.
-  std::size_t buffered_body_bytes() const { return body_bytes_.load(); }
+  std::size_t buffered_body_bytes() const;
 
  private:
   struct Connection;
-  class Loop;
   class WorkerPool;
+  // The event thread with everything it owns: the listening socket, the connections, the
+  // workers. Written by the loop, read here; shared so that a loop abandoned at exit (a handler
+  // that does not return) never writes into a destroyed listener.
+  struct Counters {
+    std::atomic<std::size_t> open{0};
+    std::atomic<std::size_t> dispatched{0};
+    std::atomic<std::size_t> body_bytes{0};
+  };
+  class Loop;
 
-  // On a worker: runs the handler (or the error handler) and writes the answer.
-  void Serve(Connection* connection);
-
+  // Kept to build the loop in Start().
   TlsListenerOptions options_;
   SSL_CTX* ctx_;
   Handler handler_;
   ErrorHandler on_error_;
   ListenerObserver* observer_;
-  int listen_fd_ = -1;
   int port_ = 0;
-  std::atomic<std::size_t> open_{0};
-  std::atomic<std::size_t> dispatched_{0};
-  std::atomic<std::size_t> body_bytes_{0};
-  std::unique_ptr<WorkerPool> workers_;
+  std::shared_ptr<Counters> counters_;
   std::unique_ptr<Loop> loop_;
 };
 

@@ -352,6 +352,26 @@ TEST_F(TlsListenerTest, BodiesPastTheBudgetGet503WhileSmallBodiesStillPass) {
   EXPECT_NE(next.ReadResponse().find("200 OK"), std::string::npos);
 }
 
+// A kept-alive connection goes back to waiting from its worker; the event thread must still give
+// its body's share back before it reads the next request, here on the other of two connections
+// that take turns with a budget that fits one body at a time.
+TEST_F(TlsListenerTest, KeptAliveConnectionsTakingTurnsEachGetTheWholeBodyBudget) {
+  options_.body_budget_bytes = 64 * 1024;
+  StartListener();
+  TlsClient first(listener_->port());
+  TlsClient second(listener_->port());
+  const std::string body(options_.body_budget_bytes, 'b');
+  const std::string request =
+      "POST /n HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  for (int i = 0; i < 20; ++i) {
+    TlsClient& client = i % 2 == 0 ? first : second;
+    ASSERT_TRUE(client.Send(request));
+    EXPECT_NE(client.ReadResponse().find("200 OK"), std::string::npos) << "request " << i;
+  }
+  EXPECT_EQ(observer_.closed(CloseReason::kBodyBudget), 0);
+  EXPECT_EQ(listener_->requests_in_progress(), 0u);
+}
+
 TEST_F(TlsListenerTest, PipelinedRequestsAreAnsweredInOrder) {
   StartListener();
   TlsClient client(listener_->port());

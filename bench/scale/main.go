@@ -11,6 +11,20 @@
 //	    removes its finalizers, from C workers with no client-side rate limit. Prints a JSON summary.
 //	scale count   --kubeconfig K [--namespace NS]     objects left per kind (JSON)
 //	scale metrics --kubeconfig K                      apiserver_request_total for longhorn.io (JSON)
+//
+// For the latency the API server sees (apiserver.py):
+//
+//	scale register --kubeconfig K --name N --url U --ca-file F
+//	    a MutatingWebhookConfiguration (SystemBackup CREATE -> U/v1/webhook/mutation) and a
+//	    ValidatingWebhookConfiguration (Backup DELETE -> U/v1/webhook/validation), both named N,
+//	    failurePolicy Fail, timeout 10 s; waits until a write goes through the webhook.
+//	scale unregister --kubeconfig K --name N          deletes both
+//	scale writes  --kubeconfig K [--namespace NS] --clients C --rate R --duration D --prefix P
+//	    C goroutines sharing one client-go client send R writes per second in all (0: as fast as
+//	    they can), alternating a SystemBackup CREATE and a Backup DELETE (of a Backup each
+//	    goroutine created just before, not timed). Prints the latency quantiles of each as JSON.
+//	scale webhook-metrics --kubeconfig K
+//	    apiserver_admission_webhook_admission_duration_seconds: {name: {le: cumulative count}}
 package main
 
 import (
@@ -355,6 +369,14 @@ func main() {
 		count(os.Args[2:])
 	case "metrics":
 		metrics(os.Args[2:])
+	case "register":
+		register(os.Args[2:])
+	case "unregister":
+		unregister(os.Args[2:])
+	case "writes":
+		writes(os.Args[2:])
+	case "webhook-metrics":
+		webhookMetrics(os.Args[2:])
 	default:
 		die("unknown command %q", os.Args[1])
 	}
