@@ -4,8 +4,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <ctime>
 #include <functional>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <map>
 #include <memory>
 #include <mutex>
@@ -210,6 +214,14 @@ void ParallelFor(size_t n, int workers, const std::function<void(size_t)>& fn) {
   for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
   for (std::thread& t : pool) t.join();
+}
+
+// Returns the heap's free memory to the system (glibc keeps it otherwise): called when a pass's
+// snapshot has gone, so the peak RSS is one pass's, not the sum of every pass's leftovers.
+void TrimHeap() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 // Ok for a result that holds a value, else its error.
@@ -808,6 +820,22 @@ class Uninstaller {
     return ctx;
   }
 
+  // Parents whose DELETE answered a copy that the snapshot would release: confirmed and released
+  // with the pass's other parents. Safe from the writer threads.
+  class DeferredParents {
+   public:
+    void Add(const std::string& resource, json obj) {
+      std::lock_guard<std::mutex> lock(mu_);
+      items_.emplace_back(resource, std::move(obj));
+    }
+    // Stable addresses: a deque grows without moving what it holds.
+    std::deque<std::pair<std::string, json>>& items() { return items_; }
+
+   private:
+    std::mutex mu_;
+    std::deque<std::pair<std::string, json>> items_;
+  };
+
   // Kinds whose release waits for children that may have been created after a pass's snapshot.
   static bool HasChildren(const std::string& resource) {
     return resource == res::kBackupVolumes || resource == res::kBackupTargets;
@@ -832,9 +860,18 @@ class Uninstaller {
   // ReleasePlan) and its plan has no cascade left to run first (a BackupVolume past the grace
   // still has its Backups to label and delete before it may go). Anything else is left to a later
   // pass, which runs cascades before releases.
-  Status ReleaseIfAllowed(const std::string& resource, const json& fresh, Snapshot& snap) {
+  //
+  // A parent (BackupVolume, BackupTarget) is not released here: when the snapshot allows it, its
+  // copy goes to `parents`, which the pass confirms on one fresh list per child kind (ReleasePass).
+  Status ReleaseIfAllowed(const std::string& resource, const json& fresh, Snapshot& snap,
+                          DeferredParents& parents) {
     if (!NeedsRelease(fresh)) return Status::Ok();
-    const Plan plan = ReleasePlan(resource, fresh, snap);
+    if (HasChildren(resource)) {
+      const Plan plan = PlanFor(resource, fresh, snap, Context());
+      if (plan.release && plan.cascade.empty()) parents.Add(resource, fresh);
+      return Status::Ok();
+    }
+    const Plan plan = PlanFor(resource, fresh, snap, Context());
     if (!plan.release || !plan.cascade.empty()) return Status::Ok();
     return Release(resource, fresh, snap);
   }
@@ -850,6 +887,104 @@ class Uninstaller {
       if (finalizers.is_array() && finalizers.size() <= 1) NoteGone(resource);
     }
     return Status::Ok();
+  }
+
+  // The kinds a parent's release plan reads (PlanBackupVolume, PlanBackupTarget), listed fresh
+  // once per group of releases.
+  static std::vector<std::string> ChildKindsOf(int group) {
+    if (group == 1) return {std::string(res::kBackupTargets), std::string(res::kBackups)};
+    return {std::string(res::kBackupTargets), std::string(res::kBackupVolumes),
+            std::string(res::kBackupBackingImages), std::string(res::kBackups),
+            std::string(res::kSystemBackups)};
+  }
+
+  // A fresh view of `kinds` (those whose CRD exists), for confirming releases of parents.
+  Result<SnapshotPtr> TakeFresh(const std::vector<std::string>& kinds) {
+    auto snap = std::make_unique<Snapshot>();
+    for (const std::string& resource : kinds) {
+      if (std::find(order_.begin(), order_.end(), resource) == order_.end()) continue;
+      if (Status s = ListInto(resource, *snap); !s.ok()) return s;
+    }
+    return snap;
+  }
+
+  // A cascade child that the rules release as soon as it is deleted (a Backup, SystemBackup or
+  // BackupBackingImage, labelled delete-custom-resource-only where the label protects data; never
+  // a parent, whose release waits for a fresh read of its children) costs two writes, as the
+  // floor's: one PATCH that sets the label and removes longhorn.io together, with a
+  // resourceVersion precondition of the copy it was decided on, then the DELETE, conditioned on the
+  // PATCH's answer, which removes it at once. The label is on the object before anything deletes
+  // it, and the engine never sees it being deleted without it. A conflict (it changed: a failed
+  // Backup completed) reads it again and decides again; a copy the rules would not release at once
+  // takes the usual path (label, DELETE, release after). Answers as CascadeChildUnchanged.
+  Result<json> LabelReleaseDelete(const Child& child, Snapshot& snap) {
+    const kube::ResourceRef ref = Ref(child.resource);
+    const std::string name = Name(child.object);
+    const std::string uid = longhorn::StringAt(child.object, {"metadata", "uid"});
+    const std::string label_key(longhorn::kDeleteCustomResourceOnlyLabel);
+    json current = child.object;
+    constexpr int kConflictRetries = 5;
+    for (int attempt = 0; attempt <= kConflictRetries; ++attempt) {
+      const bool label =
+          !longhorn::IsDeleteCustomResourceOnly(current) && LabelProtectsData({child.resource, current});
+      if (longhorn::IsBeingDeleted(current) || HasChildren(child.resource)) {
+        return executor_.CascadeChildUnchanged(Child{child.resource, current}, LabelProtectsData);
+      }
+      json decided = current;
+      if (label) decided["metadata"]["labels"][label_key] = "true";
+      decided["metadata"]["deletionTimestamp"] = NowTimestamp();
+      const Plan plan = PlanFor(child.resource, decided, snap, Context());
+      if (!plan.release || !plan.cascade.empty()) {
+        return executor_.CascadeChildUnchanged(Child{child.resource, current}, LabelProtectsData);
+      }
+      json meta = json::object();
+      if (label) meta["labels"] = {{label_key, "true"}};
+      const bool release = longhorn::HasFinalizer(current, longhorn::kFinalizer);
+      if (release) {
+        json finalizers = json::array();
+        for (const json& f : current["metadata"].value("finalizers", json::array())) {
+          if (!(f.is_string() && f.get<std::string>() == longhorn::kFinalizer)) {
+            finalizers.push_back(f);
+          }
+        }
+        meta["finalizers"] = std::move(finalizers);
+      }
+      bool conflict = false;
+      if (!meta.empty()) {
+        meta["resourceVersion"] = longhorn::StringAt(current, {"metadata", "resourceVersion"});
+        auto patched = api_.MergePatch(ref, options_.ns, name, {{"metadata", std::move(meta)}});
+        if (patched.ok()) {
+          current = std::move(patched).value();
+          if (release) ++releases_;
+        } else if (patched.status().IsNotFound()) {
+          return json::object();
+        } else if (patched.status().IsConflict()) {
+          conflict = true;
+        } else {
+          return patched.status();
+        }
+      }
+      if (!conflict) {
+        auto deleted = api_.DeleteUnchanged(
+            ref, options_.ns, name, uid,
+            longhorn::StringAt(current, {"metadata", "resourceVersion"}));
+        if (deleted.ok()) return std::move(deleted).value();
+        if (deleted.status().IsNotFound()) return json::object();
+        if (!deleted.status().IsConflict()) return deleted.status();
+      }
+      // Changed since `current` was read, or another object took the name: read it again.
+      auto fresh = api_.Get(ref, options_.ns, name);
+      if (!fresh.ok()) {
+        if (fresh.status().IsNotFound()) return json::object();
+        return fresh.status();
+      }
+      if (!uid.empty() && longhorn::StringAt(*fresh, {"metadata", "uid"}) != uid) {
+        return json::object();
+      }
+      current = CompactForRules(std::move(fresh).value());
+    }
+    return Status::Conflict("delete " + child.resource + " " + name + ": still changing after " +
+                            std::to_string(kConflictRetries) + " fresh reads");
   }
 
   static std::string Key(const std::string& resource, const json& obj) {
@@ -956,7 +1091,7 @@ class Uninstaller {
   //     other kinds first, then BackupVolumes, then BackupTargets.
   // `written` holds the keys already handled in this pass (their snapshot copy is stale). A write
   // that fails is noted and retried on the next pass.
-  void ReleasePass(Snapshot& snap, std::set<std::string>& written) {
+  void ReleasePass(Snapshot& snap, std::set<std::string>& written, DeferredParents& parents) {
     const RuleContext ctx = Context();
     std::vector<Child> cascade;
     std::set<std::string> queued;
@@ -994,7 +1129,7 @@ class Uninstaller {
     ParallelFor(cascade.size(), options_.workers, [&](size_t i) {
       const Child& child = cascade[i];
       const std::string name = Name(child.object);
-      auto fresh = executor_.CascadeChildUnchanged(child, LabelProtectsData);
+      auto fresh = LabelReleaseDelete(child, snap);
       if (!fresh.ok()) {
         NoteFailure(child.resource, name, "delete", fresh.status());
         return;
@@ -1006,25 +1141,54 @@ class Uninstaller {
         std::lock_guard<std::mutex> lock(written_mu);
         written.insert(Key(child.resource, child.object));
       }
-      if (Status s = ReleaseIfAllowed(child.resource, *fresh, snap); !s.ok()) {
+      if (Status s = ReleaseIfAllowed(child.resource, *fresh, snap, parents); !s.ok()) {
         NoteFailure(child.resource, name, "release", s);
       }
     });
     cascade.clear();
-    for (const std::vector<PendingRelease>& group : releases) {
+    // Parents whose DELETE answered a releasable copy: that copy, not the snapshot's, is released.
+    std::vector<PendingRelease> deferred[3];
+    std::set<std::string> deferred_keys;
+    for (auto& [resource, obj] : parents.items()) {
+      if (deferred_keys.insert(Key(resource, obj)).second) {
+        deferred[resource == res::kBackupTargets ? 2 : 1].push_back(
+            PendingRelease{&resource, &obj});
+      }
+    }
+    for (int g = 0; g < 3; ++g) {
       std::vector<const PendingRelease*> todo;
-      for (const PendingRelease& r : group) {
-        if (!written.count(Key(*r.resource, *r.obj))) todo.push_back(&r);
+      for (const PendingRelease& r : releases[g]) {
+        const std::string key = Key(*r.resource, *r.obj);
+        if (!written.count(key) && !deferred_keys.count(key)) todo.push_back(&r);
+      }
+      const size_t first_deferred = todo.size();
+      for (const PendingRelease& r : deferred[g]) todo.push_back(&r);
+      // Parents: decided on the snapshot, confirmed on one fresh list of each child kind, taken
+      // now that this pass's cascades are done (a child created after the snapshot holds its
+      // parent). A list that fails holds them all until a later pass.
+      SnapshotPtr fresh;
+      if (g > 0 && !todo.empty()) {
+        auto taken = TakeFresh(ChildKindsOf(g));
+        if (!taken.ok()) {
+          for (const PendingRelease* r : todo) {
+            NoteFailure(*r->resource, Name(*r->obj), "release",
+                        Status::Unavailable("a fresh read of its children failed: " +
+                                            taken.status().message()));
+          }
+          continue;
+        }
+        fresh = std::move(taken).value();
       }
       ParallelFor(todo.size(), options_.workers, [&](size_t i) {
         const std::string& resource = *todo[i]->resource;
         const json& obj = *todo[i]->obj;
-        if (HasChildren(resource)) {
-          // Decided on the snapshot; confirmed on fresh reads of the children first.
-          const Plan plan = ReleasePlan(resource, obj, snap);
-          if (!plan.release) return;
+        if (fresh != nullptr) {
+          const Plan plan = PlanFor(resource, obj, *fresh, Context());
+          // A copy a DELETE answered is released only with no cascade left, as ReleaseIfAllowed
+          // does (a child created meanwhile is labelled and deleted first, on a later pass).
+          if (!plan.release || (i >= first_deferred && !plan.cascade.empty())) return;
         }
-        if (Status s = Release(resource, obj, snap); !s.ok()) {
+        if (Status s = Release(resource, obj, fresh != nullptr ? *fresh : snap); !s.ok()) {
           NoteFailure(resource, Name(obj), "release", s);
         } else {
           NoteSuccess(resource, Name(obj));
@@ -1110,6 +1274,7 @@ class Uninstaller {
       }
       const size_t releases_before = releases_.load();
       std::set<std::string> written;
+      DeferredParents parents;
       ParallelFor(to_delete.size(), options_.workers, [&](size_t i) {
         const std::string name = Name(*to_delete[i]);
         auto deleted = executor_.CascadeChild(Child{resource, *to_delete[i]}, /*label=*/false);
@@ -1119,18 +1284,19 @@ class Uninstaller {
         }
         NoteSuccess(resource, name);
         NoteDeleted(resource, *deleted);
-        if (Status s = ReleaseIfAllowed(resource, *deleted, view); !s.ok()) {
+        if (Status s = ReleaseIfAllowed(resource, *deleted, view, parents); !s.ok()) {
           NoteFailure(resource, name, "release", s);
         }
       });
       for (const json* obj : to_delete) written.insert(Key(resource, *obj));
-      ReleasePass(view, written);
+      ReleasePass(view, written, parents);
       if (items.size() != last_reported) {
         out_ << "found " << items.size() << " " << KindOf(resource) << " remaining" << std::endl;
         last_reported = items.size();
       }
       ReportFailures();
       snap = Status::Internal("released");  // the snapshot goes before the wait
+      TrimHeap();
       // A pass that released finalizers may have emptied what held others (a BackupVolume's
       // Backups, a target's children): look again at once. Releases are bounded (no finalizer can
       // be added to an object being deleted), so this never spins; anything else waits.
@@ -1450,6 +1616,13 @@ class Uninstaller {
 
 int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostream& out,
                  std::ostream& err) {
+#ifdef __GLIBC__
+  // glibc gives each of the `workers` writer threads an arena of its own (up to 8 per core) and
+  // keeps what each frees for that thread: at 50,000 objects that retained memory, not the
+  // snapshot, was most of the peak RSS. Two arenas are plenty for threads that mostly wait on
+  // the API server.
+  mallopt(M_ARENA_MAX, 2);
+#endif
   return Uninstaller(api, options, out, err).Run();
 }
 
