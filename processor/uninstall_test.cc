@@ -620,9 +620,10 @@ TEST_F(UninstallTest, ParentsAreConfirmedOnOneFreshListPerKindPerPassNotOnePerPa
   constexpr int kVolumes = 60;
   for (int v = 0; v < kVolumes; ++v) {
     const std::string vol = "vol-" + std::to_string(v);
-    api_.Seed(R("backupvolumes"),
-              {{"metadata", Meta(vol + "-bv", {{"backup-volume", vol}, {"backup-target", "default"}})},
-               {"spec", {{"volumeName", vol}, {"backupTargetName", "default"}}}});
+    api_.Seed(
+        R("backupvolumes"),
+        {{"metadata", Meta(vol + "-bv", {{"backup-volume", vol}, {"backup-target", "default"}})},
+         {"spec", {{"volumeName", vol}, {"backupTargetName", "default"}}}});
     for (int b = 0; b < 2; ++b) {
       api_.Seed(R("backups"),
                 {{"metadata", Meta(vol + "-b" + std::to_string(b),
@@ -636,8 +637,8 @@ TEST_F(UninstallTest, ParentsAreConfirmedOnOneFreshListPerKindPerPassNotOnePerPa
   ASSERT_EQ(RunRecorded(o), 0) << err_.str();
   EXPECT_EQ(Remaining(), 0u);
   EXPECT_EQ(recorder_.count("release", "backupvolumes"), kVolumes);
-  EXPECT_LT(recorder_.lists_.load(), kVolumes)
-      << "a LIST per BackupVolume released; output:\n" << out_.str();
+  EXPECT_LT(recorder_.lists_.load(), kVolumes) << "a LIST per BackupVolume released; output:\n"
+                                               << out_.str();
 }
 
 TEST_F(UninstallTest, NothingIsReleasedBeforeItsChildrenAreGone) {
