@@ -4,8 +4,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <ctime>
+#include <deque>
 #include <functional>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -25,7 +25,10 @@
 #include "kube/informer.h"
 #include "kube/rest_api.h"
 #include "processor/executor.h"
+#include "processor/parallel.h"
 #include "processor/rules.h"
+#include "processor/uninstall_dry_run.h"
+#include "processor/uninstall_snapshot.h"
 
 namespace bg::processor {
 
@@ -60,132 +63,8 @@ std::string Kind(const std::string& resource) {
 
 std::string Name(const json& obj) { return longhorn::StringAt(obj, {"metadata", "name"}); }
 
-// Splits "k=v,k2=v2" into pairs; false for anything else (set-based terms, !=, ==, exists).
-bool EqualityTerms(std::string_view selector,
-                   std::vector<std::pair<std::string_view, std::string_view>>* terms) {
-  while (!selector.empty()) {
-    const size_t comma = selector.find(',');
-    const std::string_view term = selector.substr(0, comma);
-    const size_t eq = term.find('=');
-    if (eq == std::string_view::npos || eq == 0 ||
-        term.find('=', eq + 1) != std::string_view::npos || term[eq - 1] == '!') {
-      return false;
-    }
-    terms->emplace_back(term.substr(0, eq), term.substr(eq + 1));
-    if (comma == std::string_view::npos) break;
-    selector.remove_prefix(comma + 1);
-  }
-  return true;
-}
-
-bool HasLabelValue(const json& obj, std::string_view key, std::string_view value) {
-  const json* labels = nullptr;
-  if (auto m = obj.find("metadata"); m != obj.end() && m->is_object()) {
-    if (auto l = m->find("labels"); l != m->end() && l->is_object()) labels = &*l;
-  }
-  if (labels == nullptr) return false;
-  auto it = labels->find(std::string(key));
-  return it != labels->end() && it->is_string() && it->get_ref<const std::string&>() == value;
-}
-
-// A point-in-time copy of every kind the rules read, listed once per pass, indexed by name and
-// (lazily, per label key) by label value. Safe for concurrent reads once filled.
-class Snapshot final : public kube::ResourceLookup {
- public:
-  void Add(const std::string& resource, json obj) {
-    Kind& kind = kinds_[resource];
-    kind.by_name.emplace(Name(obj), kind.items.size());
-    kind.items.push_back(std::move(obj));
-  }
-
-  // Every listed object of `resource`, in list order.
-  const std::vector<json>& Items(const std::string& resource) const {
-    static const std::vector<json> kNone;
-    auto it = kinds_.find(resource);
-    return it == kinds_.end() ? kNone : it->second.items;
-  }
-
-  std::optional<json> Get(std::string_view resource, std::string_view,
-                          std::string_view name) override {
-    const Kind* kind = Find(resource);
-    if (kind == nullptr) return std::nullopt;
-    auto it = kind->by_name.find(std::string(name));
-    if (it == kind->by_name.end()) return std::nullopt;
-    return kind->items[it->second];
-  }
-
-  std::vector<json> List(std::string_view resource, std::string_view,
-                         std::string_view selector) override {
-    std::vector<json> out;
-    const Kind* kind = Find(resource);
-    if (kind == nullptr) return out;
-    std::vector<std::pair<std::string_view, std::string_view>> terms;
-    if (selector.empty() || !EqualityTerms(selector, &terms)) {
-      for (const json& obj : kind->items) {
-        if (kube::MatchesSelector(obj, std::string(selector))) out.push_back(obj);
-      }
-      return out;
-    }
-    for (size_t i : Candidates(resource, terms.front().first, terms.front().second)) {
-      const json& obj = kind->items[i];
-      bool match = true;
-      for (size_t t = 1; t < terms.size() && match; ++t) {
-        match = HasLabelValue(obj, terms[t].first, terms[t].second);
-      }
-      if (match) out.push_back(obj);
-    }
-    return out;
-  }
-
-  bool Ready() override { return true; }
-
-  // Takes `from`'s copy of `resource` in place of this one's.
-  void Replace(const std::string& resource, Snapshot& from) {
-    std::lock_guard<std::mutex> lock(index_mu_);
-    kinds_[resource] = std::move(from.kinds_[resource]);
-  }
-
-  size_t size() const {
-    size_t n = 0;
-    for (const auto& [resource, kind] : kinds_) n += kind.items.size();
-    return n;
-  }
-
- private:
-  struct Kind {
-    std::vector<json> items;
-    std::unordered_map<std::string, size_t> by_name;
-    // label key -> value -> indexes into items; built on first use of the key
-    std::map<std::string, std::unordered_map<std::string, std::vector<size_t>>, std::less<>>
-        by_label;
-  };
-
-  const Kind* Find(std::string_view resource) const {
-    auto it = kinds_.find(std::string(resource));
-    return it == kinds_.end() ? nullptr : &it->second;
-  }
-
-  // The indexes of the objects of `resource` whose label `key` is `value` (a copy: the index may
-  // be extended by another thread meanwhile).
-  std::vector<size_t> Candidates(std::string_view resource, std::string_view key,
-                                 std::string_view value) {
-    std::lock_guard<std::mutex> lock(index_mu_);
-    Kind& kind = kinds_.find(std::string(resource))->second;
-    auto index = kind.by_label.find(key);
-    if (index == kind.by_label.end()) {
-      index = kind.by_label.emplace(std::string(key), decltype(index->second){}).first;
-      for (size_t i = 0; i < kind.items.size(); ++i) {
-        const std::string v = longhorn::Label(kind.items[i], key);
-        if (!v.empty() || longhorn::HasLabel(kind.items[i], key)) index->second[v].push_back(i);
-      }
-    }
-    auto hit = index->second.find(std::string(value));
-    return hit == index->second.end() ? std::vector<size_t>{} : hit->second;
-  }
-
-  std::map<std::string, Kind> kinds_;
-  std::mutex index_mu_;
-};
+// The pass's snapshot (processor/uninstall_snapshot.h).
+using Snapshot = UninstallSnapshot;
 
 std::string NowTimestamp() {
   const std::time_t now = std::time(nullptr);
@@ -194,26 +73,6 @@ std::string NowTimestamp() {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-// Runs fn(i) for every i in [0, n) on up to `workers` threads. A call that fails does not stop the
-// others: fn records its own failures (one failed write never ends a pass).
-void ParallelFor(size_t n, int workers, const std::function<void(size_t)>& fn) {
-  if (n == 0) return;
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    while (true) {
-      const size_t i = next.fetch_add(1);
-      if (i >= n) return;
-      fn(i);
-    }
-  };
-  const size_t threads = std::min<size_t>(n, static_cast<size_t>(std::max(1, workers)));
-  std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (std::thread& t : pool) t.join();
 }
 
 // Returns the heap's free memory to the system (glibc keeps it otherwise): called when a pass's
@@ -373,8 +232,6 @@ class LineSyncBuf final : public std::streambuf {
 constexpr std::chrono::seconds kFailureReportInterval{15};
 // Objects named per cause in a failure report; the rest are counted.
 constexpr size_t kNamesPerCause = 5;
-// Objects named per refusal in the server dry run's text (-o json lists every one).
-constexpr size_t kDryRunNamesPerCause = 20;
 
 class Uninstaller {
  public:
@@ -925,8 +782,8 @@ class Uninstaller {
     json current = child.object;
     constexpr int kConflictRetries = 5;
     for (int attempt = 0; attempt <= kConflictRetries; ++attempt) {
-      const bool label =
-          !longhorn::IsDeleteCustomResourceOnly(current) && LabelProtectsData({child.resource, current});
+      const bool label = !longhorn::IsDeleteCustomResourceOnly(current) &&
+                         LabelProtectsData({child.resource, current});
       if (longhorn::IsBeingDeleted(current) || HasChildren(child.resource)) {
         return executor_.CascadeChildUnchanged(Child{child.resource, current}, LabelProtectsData);
       }
@@ -965,9 +822,9 @@ class Uninstaller {
         }
       }
       if (!conflict) {
-        auto deleted = api_.DeleteUnchanged(
-            ref, options_.ns, name, uid,
-            longhorn::StringAt(current, {"metadata", "resourceVersion"}));
+        auto deleted =
+            api_.DeleteUnchanged(ref, options_.ns, name, uid,
+                                 longhorn::StringAt(current, {"metadata", "resourceVersion"}));
         if (deleted.ok()) return std::move(deleted).value();
         if (deleted.status().IsNotFound()) return json::object();
         if (!deleted.status().IsConflict()) return deleted.status();
@@ -1424,164 +1281,13 @@ class Uninstaller {
     PrintPlan(*snap.value(), /*dry_run=*/true);
     out_ << "objects that would hold the uninstall:" << std::endl;
     if (PrintBlockers(/*simulate_deletion=*/true) == 0) out_ << "  none" << std::endl;
-    if (options_.server_dry_run != nullptr) return ServerDryRun(*snap.value());
+    if (options_.server_dry_run != nullptr) {
+      return ServerDryRun(
+          *options_.server_dry_run, order_, *snap.value(), options_,
+          [this](const std::string& r) { return Ref(r); },
+          [this](const std::string& r) { return KindOf(r); }, out_);
+    }
     return 0;
-  }
-
-  // One write of the server dry run.
-  struct DryWrite {
-    const std::string* resource;
-    const json* obj;
-    const char* verb;  // "empty the URL of", "label", "delete", "release"
-    Status result = Status::Ok();
-  };
-
-  // The children a cascade labels delete-custom-resource-only before deleting them.
-  static bool IsCascadeChild(const std::string& resource) {
-    return resource == res::kBackups || resource == res::kBackupVolumes ||
-           resource == res::kSystemBackups || resource == res::kBackupBackingImages;
-  }
-
-  // --dry-run=server: every write the run would make to the objects of `snap`, sent with
-  // dryRun=All, so that every admission webhook answers. Prints the refusals by webhook and
-  // reason; 0 when the API server would admit every write, 1 otherwise. The objects are not being
-  // deleted (nothing is), so a finalizer release is checked as an update of a live object.
-  int ServerDryRun(Snapshot& snap) {
-    kube::KubeApi& dry = *options_.server_dry_run;
-    std::vector<DryWrite> writes;
-    for (const std::string& resource : order_) {
-      for (const json& obj : snap.Items(resource)) {
-        const bool deleting = longhorn::IsBeingDeleted(obj);
-        if (resource == res::kBackupTargets && !deleting &&
-            !(longhorn::HasAnnotation(obj, longhorn::kDeleteBackupTargetAnnotation) &&
-              longhorn::StringAt(obj, {"spec", "backupTargetURL"}).empty())) {
-          writes.push_back({&resource, &obj, "empty the URL of"});
-        }
-        if (IsCascadeChild(resource) && !longhorn::IsDeleteCustomResourceOnly(obj) &&
-            LabelProtectsData(Child{resource, obj})) {
-          writes.push_back({&resource, &obj, "label"});
-        }
-        if (!deleting) writes.push_back({&resource, &obj, "delete"});
-        if (longhorn::HasFinalizer(obj, longhorn::kFinalizer)) {
-          writes.push_back({&resource, &obj, "release"});
-        }
-      }
-    }
-    ParallelFor(writes.size(), options_.workers, [&](size_t i) {
-      DryWrite& w = writes[i];
-      const kube::ResourceRef ref = Ref(*w.resource);
-      const std::string name = Name(*w.obj);
-      const std::string verb = w.verb;
-      if (verb == "empty the URL of") {
-        w.result = StatusOf(dry.MergePatch(
-            ref, options_.ns, name,
-            {{"metadata",
-              {{"annotations", {{std::string(longhorn::kDeleteBackupTargetAnnotation), ""}}}}},
-             {"spec", {{"backupTargetURL", ""}}}}));
-      } else if (verb == "label") {
-        w.result = StatusOf(dry.MergePatch(
-            ref, options_.ns, name,
-            {{"metadata",
-              {{"labels", {{std::string(longhorn::kDeleteCustomResourceOnlyLabel), "true"}}}}}}));
-      } else if (verb == "delete") {
-        w.result = StatusOf(dry.DeleteUnchanged(
-            ref, options_.ns, name, longhorn::StringAt(*w.obj, {"metadata", "uid"}),
-            longhorn::StringAt(*w.obj, {"metadata", "resourceVersion"})));
-      } else {
-        json finalizers = json::array();
-        for (const json& f : (*w.obj)["metadata"].value("finalizers", json::array())) {
-          if (!(f.is_string() && f.get<std::string>() == longhorn::kFinalizer)) {
-            finalizers.push_back(f);
-          }
-        }
-        w.result = StatusOf(
-            dry.MergePatch(ref, options_.ns, name,
-                           {{"metadata",
-                             {{"finalizers", finalizers},
-                              {"resourceVersion",
-                               longhorn::StringAt(*w.obj, {"metadata", "resourceVersion"})}}}}));
-      }
-    });
-    // Refusals grouped by webhook and reason, then other errors by message. NotFound and
-    // Conflict say only that the object went or changed since the list.
-    struct Group {
-      std::optional<kube::WebhookError> webhook;
-      std::string error;
-      std::vector<const DryWrite*> writes;
-    };
-    std::map<std::string, Group> groups;
-    size_t changed = 0;
-    std::map<std::string, size_t> sent;
-    for (const DryWrite& w : writes) {
-      ++sent[w.verb];
-      if (w.result.ok()) continue;
-      if (w.result.IsNotFound() || w.result.IsConflict()) {
-        ++changed;
-        continue;
-      }
-      std::optional<kube::WebhookError> webhook = kube::WebhookErrorOf(w.result.message());
-      const std::string key = webhook ? std::string(webhook->denied ? "0" : "1") +
-                                            webhook->webhook + "\n" + webhook->reason
-                                      : "2" + w.result.message();
-      Group& g = groups[key];
-      g.webhook = webhook;
-      g.error = w.result.message();
-      g.writes.push_back(&w);
-    }
-    out_ << "server dry run: sent " << writes.size() << " writes with dryRun=All ("
-         << sent["delete"] << " DELETE, " << sent["release"] << " finalizer PATCH, "
-         << sent["label"] << " label PATCH, " << sent["empty the URL of"]
-         << " BackupTarget PATCH); nothing was changed" << std::endl;
-    if (changed > 0) {
-      out_ << "  " << changed << " objects changed or went since they were listed (not checked)"
-           << std::endl;
-    }
-    if (groups.empty()) {
-      out_ << "every admission webhook would admit every write" << std::endl;
-      return 0;
-    }
-    out_ << "writes the API server would refuse:" << std::endl;
-    for (const auto& [key, g] : groups) {
-      const size_t n = g.writes.size();
-      const std::string writes_text = std::to_string(n) + (n == 1 ? " write" : " writes");
-      if (g.webhook && g.webhook->denied) {
-        out_ << "  admission webhook \"" << g.webhook->webhook << "\" would refuse " << writes_text
-             << ": " << g.webhook->reason << std::endl;
-      } else if (g.webhook) {
-        out_ << "  admission webhook \"" << g.webhook->webhook << "\" could not be called for "
-             << writes_text << ": " << g.webhook->reason << std::endl;
-      } else {
-        out_ << "  " << writes_text << " failed: " << g.error << std::endl;
-      }
-      json objects = json::array();
-      for (size_t i = 0; i < n; ++i) {
-        const DryWrite& w = *g.writes[i];
-        if (i < kDryRunNamesPerCause) {
-          out_ << "    " << w.verb << " " << KindOf(*w.resource) << " " << Name(*w.obj)
-               << std::endl;
-        }
-        objects.push_back(
-            {{"kind", KindOf(*w.resource)}, {"name", Name(*w.obj)}, {"verb", w.verb}});
-      }
-      if (n > kDryRunNamesPerCause) {
-        out_ << "    and " << n - kDryRunNamesPerCause << " more"
-             << (options_.events != nullptr ? "" : " (-o json lists them all)") << std::endl;
-      }
-      if (options_.events == nullptr) continue;
-      if (g.webhook) {
-        options_.events->Write("webhook", {{"webhook", g.webhook->webhook},
-                                           {"denied", g.webhook->denied},
-                                           {"reason", g.webhook->reason},
-                                           {"dry_run", true},
-                                           {"failed_writes", n},
-                                           {"objects", objects}});
-      } else {
-        options_.events->Write(
-            "blocker",
-            {{"reason", g.error}, {"dry_run", true}, {"failed_writes", n}, {"objects", objects}});
-      }
-    }
-    return 1;
   }
 
   kube::KubeApi& api_;
