@@ -67,8 +67,7 @@ TEST(UninstallSnapshotTest, ReplaceTakesTheOtherCopyOfOneKindOnly) {
   fresh.Add("backups", Obj("new", {{"backup-volume", "v"}}));
   snap.Replace("backups", fresh);
   EXPECT_EQ(Names(snap.Items("backups")), (std::vector<std::string>{"new"}));
-  EXPECT_EQ(Names(snap.List("backups", "ns", "backup-volume=v")),
-            (std::vector<std::string>{"new"}))
+  EXPECT_EQ(Names(snap.List("backups", "ns", "backup-volume=v")), (std::vector<std::string>{"new"}))
       << "the label index went with the old copy";
   EXPECT_FALSE(snap.Get("backups", "ns", "old").has_value());
   EXPECT_TRUE(snap.Get("backupvolumes", "ns", "bv").has_value());
@@ -77,15 +76,17 @@ TEST(UninstallSnapshotTest, ReplaceTakesTheOtherCopyOfOneKindOnly) {
 TEST(UninstallSnapshotTest, ListsFromManyThreadsAtOnceAgreeWithOneThread) {
   UninstallSnapshot snap;
   for (int i = 0; i < 2000; ++i) {
-    snap.Add("backups", Obj("b" + std::to_string(i), {{"backup-volume", "v" + std::to_string(i % 7)},
-                                                      {"backup-target", "t" + std::to_string(i % 3)}}));
+    snap.Add("backups",
+             Obj("b" + std::to_string(i), {{"backup-volume", "v" + std::to_string(i % 7)},
+                                           {"backup-target", "t" + std::to_string(i % 3)}}));
   }
   std::vector<size_t> seen(8);
   std::vector<std::thread> threads;
   for (size_t t = 0; t < seen.size(); ++t) {
     threads.emplace_back([&, t] {
-      seen[t] = snap.List("backups", "ns", "backup-target=t1,backup-volume=v" + std::to_string(t % 7))
-                    .size();
+      seen[t] =
+          snap.List("backups", "ns", "backup-target=t1,backup-volume=v" + std::to_string(t % 7))
+              .size();
     });
   }
   for (std::thread& t : threads) t.join();
