@@ -825,7 +825,12 @@ class Uninstaller {
         auto deleted =
             api_.DeleteUnchanged(ref, options_.ns, name, uid,
                                  longhorn::StringAt(current, {"metadata", "resourceVersion"}));
-        if (deleted.ok()) return std::move(deleted).value();
+        if (deleted.ok()) {
+          // The API server answers a Status (read as an empty object) when the object went at
+          // once, having no finalizer left: count it here, as NoteDeleted cannot.
+          if (deleted->empty()) NoteGone(child.resource);
+          return std::move(deleted).value();
+        }
         if (deleted.status().IsNotFound()) return json::object();
         if (!deleted.status().IsConflict()) return deleted.status();
       }
