@@ -177,6 +177,77 @@ def remaining(plane, args):
     return scale(args.scale, "count", "--kubeconfig", plane.kubeconfig)
 
 
+def svg_plot(runs, path):
+    """Writes an SVG of two panels against the number of objects: seconds (uninstall and floor) and
+    the uninstall's peak RSS (MB). Linear growth shows as points on a straight line through 0.
+    Plain SVG text, no plotting library."""
+    runs = sorted(runs, key=lambda r: r["objects"])
+    if not runs:
+        return
+    w, h, pad_l, pad_r, pad_t, pad_b, gap = 760, 300, 70, 20, 40, 50, 60
+    panel_w = (w - pad_l - pad_r - gap) // 2
+    xmax = max(r["objects"] for r in runs) * 1.05
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{w}" height="{h}" fill="white"/>']
+
+    def nice_max(v):
+        if v <= 0:
+            return 1
+        mag = 10 ** len(str(int(v))) / 10
+        for m in (1, 2, 2.5, 5, 10):
+            if m * mag >= v:
+                return m * mag
+        return v
+
+    def panel(x0, title, ylabel, series, limit=None):
+        ymax = nice_max(max([v for _, pts in series for _, v in pts] + ([limit] if limit else [])) * 1.1)
+        y0, ph = pad_t, h - pad_t - pad_b
+
+        def px(x):
+            return x0 + x / xmax * panel_w
+
+        def py(y):
+            return y0 + ph - y / ymax * ph
+
+        out.append(f'<text x="{x0 + panel_w / 2}" y="{y0 - 18}" text-anchor="middle" '
+                   f'font-size="13" font-weight="bold">{title}</text>')
+        out.append(f'<rect x="{x0}" y="{y0}" width="{panel_w}" height="{ph}" fill="none" stroke="#888"/>')
+        for i in range(5):
+            yv = ymax * i / 4
+            out.append(f'<line x1="{x0}" x2="{x0 + panel_w}" y1="{py(yv):.1f}" y2="{py(yv):.1f}" '
+                       f'stroke="#ddd"/><text x="{x0 - 5}" y="{py(yv) + 4:.1f}" '
+                       f'text-anchor="end">{yv:g}</text>')
+        for r in runs:
+            out.append(f'<text x="{px(r["objects"]):.1f}" y="{y0 + ph + 15}" '
+                       f'text-anchor="middle">{r["objects"]:,}</text>')
+        out.append(f'<text x="{x0 + panel_w / 2}" y="{h - 12}" text-anchor="middle">objects '
+                   f'(Backups and the rest of the mix)</text>')
+        out.append(f'<text transform="translate({x0 - 45},{y0 + ph / 2}) rotate(-90)" '
+                   f'text-anchor="middle">{ylabel}</text>')
+        if limit:
+            out.append(f'<line x1="{x0}" x2="{x0 + panel_w}" y1="{py(limit):.1f}" y2="{py(limit):.1f}" '
+                       f'stroke="#c00" stroke-dasharray="4 3"/><text x="{x0 + panel_w - 4}" '
+                       f'y="{py(limit) - 4:.1f}" text-anchor="end" fill="#c00">target {limit:g}</text>')
+        for k, (name, pts) in enumerate(series):
+            color = ("#1f77b4", "#ff7f0e")[k % 2]
+            path = " ".join(f'{"M" if i == 0 else "L"}{px(x):.1f},{py(y):.1f}' for i, (x, y) in enumerate(pts))
+            out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+            for x, y in pts:
+                out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{color}"/>')
+            out.append(f'<text x="{x0 + 8}" y="{y0 + 16 + 14 * k}" fill="{color}">{name}</text>')
+
+    panel(pad_l, "time to remove everything", "seconds",
+          [("backup-guard uninstall", [(r["objects"], r["uninstall"]["seconds"]) for r in runs]),
+           ("floor (client-go)", [(r["objects"], r["floor"]["seconds"]) for r in runs])])
+    panel(pad_l + panel_w + gap, "uninstall peak RSS", "MB",
+          [("backup-guard uninstall", [(r["objects"], r["uninstall"]["peak_rss_mb"]) for r in runs])],
+          limit=100)
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backup-guard", required=True)
@@ -188,6 +259,9 @@ def main():
     ap.add_argument("--timeout", type=int, default=3600, help="uninstall --timeout, seconds")
     ap.add_argument("--state-dir", default="/tmp/bg-bench")
     ap.add_argument("--preload", default="", help="diagnostic: LD_PRELOAD for the uninstall process")
+    ap.add_argument("--plot", default="",
+                    help="also write the SVG plot of time and RSS against size here "
+                         "(default OUT/uninstall-scale.svg)")
     ap.add_argument("--uninstall-args", default="",
                     help="extra arguments for `backup-guard uninstall`, e.g. '--workers 16 --qps 0'")
     args = ap.parse_args()
@@ -236,6 +310,7 @@ def main():
                                    "uninstall": u, "floor": f})
             with open(os.path.join(args.out, "uninstall.json"), "w") as fh:
                 json.dump(result, fh, indent=1)
+            svg_plot(result["runs"], args.plot or os.path.join(args.out, "uninstall-scale.svg"))
     finally:
         log("stopping the control plane")
         plane.down()

@@ -15,10 +15,11 @@
 //    and a write that still fails (an admission webhook refusing it, or one that cannot be called)
 //    is reported, naming the webhook and its reason, and tried again on the next pass, until
 //    `timeout`; then every object left is listed with why and the last error of a write to it;
-//  - a child's delete-custom-resource-only label is decided on the copy its DELETE is conditioned
+//  - a child's delete-custom-resource-only label is decided on the copy its write is conditioned
 //    on (a resourceVersion precondition: a Backup that completed meanwhile is read and decided
 //    again), and a parent's release (BackupVolume, BackupTarget) is confirmed on fresh reads of its
-//    children, never on the pass's snapshot alone;
+//    children, never on the pass's snapshot alone: one fresh list of each child kind per pass,
+//    taken after that pass's cascades, for all the parents the pass releases;
 //  - success is declared only after a final sweep (fresh lists of every longhorn.io kind whose CRD
 //    exists, Settings excepted) finds nothing; what it finds (a Volume created after step 1) sends
 //    the run through the steps again.
@@ -26,11 +27,16 @@
 // At scale (tens of thousands of objects):
 //  - each pass lists every kind page by page and keeps only the fields the rules read (a compact
 //    copy, indexed by name and by label), never the full objects;
-//  - writes run on `workers` threads: each child of a cascade is labelled (only where the label
-//    protects data, see LabelProtectsData), deleted, and, when the rules allow it for the copy the
-//    DELETE answered, released at once, without waiting for the next pass; every other release is
-//    decided on the pass's snapshot after all of that pass's cascades have finished, children
-//    before BackupVolumes before BackupTargets (these two confirmed on fresh reads, see above).
+//  - writes run on `workers` threads. A child of a cascade that the rules release as soon as it
+//    is deleted (a Backup, SystemBackup or BackupBackingImage) costs two writes, as a bare
+//    client's: one PATCH that sets its delete-custom-resource-only label (only where the label
+//    protects data, see LabelProtectsData) and removes longhorn.io together, conditioned on the
+//    copy it was decided on, then a DELETE conditioned on that PATCH's answer. Any other child is
+//    labelled, deleted, and released when the rules allow it for the copy the DELETE answered.
+//    Every other release is decided on the pass's snapshot after all of that pass's cascades
+//    have finished, children before BackupVolumes before BackupTargets (these two confirmed on
+//    fresh reads, see above);
+//  - memory: two malloc arenas for the writer threads, and the heap trimmed after each pass.
 #pragma once
 
 #include <chrono>

@@ -1,0 +1,68 @@
+// The uninstall's point-in-time copy of the engine's kinds (processor/uninstall.h): each pass
+// lists every kind page by page into one of these, keeping only the compact copy of each object
+// (CompactForRules), indexed by name and, on first use of a label key, by that label's value, so
+// that every rule lookup is an index hit and a pass is linear in the number of objects.
+//
+// Thread-safety: filled by one thread; once filled, Get, List and Items are safe from many
+// threads at once (the label index is built under a lock on first use). Add and Replace are not
+// safe while other threads read.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "kube/lookup.h"
+
+namespace bg::processor {
+
+class UninstallSnapshot final : public kube::ResourceLookup {
+ public:
+  // Appends `obj` (a compact copy) to `resource`'s objects.
+  void Add(const std::string& resource, nlohmann::json obj);
+
+  // Every object of `resource`, in the order added.
+  const std::vector<nlohmann::json>& Items(const std::string& resource) const;
+
+  // The object of `resource` named `name` (the namespace is the snapshot's own and not checked).
+  std::optional<nlohmann::json> Get(std::string_view resource, std::string_view ns,
+                                    std::string_view name) override;
+
+  // The objects of `resource` that match `selector`: equality terms ("k=v,k2=v2") through the
+  // label index; anything else (set-based terms, !=) by kube::MatchesSelector over every object.
+  std::vector<nlohmann::json> List(std::string_view resource, std::string_view ns,
+                                   std::string_view selector) override;
+
+  bool Ready() override { return true; }
+
+  // Takes `from`'s copy of `resource` in place of this one's.
+  void Replace(const std::string& resource, UninstallSnapshot& from);
+
+  // Objects held, over every kind.
+  size_t size() const;
+
+ private:
+  struct Kind {
+    std::vector<nlohmann::json> items;
+    std::unordered_map<std::string, size_t> by_name;
+    // label key -> value -> indexes into items; built on first use of the key
+    std::map<std::string, std::unordered_map<std::string, std::vector<size_t>>, std::less<>>
+        by_label;
+  };
+
+  const Kind* Find(std::string_view resource) const;
+  // The indexes of the objects of `resource` whose label `key` is `value` (a copy: the index may
+  // be extended by another thread meanwhile).
+  std::vector<size_t> Candidates(std::string_view resource, std::string_view key,
+                                 std::string_view value);
+
+  std::map<std::string, Kind> kinds_;
+  std::mutex index_mu_;
+};
+
+}  // namespace bg::processor
