@@ -59,6 +59,7 @@ class ResourceFaults final : public testing::ForwardingKubeApi {
     if (Fails("delete", r)) return status_;
     return ForwardingKubeApi::Delete(r, ns, name, uid);
   }
+
  private:
   bool Fails(const std::string& verb, const kube::ResourceRef& r) const {
     return failing && verb == verb_ && r.resource == resource_;

@@ -255,7 +255,8 @@ TEST_F(RecordingTransportTest, WatchChunksAreContact) {
 }
 
 TEST_F(RecordingTransportTest, ABrokenWatchIsAFailureButAStoppedOneIsNot) {
-  inner_->ScriptAll({.error = Status::Unavailable("GET /apis/x?watch=1 to https://h:1: Read error")});
+  inner_->ScriptAll(
+      {.error = Status::Unavailable("GET /apis/x?watch=1 to https://h:1: Read error")});
   std::atomic<bool> stop{false};
   auto yes_status = [](int) { return true; };
   auto yes_chunk = [](std::string_view) { return true; };
