@@ -5,6 +5,7 @@
 
 #include "kube/kubeconfig.h"
 #include "tests/testing/fake_kube_api.h"
+#include "tests/testing/forwarding_kube_api.h"
 
 namespace bg::certs {
 namespace {
@@ -21,10 +22,10 @@ const kube::ResourceRef kValidating{"admissionregistration.k8s.io", "v1",
 
 // One replica's view of the fake API, where chosen verbs on one resource fail while `failing`
 // (a replica whose Secret GETs fail, or whose caBundle writes do).
-class ResourceFaults final : public kube::KubeApi {
+class ResourceFaults final : public testing::ForwardingKubeApi {
  public:
   ResourceFaults(kube::KubeApi& api, std::string verb, std::string resource, Status status)
-      : api_(api),
+      : ForwardingKubeApi(api),
         verb_(std::move(verb)),
         resource_(std::move(resource)),
         status_(std::move(status)) {}
@@ -33,42 +34,36 @@ class ResourceFaults final : public kube::KubeApi {
   Result<json> Get(const kube::ResourceRef& r, const std::string& ns,
                    const std::string& name) override {
     if (Fails("get", r)) return status_;
-    return api_.Get(r, ns, name);
+    return ForwardingKubeApi::Get(r, ns, name);
   }
   Result<json> List(const kube::ResourceRef& r, const std::string& ns,
                     const std::string& selector) override {
     if (Fails("list", r)) return status_;
-    return api_.List(r, ns, selector);
+    return ForwardingKubeApi::List(r, ns, selector);
   }
   Result<json> Create(const kube::ResourceRef& r, const std::string& ns, const json& o) override {
     if (Fails("create", r)) return status_;
-    return api_.Create(r, ns, o);
+    return ForwardingKubeApi::Create(r, ns, o);
   }
   Result<json> Update(const kube::ResourceRef& r, const std::string& ns, const json& o) override {
     if (Fails("update", r)) return status_;
-    return api_.Update(r, ns, o);
+    return ForwardingKubeApi::Update(r, ns, o);
   }
   Result<json> MergePatch(const kube::ResourceRef& r, const std::string& ns,
                           const std::string& name, const json& patch) override {
     if (Fails("patch", r)) return status_;
-    return api_.MergePatch(r, ns, name, patch);
+    return ForwardingKubeApi::MergePatch(r, ns, name, patch);
   }
   Status Delete(const kube::ResourceRef& r, const std::string& ns, const std::string& name,
                 const std::string& uid) override {
     if (Fails("delete", r)) return status_;
-    return api_.Delete(r, ns, name, uid);
-  }
-  Status Watch(const kube::ResourceRef& r, const std::string& ns, const std::string& from,
-               const std::function<bool(const kube::WatchEvent&)>& on_event,
-               const std::atomic<bool>& stop) override {
-    return api_.Watch(r, ns, from, on_event, stop);
+    return ForwardingKubeApi::Delete(r, ns, name, uid);
   }
 
  private:
   bool Fails(const std::string& verb, const kube::ResourceRef& r) const {
     return failing && verb == verb_ && r.resource == resource_;
   }
-  kube::KubeApi& api_;
   const std::string verb_, resource_;
   const Status status_;
 };

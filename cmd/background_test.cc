@@ -9,6 +9,7 @@
 
 #include "tests/testing/eventually.h"
 #include "tests/testing/fake_kube_api.h"
+#include "tests/testing/forwarding_kube_api.h"
 
 namespace bg::cmd {
 namespace {
@@ -22,46 +23,26 @@ using ::bg::testing::Eventually;
 
 // Forwards to a FakeKubeApi and writes down, in order, when a finalizer release (merge patch)
 // came back and when the Lease holder was emptied.
-class RecordingApi final : public kube::KubeApi {
+class RecordingApi final : public testing::ForwardingKubeApi {
  public:
-  explicit RecordingApi(FakeKubeApi& api) : api_(api) {}
+  using ForwardingKubeApi::ForwardingKubeApi;
 
   std::vector<std::string> events() {
     std::lock_guard<std::mutex> lock(mu_);
     return events_;
   }
 
-  Result<json> Get(const kube::ResourceRef& r, const std::string& ns,
-                   const std::string& name) override {
-    return api_.Get(r, ns, name);
-  }
-  Result<json> List(const kube::ResourceRef& r, const std::string& ns,
-                    const std::string& selector) override {
-    return api_.List(r, ns, selector);
-  }
-  Result<json> Create(const kube::ResourceRef& r, const std::string& ns, const json& o) override {
-    return api_.Create(r, ns, o);
-  }
   Result<json> Update(const kube::ResourceRef& r, const std::string& ns, const json& o) override {
     if (r.resource == "leases" && o["spec"].value("holderIdentity", "x").empty()) {
       Record("lease holder emptied");
     }
-    return api_.Update(r, ns, o);
+    return ForwardingKubeApi::Update(r, ns, o);
   }
   Result<json> MergePatch(const kube::ResourceRef& r, const std::string& ns,
                           const std::string& name, const json& patch) override {
-    Result<json> out = api_.MergePatch(r, ns, name, patch);
+    Result<json> out = ForwardingKubeApi::MergePatch(r, ns, name, patch);
     Record("release answered");
     return out;
-  }
-  Status Delete(const kube::ResourceRef& r, const std::string& ns, const std::string& name,
-                const std::string& uid) override {
-    return api_.Delete(r, ns, name, uid);
-  }
-  Status Watch(const kube::ResourceRef& r, const std::string& ns, const std::string& from,
-               const std::function<bool(const kube::WatchEvent&)>& on_event,
-               const std::atomic<bool>& stop) override {
-    return api_.Watch(r, ns, from, on_event, stop);
   }
 
  private:
@@ -69,7 +50,6 @@ class RecordingApi final : public kube::KubeApi {
     std::lock_guard<std::mutex> lock(mu_);
     events_.push_back(e);
   }
-  FakeKubeApi& api_;
   std::mutex mu_;
   std::vector<std::string> events_;
 };

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kube/api_health_metrics.h"
+#include "tests/testing/fake_transport.h"
 
 namespace bg::kube {
 namespace {
@@ -25,71 +26,7 @@ constexpr char kEtcdDownReadyz[] =
     "[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n[+]informer-sync ok\n"
     "readyz check failed\n";
 
-// Answers every request with the current answer; records the paths. Streams send `chunks` and
-// then end with `stream_end`.
-class FakeTransport final : public ApiTransport {
- public:
-  Result<HttpResponse> Request(std::string_view method, const std::string& path_and_query,
-                               const std::string&, std::string_view) override {
-    std::unique_lock<std::mutex> lock(mu_);
-    requests_.push_back(std::string(method) + " " + path_and_query);
-    if (block_) {
-      blocked_ = true;
-      cv_.notify_all();
-      cv_.wait(lock, [this] { return !block_; });
-    }
-    return answer_;
-  }
-
-  Status Stream(std::string_view, const std::string&, const std::atomic<bool>& stop,
-                const std::function<bool(int)>& on_status,
-                const std::function<bool(std::string_view)>& on_chunk) override {
-    if (!on_status(stream_status_)) return Status::Ok();
-    for (const std::string& chunk : chunks_) {
-      if (!on_chunk(chunk)) return Status::Ok();
-    }
-    if (stop.load()) return Status::Ok();
-    return stream_end_;
-  }
-
-  void Answer(int status, std::string body = "") {
-    std::lock_guard<std::mutex> lock(mu_);
-    answer_ = HttpResponse{status, std::move(body)};
-  }
-  void Fail(Status status) {
-    std::lock_guard<std::mutex> lock(mu_);
-    answer_ = std::move(status);
-  }
-  void Block(bool block) {
-    std::lock_guard<std::mutex> lock(mu_);
-    block_ = block;
-    cv_.notify_all();
-  }
-  void WaitBlocked() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return blocked_; });
-  }
-  size_t count() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return requests_.size();
-  }
-  std::vector<std::string> requests() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return requests_;
-  }
-
-  int stream_status_ = 200;
-  std::vector<std::string> chunks_;
-  Status stream_end_ = Status::Ok();
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  Result<HttpResponse> answer_ = HttpResponse{200, "ok"};
-  std::vector<std::string> requests_;
-  bool block_ = false;
-  bool blocked_ = false;
-};
+using testing::FakeTransport;
 
 class CountingObserver final : public ApiHealthObserver {
  public:
@@ -105,6 +42,7 @@ class ApiHealthTest : public ::testing::Test {
     options_.clock = &clock_;
     options_.unready_after = seconds(20);
     options_.probe_interval = seconds(5);
+    api_.AnswerAll(200, "ok");
   }
 
   ApiHealth& health() {
@@ -131,7 +69,7 @@ TEST_F(ApiHealthTest, NotReadyBeforeTheFirstContact) {
   EXPECT_EQ(s.code(), Status::Code::kUnavailable);
   EXPECT_EQ(s.message(), "kubernetes API not reached yet");
 
-  api_.Fail(Status::Unavailable("GET /readyz to https://127.0.0.1:6443: Connection"));
+  api_.FailAll(Status::Unavailable("GET /readyz to https://127.0.0.1:6443: Connection"));
   EXPECT_TRUE(health().Tick(api_));
   EXPECT_THAT(health().Check().message(),
               HasSubstr("not reached yet; last error 0.0s ago: GET /readyz to "
@@ -141,14 +79,14 @@ TEST_F(ApiHealthTest, NotReadyBeforeTheFirstContact) {
 TEST_F(ApiHealthTest, FirstSuccessfulProbeMakesItReady) {
   EXPECT_TRUE(health().Tick(api_));
   EXPECT_TRUE(health().Check().ok());
-  EXPECT_THAT(api_.requests(), ::testing::ElementsAre("GET /readyz"));
+  EXPECT_THAT(api_.request_lines(), ::testing::ElementsAre("GET /readyz"));
 }
 
 TEST_F(ApiHealthTest, BeforeTheFirstContactTheProbeRetriesEverySecond) {
-  api_.Fail(Status::Unavailable("refused"));
+  api_.FailAll(Status::Unavailable("refused"));
   RunFor(seconds(3));
   EXPECT_EQ(api_.count(), 3u);
-  api_.Answer(200);
+  api_.AnswerAll(200, "");
   RunFor(seconds(1));
   EXPECT_TRUE(health().Check().ok());
   // Once reached, the probe slows to probe_interval.
@@ -158,7 +96,7 @@ TEST_F(ApiHealthTest, BeforeTheFirstContactTheProbeRetriesEverySecond) {
 
 TEST_F(ApiHealthTest, ShortOutagesDoNotMakeItUnready) {
   health().RecordContact();
-  api_.Fail(Status::Unavailable("GET /readyz to https://127.0.0.1:6443: Read error"));
+  api_.FailAll(Status::Unavailable("GET /readyz to https://127.0.0.1:6443: Read error"));
   RunFor(seconds(19));
   EXPECT_TRUE(health().Check().ok()) << health().Check().message();
   EXPECT_GT(observer_.failures.load(), 0);
@@ -166,7 +104,7 @@ TEST_F(ApiHealthTest, ShortOutagesDoNotMakeItUnready) {
 
 TEST_F(ApiHealthTest, UnreadyOnceTheApiHasBeenUnreachableForTheThreshold) {
   health().RecordContact();
-  api_.Fail(Status::Unavailable("GET /readyz to https://127.0.0.1:6443: Read error"));
+  api_.FailAll(Status::Unavailable("GET /readyz to https://127.0.0.1:6443: Read error"));
   RunFor(seconds(20));
   Status s = health().Check();
   EXPECT_EQ(s.code(), Status::Code::kUnavailable);
@@ -177,17 +115,17 @@ TEST_F(ApiHealthTest, UnreadyOnceTheApiHasBeenUnreachableForTheThreshold) {
 
 TEST_F(ApiHealthTest, ReadyAgainAtTheFirstContactAfterAnOutage) {
   health().RecordContact();
-  api_.Fail(Status::Unavailable("Read error"));
+  api_.FailAll(Status::Unavailable("Read error"));
   RunFor(seconds(40));
   EXPECT_FALSE(health().Check().ok());
-  api_.Answer(200);
+  api_.AnswerAll(200, "");
   RunFor(seconds(5));
   EXPECT_TRUE(health().Check().ok());
 }
 
 TEST_F(ApiHealthTest, RealTrafficAloneKeepsItReady) {
   health().RecordContact();
-  api_.Fail(Status::Unavailable("probe fails"));
+  api_.FailAll(Status::Unavailable("probe fails"));
   for (int i = 0; i < 60; ++i) {
     clock_.Advance(seconds(1));
     health().RecordContact();
@@ -211,7 +149,7 @@ TEST_F(ApiHealthTest, ProbeRunsWhenRealTrafficIsQuietForAProbeInterval) {
 TEST_F(ApiHealthTest, ApiServerReadyz500IsAFailureNamingTheFailedChecks) {
   health().RecordContact();
   clock_.Advance(seconds(5));
-  api_.Answer(500, kEtcdDownReadyz);
+  api_.AnswerAll(500, kEtcdDownReadyz);
   RunFor(seconds(21));
   Status s = health().Check();
   EXPECT_FALSE(s.ok());
@@ -223,7 +161,7 @@ TEST_F(ApiHealthTest, ZeroThresholdOnlyWaitsForTheFirstContact) {
   options_.unready_after = milliseconds(0);
   EXPECT_FALSE(health().Check().ok());
   health().RecordContact();
-  api_.Fail(Status::Unavailable("Read error"));
+  api_.FailAll(Status::Unavailable("Read error"));
   RunFor(seconds(120));
   EXPECT_TRUE(health().Check().ok());
 }
@@ -237,7 +175,7 @@ TEST_F(ApiHealthTest, CheckAnswersWhileTheProbeHangs) {
   // The probe is stuck in the black hole; Check still answers, from state alone.
   Status s = health().Check();
   EXPECT_THAT(s.message(), HasSubstr("last contact 30.0s ago"));
-  api_.Fail(Status::Unavailable("Read timeout"));
+  api_.FailAll(Status::Unavailable("Read timeout"));
   api_.Block(false);
   probe.join();
   EXPECT_THAT(health().Check().message(), HasSubstr("Read timeout"));
@@ -245,7 +183,9 @@ TEST_F(ApiHealthTest, CheckAnswersWhileTheProbeHangs) {
 
 class RecordingTransportTest : public ApiHealthTest {
  protected:
-  RecordingTransportTest() : inner_(std::make_shared<FakeTransport>()) {}
+  RecordingTransportTest() : inner_(std::make_shared<FakeTransport>()) {
+    inner_->AnswerAll(200, "ok");
+  }
 
   HealthRecordingTransport& transport() {
     if (!transport_) {
@@ -261,7 +201,7 @@ class RecordingTransportTest : public ApiHealthTest {
 
 TEST_F(RecordingTransportTest, AnyAnswerBelow500IsContact) {
   for (int status : {200, 201, 404, 403, 409, 429}) {
-    inner_->Answer(status);
+    inner_->AnswerAll(status, "");
     auto r = transport().Request("GET", "/api/v1/namespaces/x/secrets/y", "", "");
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->status, status);
@@ -272,11 +212,11 @@ TEST_F(RecordingTransportTest, AnyAnswerBelow500IsContact) {
 }
 
 TEST_F(RecordingTransportTest, ServerErrorsAndNoAnswerAreFailures) {
-  inner_->Answer(503, R"({"kind":"Status","message":"etcdserver: request timed out"})");
+  inner_->AnswerAll(503, R"({"kind":"Status","message":"etcdserver: request timed out"})");
   EXPECT_EQ(transport().Request("GET", "/api/v1/x", "", "")->status, 503);
   EXPECT_THAT(health().Check().message(),
               HasSubstr("GET request answered 503: etcdserver: request timed out"));
-  inner_->Fail(
+  inner_->FailAll(
       Status::Unavailable("PATCH /apis/longhorn.io/v1beta2/namespaces/ns/backups/secret-name to "
                           "https://127.0.0.1:6443: Read error"));
   EXPECT_FALSE(transport()
@@ -293,13 +233,13 @@ TEST_F(RecordingTransportTest, ServerErrorsAndNoAnswerAreFailures) {
 }
 
 TEST_F(RecordingTransportTest, ATooLargeAnswerIsNotAFailureOfTheApi) {
-  inner_->Fail(Status::TooLarge("body over 64 MiB"));
+  inner_->FailAll(Status::TooLarge("body over 64 MiB"));
   EXPECT_FALSE(transport().Request("GET", "/api/v1/x", "", "").ok());
   EXPECT_EQ(observer_.failures.load(), 0);
 }
 
 TEST_F(RecordingTransportTest, WatchChunksAreContact) {
-  inner_->chunks_ = {"{\"type\":\"ADDED\"}\n", "{\"type\":\"BOOKMARK\"}\n"};
+  inner_->ScriptAll({.chunks = {"{\"type\":\"ADDED\"}\n", "{\"type\":\"BOOKMARK\"}\n"}});
   std::atomic<bool> stop{false};
   int chunks = 0;
   Status s = transport().Stream(
@@ -315,7 +255,8 @@ TEST_F(RecordingTransportTest, WatchChunksAreContact) {
 }
 
 TEST_F(RecordingTransportTest, ABrokenWatchIsAFailureButAStoppedOneIsNot) {
-  inner_->stream_end_ = Status::Unavailable("GET /apis/x?watch=1 to https://h:1: Read error");
+  inner_->ScriptAll(
+      {.error = Status::Unavailable("GET /apis/x?watch=1 to https://h:1: Read error")});
   std::atomic<bool> stop{false};
   auto yes_status = [](int) { return true; };
   auto yes_chunk = [](std::string_view) { return true; };
@@ -324,9 +265,8 @@ TEST_F(RecordingTransportTest, ABrokenWatchIsAFailureButAStoppedOneIsNot) {
   stop = true;
   transport().Stream("GET", "/apis/x?watch=1", stop, yes_status, yes_chunk);
   EXPECT_EQ(observer_.failures.load(), 1);
-  inner_->stream_status_ = 500;
+  inner_->ScriptAll({.status = 500});
   stop = false;
-  inner_->stream_end_ = Status::Ok();
   transport().Stream("GET", "/apis/x?watch=1", stop, yes_status, yes_chunk);
   EXPECT_EQ(observer_.failures.load(), 2);
 }

@@ -1,11 +1,14 @@
-// Clock: the monotonic time source of the kube layer, behind an interface so that tests can move
-// time by hand (TTL caches, token refresh, rate-limited logs).
+// Clock: the monotonic time source of the kube layer and the processor, behind an interface so
+// that tests can move time by hand (TTL caches, token refresh, rate-limited logs, the work queue's
+// delays, leader election).
 //
 // Thread-safety: implementations are safe to call from many threads at once.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 
 namespace bg::kube {
 
@@ -16,6 +19,11 @@ class Clock {
 
   virtual ~Clock() = default;
   virtual TimePoint Now() const = 0;
+  // Waits on `cv` (`lock` held, as std::condition_variable::wait_until) until notified or until
+  // Now() may have reached `deadline`. May return early: callers check their condition and the
+  // time again. The real clock waits until `deadline` itself.
+  virtual void WaitUntil(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                         TimePoint deadline) const = 0;
 
   // The process-wide real clock (std::chrono::steady_clock). Never null, never destroyed.
   static const Clock* Real();
@@ -26,6 +34,11 @@ class ManualClock final : public Clock {
  public:
   TimePoint Now() const override { return TimePoint(Duration(ticks_.load())); }
   void Advance(Duration d) { ticks_.fetch_add(d.count()); }
+  // Advance() does not know the waiters, so a waiter looks at the time again every millisecond.
+  void WaitUntil(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                 TimePoint deadline) const override {
+    if (Now() < deadline) cv.wait_for(lock, std::chrono::milliseconds(1));
+  }
 
  private:
   // Starts a year after the epoch so that "now minus an interval" never goes before the epoch.

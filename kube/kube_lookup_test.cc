@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "tests/testing/fake_transport.h"
 
 namespace bg::kube {
 namespace {
@@ -20,43 +21,22 @@ using ::testing::ElementsAre;
 constexpr char kBackupTargetPath[] =
     "/apis/longhorn.io/v1beta2/namespaces/longhorn-system/backuptargets/default";
 
-// Answers by exact path; paths without an answer are 404. Records every request.
-class FakeTransport final : public ApiTransport {
- public:
-  Result<HttpResponse> Request(std::string_view method, const std::string& path_and_query,
-                               const std::string& body, std::string_view content_type) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    requests_.push_back(std::string(method) + " " + path_and_query);
-    EXPECT_EQ(body, "");
-    EXPECT_EQ(content_type, "");
-    auto it = answers_.find(path_and_query);
-    if (it == answers_.end()) return HttpResponse{404, R"({"kind":"Status","code":404})"};
-    return it->second;
-  }
-
-  void Answer(const std::string& path, int status, const std::string& body) {
-    std::lock_guard<std::mutex> lock(mu_);
-    answers_.insert_or_assign(path, Result<HttpResponse>(HttpResponse{status, body}));
-  }
-  void Fail(const std::string& path, const std::string& message) {
-    std::lock_guard<std::mutex> lock(mu_);
-    answers_.insert_or_assign(path, Result<HttpResponse>(Status::Unavailable(message)));
-  }
-  std::vector<std::string> requests() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return requests_;
-  }
-  size_t count() { return requests().size(); }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, Result<HttpResponse>> answers_;
-  std::vector<std::string> requests_;
-};
+using testing::FakeTransport;
 
 class KubeLookupTest : public ::testing::Test {
  protected:
-  KubeLookupTest() : transport_(std::make_shared<FakeTransport>()) { options_.clock = &clock_; }
+  // Paths without an answer are 404.
+  KubeLookupTest() : transport_(std::make_shared<FakeTransport>()) {
+    options_.clock = &clock_;
+    transport_->AnswerAll(404, R"({"kind":"Status","code":404})");
+  }
+  // Lookups only read: no request carries a body.
+  void TearDown() override {
+    for (const FakeTransport::Recorded& r : transport_->requests()) {
+      EXPECT_EQ(r.body, "");
+      EXPECT_EQ(r.content_type, "");
+    }
+  }
 
   KubeLookup& lookup() {
     if (!lookup_) lookup_ = std::make_unique<KubeLookup>(transport_, options_);
@@ -75,7 +55,7 @@ TEST_F(KubeLookupTest, GetReturnsTheObject) {
   std::optional<json> target = lookup().Get("backuptargets", "longhorn-system", "default");
   ASSERT_TRUE(target.has_value());
   EXPECT_EQ((*target)["metadata"]["uid"], "u1");
-  EXPECT_THAT(transport_->requests(), ElementsAre(std::string("GET ") + kBackupTargetPath));
+  EXPECT_THAT(transport_->request_lines(), ElementsAre(std::string("GET ") + kBackupTargetPath));
 }
 
 TEST_F(KubeLookupTest, NotFoundAnswersNullopt) {
@@ -94,7 +74,7 @@ TEST_F(KubeLookupTest, ForbiddenAnswersNotFound) {
 }
 
 TEST_F(KubeLookupTest, UnreachableApiAnswersNotFound) {
-  transport_->Fail(kBackupTargetPath, "GET ...: Connection");
+  transport_->Fail(kBackupTargetPath, Status::Unavailable("GET ...: Connection"));
   EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
 }
 
@@ -124,7 +104,7 @@ TEST_F(KubeLookupTest, EmptyNameIsNotFoundWithoutACall) {
 
 TEST_F(KubeLookupTest, NamesAreEncodedIntoOnePathSegment) {
   lookup().Get("backupvolumes", "longhorn-system", "a b/../c?x=1#y");
-  EXPECT_THAT(transport_->requests(),
+  EXPECT_THAT(transport_->request_lines(),
               ElementsAre("GET /apis/longhorn.io/v1beta2/namespaces/longhorn-system/backupvolumes/"
                           "a%20b%2F..%2Fc%3Fx%3D1%23y"));
 }
@@ -194,13 +174,13 @@ TEST_F(KubeLookupTest, ListEncodesTheLabelSelectorAndFillsKinds) {
   EXPECT_EQ(items[0]["kind"], "Backup");
   EXPECT_EQ(items[0]["apiVersion"], "longhorn.io/v1beta2");
   EXPECT_EQ(items[1]["kind"], "Backup");
-  EXPECT_THAT(transport_->requests(), ElementsAre("GET " + path));
+  EXPECT_THAT(transport_->request_lines(), ElementsAre("GET " + path));
 }
 
 TEST_F(KubeLookupTest, ListWithoutSelectorOrNamespace) {
   lookup().List("systembackups", "longhorn-system", "");
   lookup().List("systembackups", "", "");
-  EXPECT_THAT(transport_->requests(),
+  EXPECT_THAT(transport_->request_lines(),
               ElementsAre("GET /apis/longhorn.io/v1beta2/namespaces/longhorn-system/systembackups",
                           "GET /apis/longhorn.io/v1beta2/systembackups"));
 }
@@ -211,7 +191,7 @@ TEST_F(KubeLookupTest, ListFailuresAnswerEmpty) {
   clock_.Advance(options_.cache_ttl);
   transport_->Answer(path, 500, "boom");
   EXPECT_TRUE(lookup().List("backups", "ns", "").empty());
-  transport_->Fail(path, "Connection");
+  transport_->Fail(path, Status::Unavailable("Connection"));
   EXPECT_TRUE(lookup().List("backups", "ns", "").empty());
   transport_->Answer(path, 200, "{not json");
   EXPECT_TRUE(lookup().List("backups", "ns", "").empty());
@@ -239,14 +219,14 @@ TEST_F(KubeLookupTest, ReadyProbesVersionAtMostOncePerInterval) {
   EXPECT_TRUE(lookup().Ready());
   EXPECT_EQ(transport_->count(), 2u);
   // Once ready, always ready, without further calls.
-  transport_->Fail("/version", "Connection");
+  transport_->Fail("/version", Status::Unavailable("Connection"));
   clock_.Advance(std::chrono::hours(1));
   EXPECT_TRUE(lookup().Ready());
-  EXPECT_THAT(transport_->requests(), ElementsAre("GET /version", "GET /version"));
+  EXPECT_THAT(transport_->request_lines(), ElementsAre("GET /version", "GET /version"));
 }
 
 TEST_F(KubeLookupTest, ReadyStaysFalseWhileUnreachable) {
-  transport_->Fail("/version", "Connection");
+  transport_->Fail("/version", Status::Unavailable("Connection"));
   for (int i = 0; i < 3; ++i) {
     EXPECT_FALSE(lookup().Ready());
     clock_.Advance(options_.ready_retry_interval);

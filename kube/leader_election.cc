@@ -28,6 +28,7 @@ LeaderElector::LeaderElector(KubeApi& api, LeaderElectionOptions options,
                              std::function<void()> on_started, std::function<void()> on_stopped)
     : api_(api),
       options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
       on_started_(std::move(on_started)),
       on_stopped_(std::move(on_stopped)) {}
 
@@ -61,11 +62,11 @@ Status ValidateLeaderElectionTimings(const LeaderElectionOptions& o) {
 
 bool LeaderElector::IsLeader() const { return LeadershipDeadline().has_value(); }
 
-std::optional<std::chrono::steady_clock::time_point> LeaderElector::LeadershipDeadline() const {
+std::optional<Clock::TimePoint> LeaderElector::LeadershipDeadline() const {
   if (!leader_.load()) return std::nullopt;
   const auto deadline =
-      Clock::time_point(Clock::duration(last_renew_.load())) + options_.renew_deadline;
-  if (Clock::now() >= deadline) return std::nullopt;
+      Clock::TimePoint(Clock::Duration(last_renew_.load())) + options_.renew_deadline;
+  if (clock_->Now() >= deadline) return std::nullopt;
   return deadline;
 }
 
@@ -103,14 +104,14 @@ bool LeaderElector::TryAcquireOrRenew() {
   if (holder != observed_holder_ || renew_time != observed_renew_time_) {
     observed_holder_ = holder;
     observed_renew_time_ = renew_time;
-    observed_at_ = Clock::now();
+    observed_at_ = clock_->Now();
   }
   long long their_duration = duration_s;
   if (spec.contains("leaseDurationSeconds") && spec["leaseDurationSeconds"].is_number_integer()) {
     their_duration = spec["leaseDurationSeconds"].get<long long>();
   }
   const bool held_by_other = !holder.empty() && holder != options_.identity;
-  const bool expired = Clock::now() - observed_at_ >= std::chrono::seconds(their_duration);
+  const bool expired = clock_->Now() - observed_at_ >= std::chrono::seconds(their_duration);
   if (held_by_other && !expired) return false;
 
   if (holder != options_.identity) {
@@ -125,7 +126,7 @@ bool LeaderElector::TryAcquireOrRenew() {
   if (!updated.ok()) return false;
   observed_holder_ = options_.identity;
   observed_renew_time_ = now;
-  observed_at_ = Clock::now();
+  observed_at_ = clock_->Now();
   return true;
 }
 
@@ -145,10 +146,11 @@ void LeaderElector::Release() {
 
 void LeaderElector::Run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
-    const Clock::time_point attempt_started = Clock::now();
+    const Clock::TimePoint attempt_started = clock_->Now();
     // A renewal slower than the renew deadline does not count: leadership is measured from the
     // attempt's start, so it would already have lapsed.
-    const bool ok = TryAcquireOrRenew() && Clock::now() - attempt_started < options_.renew_deadline;
+    const bool ok =
+        TryAcquireOrRenew() && clock_->Now() - attempt_started < options_.renew_deadline;
     if (ok) {
       // A renewal that completed after the deadline had passed: this replica stopped acting in
       // between (work was dropped), so it starts again as a new leader would, re-queueing all.

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "kube/api.h"
+#include "kube/clock.h"
 
 namespace bg::kube {
 
@@ -35,6 +36,9 @@ struct LeaderElectionOptions {
   std::chrono::milliseconds lease_duration{15000};
   std::chrono::milliseconds renew_deadline{10000};
   std::chrono::milliseconds retry_period{2000};
+  // The monotonic clock of expiry and the renew deadline; null: Clock::Real(). Must outlive the
+  // elector, and be the clock of the API client that LeadershipDeadline() fences.
+  const Clock* clock = nullptr;
 };
 
 // client-go's rules (leaderelection.NewLeaderElector): every timing positive, lease_duration >
@@ -53,29 +57,29 @@ class LeaderElector {
   void Run(const std::atomic<bool>& stop);
   bool IsLeader() const;
   // While leader: the moment leadership lapses unless renewed (start of the last successful
-  // renewal + renew_deadline), on the steady clock. Nothing when not leader.
-  std::optional<std::chrono::steady_clock::time_point> LeadershipDeadline() const;
+  // renewal + renew_deadline), on the options' clock. Nothing when not leader.
+  std::optional<Clock::TimePoint> LeadershipDeadline() const;
   const std::string& identity() const { return options_.identity; }
 
  private:
-  using Clock = std::chrono::steady_clock;
   bool TryAcquireOrRenew();
   void Release();
   void SetLeader(bool leader);
 
   KubeApi& api_;
   const LeaderElectionOptions options_;
+  const Clock* const clock_;
   std::function<void()> on_started_;
   std::function<void()> on_stopped_;
 
   std::atomic<bool> leader_{false};
-  // Steady-clock ticks of the start of the last successful renewal.
-  std::atomic<Clock::rep> last_renew_{0};
+  // Clock ticks of the start of the last successful renewal.
+  std::atomic<Clock::Duration::rep> last_renew_{0};
 
   // What we last saw of the Lease, and when (by our clock): the basis of expiry decisions.
   std::string observed_holder_;
   std::string observed_renew_time_;
-  Clock::time_point observed_at_{};
+  Clock::TimePoint observed_at_{};
 };
 
 // RFC 3339 with microseconds, as the API server writes MicroTime.

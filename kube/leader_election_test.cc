@@ -6,16 +6,19 @@
 
 #include "tests/testing/eventually.h"
 #include "tests/testing/fake_kube_api.h"
+#include "tests/testing/forwarding_kube_api.h"
 
 namespace bg::kube {
 namespace {
 
+using nlohmann::json;
 using testing::FakeKubeApi;
 
 using ::bg::testing::Eventually;
 
-LeaderElectionOptions Fast(const std::string& id) {
+LeaderElectionOptions Fast(const std::string& id, const Clock* clock = nullptr) {
   LeaderElectionOptions o;
+  o.clock = clock;
   o.identity = id;
   o.ns = "ns";
   o.lease_duration = std::chrono::milliseconds(1000);
@@ -24,31 +27,55 @@ LeaderElectionOptions Fast(const std::string& id) {
   return o;
 }
 
+// One candidate's view of the shared API, counting its reads: every attempt starts with one.
+class CountingApi final : public testing::ForwardingKubeApi {
+ public:
+  using ForwardingKubeApi::ForwardingKubeApi;
+  Result<json> Get(const ResourceRef& r, const std::string& ns, const std::string& name) override {
+    ++gets;
+    return ForwardingKubeApi::Get(r, ns, name);
+  }
+  std::atomic<int> gets{0};
+};
+
 struct Candidate {
-  Candidate(FakeKubeApi& api, const std::string& id)
-      : elector(
-            api, Fast(id), [this] { ++started; }, [this] { ++stopped; }),
+  Candidate(FakeKubeApi& api, const std::string& id, const Clock* clock = nullptr)
+      : view(api),
+        elector(
+            view, Fast(id, clock), [this] { ++started; }, [this] { ++stopped; }),
         thread([this] { elector.Run(stop); }) {}
   ~Candidate() { Stop(); }
   void Stop() {
     stop = true;
     if (thread.joinable()) thread.join();
   }
+  // Waits until an attempt that began after this call has ended: the second read from now on
+  // begins after the first one's attempt ended.
+  bool TriedAgain() {
+    const int seen = view.gets.load();
+    return Eventually([&] { return view.gets.load() >= seen + 2; });
+  }
   std::atomic<int> started{0};
   std::atomic<int> stopped{0};
   std::atomic<bool> stop{false};
+  CountingApi view;
   LeaderElector elector;
   std::thread thread;
 };
 
 TEST(LeaderElectionTest, OnlyOneOfTwoCandidatesLeads) {
   FakeKubeApi api;
-  Candidate a(api, "a"), b(api, "b");
+  ManualClock clock;
+  Candidate a(api, "a", &clock), b(api, "b", &clock);
   ASSERT_TRUE(Eventually([&] { return a.elector.IsLeader() || b.elector.IsLeader(); }));
-  for (int i = 0; i < 20; ++i) {
+  // Three lease durations pass, a quarter of one at a time; at each time both have tried again.
+  for (int i = 0; i < 12; ++i) {
     EXPECT_FALSE(a.elector.IsLeader() && b.elector.IsLeader());
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    clock.Advance(std::chrono::milliseconds(250));
+    ASSERT_TRUE(a.TriedAgain());
+    ASSERT_TRUE(b.TriedAgain());
   }
+  EXPECT_FALSE(a.elector.IsLeader() && b.elector.IsLeader());
   auto lease = api.Peek(kLeases, "ns", "backup-guard");
   ASSERT_TRUE(lease.has_value());
   const std::string holder = (*lease)["spec"]["holderIdentity"];

@@ -7,43 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/fake_transport.h"
+
 namespace bg::kube {
 namespace {
 
 using std::chrono::milliseconds;
 
-// Answers with a fixed result after moving the clock by `takes`; streams send their status (when
-// set) and then end with `stream_end`.
-class FakeTransport final : public ApiTransport {
- public:
-  explicit FakeTransport(ManualClock* clock) : clock_(clock) {}
-
-  Result<HttpResponse> Request(std::string_view, const std::string&, const std::string&,
-                               std::string_view) override {
-    clock_->Advance(takes);
-    return answer;
-  }
-
-  Status Stream(std::string_view, const std::string&, const std::atomic<bool>& stop,
-                const std::function<bool(int)>& on_status,
-                const std::function<bool(std::string_view)>& on_chunk) override {
-    clock_->Advance(takes);
-    if (stop.load()) return Status::Ok();
-    if (stream_status == 0) return stream_end;
-    if (!on_status(stream_status)) return Status::Ok();
-    clock_->Advance(milliseconds(60000));  // a watch's body lasts long; not the latency
-    if (!on_chunk("{}\n")) return Status::Ok();
-    return stream_end;
-  }
-
-  Result<HttpResponse> answer = HttpResponse{200, "{}"};
-  int stream_status = 200;  // 0: no answer arrives
-  Status stream_end = Status::Ok();
-  milliseconds takes{0};
-
- private:
-  ManualClock* clock_;
-};
+using testing::FakeTransport;
 
 struct Histogram {
   uint64_t count = 0;
@@ -56,7 +27,11 @@ class RequestMetricsTest : public ::testing::Test {
   RequestMetricsTest()
       : metrics_(registry_),
         fake_(std::make_shared<FakeTransport>(&clock_)),
-        transport_(fake_, &metrics_, "10.0.0.1:6443", &clock_) {}
+        transport_(fake_, &metrics_, "10.0.0.1:6443", &clock_) {
+    // A stream answers 200 and then a body that lasts a minute (a watch): not the latency.
+    fake_->ScriptAll({.chunks = {"{}\n"}});
+    fake_->Takes(milliseconds(0), milliseconds(60000));
+  }
 
   static bool Matches(const prometheus::ClientMetric& m,
                       const std::map<std::string, std::string>& labels) {
@@ -114,9 +89,9 @@ class RequestMetricsTest : public ::testing::Test {
 TEST_F(RequestMetricsTest, RequestsAreCountedByCodeMethodAndHost) {
   ASSERT_TRUE(transport_.Request("GET", "/api/v1/namespaces/a", "", "").ok());
   ASSERT_TRUE(transport_.Request("GET", "/api/v1/namespaces/b", "", "").ok());
-  fake_->answer = HttpResponse{404, "{}"};
+  fake_->AnswerAll(404, "{}");
   ASSERT_TRUE(transport_.Request("GET", "/api/v1/namespaces/c", "", "").ok());
-  fake_->answer = HttpResponse{201, "{}"};
+  fake_->AnswerAll(201, "{}");
   ASSERT_TRUE(transport_.Request("POST", "/api/v1/namespaces", "{}", "application/json").ok());
 
   EXPECT_EQ(Count({{"code", "200"}, {"method", "GET"}, {"host", "10.0.0.1:6443"}}), 2);
@@ -127,7 +102,7 @@ TEST_F(RequestMetricsTest, RequestsAreCountedByCodeMethodAndHost) {
 }
 
 TEST_F(RequestMetricsTest, AnAnswerIsPassedOnUnchanged) {
-  fake_->answer = HttpResponse{429, "slow down", "3"};
+  fake_->AnswerAll({429, "slow down", "3"});
   Result<HttpResponse> r = transport_.Request("PATCH", "/x", "{}", "application/merge-patch+json");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 429);
@@ -137,19 +112,19 @@ TEST_F(RequestMetricsTest, AnAnswerIsPassedOnUnchanged) {
 }
 
 TEST_F(RequestMetricsTest, AnExchangeWithoutAnswerCountsAsErrorCode) {
-  fake_->answer = Status::Unavailable("GET /x to https://10.0.0.1:6443: Connection refused");
+  fake_->FailAll(Status::Unavailable("GET /x to https://10.0.0.1:6443: Connection refused"));
   Result<HttpResponse> r = transport_.Request("GET", "/x", "", "");
   EXPECT_EQ(r.status().code(), Status::Code::kUnavailable);
-  fake_->answer = Status::TooLarge("response larger than 64 bytes");
+  fake_->FailAll(Status::TooLarge("response larger than 64 bytes"));
   EXPECT_FALSE(transport_.Request("GET", "/x", "", "").ok());
   EXPECT_EQ(Count({{"code", "<error>"}, {"method", "GET"}, {"host", "10.0.0.1:6443"}}), 2);
   EXPECT_EQ(Duration({{"verb", "GET"}, {"host", "10.0.0.1:6443"}}).count, 2u);
 }
 
 TEST_F(RequestMetricsTest, DurationIsObservedFromSendToAnswerInClientGoBuckets) {
-  fake_->takes = milliseconds(300);
+  fake_->Takes(milliseconds(300), milliseconds(60000));
   ASSERT_TRUE(transport_.Request("DELETE", "/x", "", "").ok());
-  fake_->takes = milliseconds(3);
+  fake_->Takes(milliseconds(3), milliseconds(60000));
   ASSERT_TRUE(transport_.Request("DELETE", "/y", "", "").ok());
 
   Histogram h = Duration({{"verb", "DELETE"}, {"host", "10.0.0.1:6443"}});
@@ -163,10 +138,10 @@ TEST_F(RequestMetricsTest, DurationIsObservedFromSendToAnswerInClientGoBuckets) 
 }
 
 TEST_F(RequestMetricsTest, AStreamIsCountedOnceAtItsStatusWithTheTimeToIt) {
-  fake_->takes = milliseconds(40);
+  fake_->Takes(milliseconds(40), milliseconds(60000));
   std::atomic<bool> stop{false};
   ASSERT_TRUE(StreamOnce(stop).ok());
-  fake_->stream_end = Status::Unavailable("connection reset mid-body");
+  fake_->ScriptAll({.error = Status::Unavailable("connection reset mid-body"), .chunks = {"{}\n"}});
   EXPECT_FALSE(StreamOnce(stop).ok());  // broke after its answer: still one 200
 
   EXPECT_EQ(Count({{"code", "200"}, {"method", "GET"}, {"host", "10.0.0.1:6443"}}), 2);
@@ -177,8 +152,7 @@ TEST_F(RequestMetricsTest, AStreamIsCountedOnceAtItsStatusWithTheTimeToIt) {
 }
 
 TEST_F(RequestMetricsTest, AStreamThatGetsNoAnswerCountsAsErrorCode) {
-  fake_->stream_status = 0;
-  fake_->stream_end = Status::Unavailable("connect timed out");
+  fake_->ScriptAll({.error = Status::Unavailable("connect timed out"), .status = 0});
   std::atomic<bool> stop{false};
   EXPECT_FALSE(StreamOnce(stop).ok());
   EXPECT_EQ(Count({{"code", "<error>"}, {"method", "GET"}, {"host", "10.0.0.1:6443"}}), 1);

@@ -15,6 +15,7 @@
 #include "kube/informer.h"
 #include "kube/kube_lookup.h"
 #include "kube/testutil.h"
+#include "tests/testing/fake_transport.h"
 
 namespace bg::kube {
 namespace {
@@ -31,100 +32,9 @@ const ResourceRef kBackups = LonghornResource("backups");
 constexpr char kNs[] = "longhorn-system";
 constexpr char kBackupsPath[] = "/apis/longhorn.io/v1beta2/namespaces/longhorn-system/backups";
 
-struct Recorded {
-  std::string method;
-  std::string path;
-  std::string body;
-  std::string content_type;
-};
-
-// What one streaming exchange answers: a status, then the body in the given chunks. With
-// `hold_open` the stream then stays open until its stop flag is set, as an idle watch does.
-struct StreamScript {
-  Status error = Status::Ok();  // not Ok: the exchange fails with this after the chunks
-  int status = 200;
-  std::vector<std::string> chunks;
-  bool hold_open = false;
-};
-
-// Records every request and answers it with `handler` (default: 200 and an empty object), and
-// every stream with the next StreamScript.
-class FakeTransport final : public ApiTransport {
- public:
-  using Handler = std::function<Result<HttpResponse>(const Recorded&)>;
-
-  Result<HttpResponse> Request(std::string_view method, const std::string& path_and_query,
-                               const std::string& body, std::string_view content_type) override {
-    Recorded r{std::string(method), path_and_query, body, std::string(content_type)};
-    Handler handler;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      requests_.push_back(r);
-      handler = handler_;
-    }
-    if (!handler) return HttpResponse{200, "{}"};
-    return handler(r);
-  }
-
-  Status Stream(std::string_view method, const std::string& path_and_query,
-                const std::atomic<bool>& stop, const std::function<bool(int)>& on_status,
-                const std::function<bool(std::string_view)>& on_chunk) override {
-    StreamScript script;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      streams_.push_back(Recorded{std::string(method), path_and_query, "", ""});
-      if (!scripts_.empty()) {
-        script = scripts_.front();
-        scripts_.erase(scripts_.begin());
-      }
-    }
-    if (!on_status(script.status)) return Status::Ok();
-    for (const std::string& chunk : script.chunks) {
-      if (stop.load()) return Status::Ok();
-      ++chunks_delivered_;
-      if (!on_chunk(chunk)) return Status::Ok();
-    }
-    if (!script.error.ok()) return script.error;
-    while (script.hold_open && !stop.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return Status::Ok();
-  }
-
-  void SetHandler(Handler h) {
-    std::lock_guard<std::mutex> lock(mu_);
-    handler_ = std::move(h);
-  }
-  void AnswerAll(int status, const std::string& body) {
-    SetHandler([status, body](const Recorded&) { return HttpResponse{status, body}; });
-  }
-  void Script(StreamScript s) {
-    std::lock_guard<std::mutex> lock(mu_);
-    scripts_.push_back(std::move(s));
-  }
-  std::vector<Recorded> requests() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return requests_;
-  }
-  std::vector<std::string> request_lines() {
-    std::vector<std::string> out;
-    for (const Recorded& r : requests()) out.push_back(r.method + " " + r.path);
-    return out;
-  }
-  std::vector<Recorded> streams() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return streams_;
-  }
-  int chunks_delivered() const { return chunks_delivered_.load(); }
-
- private:
-  std::mutex mu_;
-  Handler handler_;
-  std::vector<Recorded> requests_;
-  std::vector<StreamScript> scripts_;
-  std::vector<Recorded> streams_;
-  std::atomic<int> chunks_delivered_{0};
-};
+using testing::FakeTransport;
+using Recorded = FakeTransport::Recorded;
+using StreamScript = FakeTransport::StreamScript;
 
 // A transport that only answers plain requests: ApiTransport's default Stream.
 class NoStreamTransport final : public ApiTransport {
@@ -142,6 +52,9 @@ class CountingClock final : public Clock {
   TimePoint Now() const override {
     return TimePoint(std::chrono::seconds(3600 + reads_.fetch_add(1)));
   }
+  // Time moves with every read: a deadline is always about to pass.
+  void WaitUntil(std::condition_variable&, std::unique_lock<std::mutex>&,
+                 TimePoint) const override {}
   int reads() const { return reads_.load(); }
 
  private:

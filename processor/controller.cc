@@ -9,8 +9,6 @@ using nlohmann::json;
 namespace res = longhorn::resource;
 
 namespace {
-using Clock = std::chrono::steady_clock;
-
 // How often the deleting-objects gauges and the queue depth are refreshed.
 constexpr std::chrono::milliseconds kMetricsInterval{2000};
 
@@ -100,8 +98,9 @@ Controller::Controller(kube::KubeApi& api, ControllerOptions options, ProcessorM
       metrics_(metrics),
       is_leader_(std::move(is_leader)),
       executor_(api, options_.ns, is_leader_),
-      deletions_(options_.clock != nullptr ? options_.clock : kube::Clock::Real()),
-      queue_(options_.backoff_base, options_.backoff_max) {
+      clock_(options_.clock != nullptr ? options_.clock : kube::Clock::Real()),
+      deletions_(clock_),
+      queue_(options_.backoff_base, options_.backoff_max, clock_) {
   std::map<std::string, kube::Informer*> raw;
   for (const std::string& resource : WatchedResources()) {
     auto informer = std::make_unique<kube::Informer>(
@@ -297,14 +296,14 @@ void Controller::WorkerLoop() {
   }
   std::string key;
   while (queue_.Get(&key)) {
-    const auto start = Clock::now();
+    const auto start = clock_->Now();
     Status s;
     try {
       s = Reconcile(key);
     } catch (const std::exception& e) {
       s = Status::Internal(e.what());  // untrusted objects must never kill a worker
     }
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const double seconds = std::chrono::duration<double>(clock_->Now() - start).count();
     const std::string kind = kube::LonghornResource(key.substr(0, key.find('/'))).kind;
     if (s.ok()) {
       queue_.Forget(key);
@@ -345,12 +344,12 @@ void Controller::UpdateDeletingMetrics() {
 }
 
 void Controller::ResyncLoop() {
-  auto next_resync = Clock::now() + options_.resync;
+  auto next_resync = clock_->Now() + options_.resync;
   while (kube::SleepUnlessStopped(kMetricsInterval, stop_)) {
     UpdateDeletingMetrics();
-    if (Clock::now() >= next_resync) {
+    if (clock_->Now() >= next_resync) {
       if (is_leader_()) EnqueueAll();
-      next_resync = Clock::now() + options_.resync;
+      next_resync = clock_->Now() + options_.resync;
     }
   }
 }

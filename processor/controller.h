@@ -36,7 +36,8 @@ struct ControllerOptions {
   std::chrono::seconds release_grace{90};
   std::chrono::milliseconds backoff_base{100};
   std::chrono::milliseconds backoff_max{60000};
-  // The monotonic clock the uninstall grace is measured with (DeletionClock); null: the real one.
+  // The monotonic clock of the uninstall grace (DeletionClock), the work queue's delays and
+  // backoff, and the resync period; null: the real one. Must outlive the controller.
   const kube::Clock* clock = nullptr;
 };
 
@@ -90,6 +91,7 @@ class Controller {
   ProcessorMetrics* metrics_;  // may be null
   const std::function<bool()> is_leader_;
   Executor executor_;
+  const kube::Clock* const clock_;
   DeletionClock deletions_;
   WorkQueue queue_;
   std::map<std::string, std::unique_ptr<kube::Informer>> informers_;

@@ -2,8 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include <thread>
-
+#include "common/longhorn.h"
 #include "kube/clock.h"
 #include "tests/testing/eventually.h"
 #include "tests/testing/fake_kube_api.h"
@@ -17,6 +16,7 @@ using testing::FakeKubeApi;
 constexpr char kNs[] = "longhorn-system";
 
 using ::bg::testing::Eventually;
+using ::bg::testing::EventuallyAdvancing;
 
 json Meta(const std::string& name, json labels = json::object()) {
   return {{"name", name},
@@ -67,9 +67,24 @@ class ControllerTest : public ::testing::Test {
   bool Gone(const char* plural, const std::string& name) {
     return !api_.Peek(R(plural), kNs, name);
   }
+  // Waits until the controller's cache has seen `name` being deleted (or gone: released
+  // already). Reconcile() after this does, here and now, what a worker does with the deletion: a
+  // test of what the controller does NOT do checks right after it, instead of sleeping while the
+  // workers might act.
+  void AwaitCachedDeletion(const char* plural, const std::string& name) {
+    const bool seen = Eventually([&] {
+      auto cached = controller_->view().Get(plural, kNs, name);
+      return !cached || longhorn::IsBeingDeleted(*cached);
+    });
+    ASSERT_TRUE(seen) << plural << "/" << name;
+  }
 
   FakeKubeApi api_;
-  const kube::Clock* clock_ = nullptr;  // the grace's monotonic clock; null: the real one
+  // The controller's monotonic clock (grace, queue delays, backoff, resync); null: the real one.
+  // Tests of what does not happen set it to `frozen_`: then nothing comes due unless the test
+  // moves it.
+  const kube::Clock* clock_ = nullptr;
+  kube::ManualClock frozen_;
   json target_;
   std::atomic<bool> leader_{true};
   std::unique_ptr<Controller> controller_;
@@ -84,9 +99,11 @@ TEST_F(ControllerTest, FailedBackupBeingDeletedIsReleased) {
 
 TEST_F(ControllerTest, CompletedBackupWithParentsIsNotReleasedWithoutConfirmation) {
   Backup("done", "default");
+  clock_ = &frozen_;
   Start();
   ASSERT_TRUE(api_.Delete(R("backups"), kNs, "done", "").ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  AwaitCachedDeletion("backups", "done");
+  ASSERT_TRUE(controller_->Reconcile("backups/done").ok());
   auto b = api_.Peek(R("backups"), kNs, "done");
   ASSERT_TRUE(b.has_value()) << "data-guarding finalizer must hold";
   EXPECT_EQ((*b)["metadata"]["finalizers"], json::array({"longhorn.io"}));
@@ -131,9 +148,12 @@ TEST_F(ControllerTest, AFollowerWritesNothing) {
   Backup("failed", "");
   api_.Seed(R("systembackups"),
             {{"metadata", Meta("pre-upgrade")}, {"status", {{"state", "Ready"}}}});
+  clock_ = &frozen_;
   Start();
   ASSERT_TRUE(api_.Delete(R("backups"), kNs, "failed", "").ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  AwaitCachedDeletion("backups", "failed");
+  ASSERT_TRUE(controller_->Reconcile("backups/failed").ok());
+  ASSERT_TRUE(controller_->Reconcile("systembackups/pre-upgrade").ok());
   EXPECT_EQ(api_.calls("patch"), 0);
   EXPECT_FALSE(Gone("backups", "failed"));
   leader_ = true;
@@ -163,8 +183,7 @@ TEST_F(ControllerTest, DeadApiServerIsRetriedWithBackoffUntilItAnswers) {
 // the deletion is months old, as a just-made deletion is to a replica whose clock is ahead. The
 // grace is still counted from when the processor first saw the deletion (issue 14, suspect 10).
 TEST_F(ControllerTest, UninstallGraceIsCountedFromTheFirstSightingNotTheLocalWallClock) {
-  kube::ManualClock monotonic;
-  clock_ = &monotonic;
+  clock_ = &frozen_;
   api_.Seed(R("volumes"), {{"metadata", Meta("vol-1")}, {"spec", {{"Standby", true}}}});
   api_.Seed(R("settings"),
             {{"metadata", {{"name", "deleting-confirmation-flag"}, {"namespace", kNs}}},
@@ -172,11 +191,13 @@ TEST_F(ControllerTest, UninstallGraceIsCountedFromTheFirstSightingNotTheLocalWal
   Start();
   const int patches = api_.calls("patch");
   ASSERT_TRUE(api_.Delete(R("volumes"), kNs, "vol-1", "").ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // reconciled and re-queued
+  AwaitCachedDeletion("volumes", "vol-1");
+  ASSERT_TRUE(controller_->Reconcile("volumes/vol-1").ok());  // first seen now: re-queued
   EXPECT_FALSE(Gone("volumes", "vol-1")) << "released before the grace had passed";
   EXPECT_EQ(api_.calls("patch"), patches);
-  monotonic.Advance(std::chrono::seconds(1));
-  EXPECT_TRUE(Eventually([&] { return Gone("volumes", "vol-1"); }));
+  // The grace passes on the clock, and the re-queue comes due with it.
+  EXPECT_TRUE(EventuallyAdvancing(frozen_, std::chrono::milliseconds(100),
+                                  [&] { return Gone("volumes", "vol-1"); }));
 }
 
 TEST_F(ControllerTest, UninstallGraceReleasesWhatTheEngineWouldOwn) {
@@ -207,10 +228,12 @@ TEST_F(ControllerTest, ParentMissingFromTheCacheButPresentInTheApiIsNotTakenAsGo
       R("backups"),
       {{"metadata", Meta("fresh", {{"backup-volume", "vol-new"}, {"backup-target", "default"}})},
        {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}});
+  clock_ = &frozen_;
   Start();
   api_.SeedSilently(R("backupvolumes"), FreshBackupVolume());  // the cache has not seen it
   ASSERT_TRUE(api_.Delete(R("backups"), kNs, "fresh", "").ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  AwaitCachedDeletion("backups", "fresh");
+  ASSERT_TRUE(controller_->Reconcile("backups/fresh").ok());  // withdrawn, re-queued
   auto still = api_.Peek(R("backups"), kNs, "fresh");
   ASSERT_TRUE(still.has_value()) << "released from a stale cache";
   EXPECT_EQ((*still)["metadata"]["finalizers"], json::array({"longhorn.io"}));
@@ -231,16 +254,20 @@ TEST_F(ControllerTest, AnUnreachableApiDuringConfirmationHoldsTheRelease) {
       R("backups"),
       {{"metadata", Meta("orphan", {{"backup-volume", "vol-new"}, {"backup-target", "default"}})},
        {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}});
+  clock_ = &frozen_;
   Start();
   api_.FailNext("get", 1000000, Status::Unavailable("connection refused"));
   api_.FailNext("list", 1000000, Status::Unavailable("connection refused"));
   ASSERT_TRUE(api_.Delete(R("backups"), kNs, "orphan", "").ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  AwaitCachedDeletion("backups", "orphan");
+  EXPECT_EQ(controller_->Reconcile("backups/orphan").code(), Status::Code::kUnavailable);
   EXPECT_TRUE(api_.Peek(R("backups"), kNs, "orphan").has_value());
   api_.FailNext("get", 0, Status::Ok());
   api_.FailNext("list", 0, Status::Ok());
-  EXPECT_TRUE(Eventually([&] { return Gone("backups", "orphan"); }))
-      << "released once the API answers";
+  // The workers' failed attempts wait out their backoff on the clock.
+  EXPECT_TRUE(EventuallyAdvancing(frozen_, std::chrono::milliseconds(50), [&] {
+    return Gone("backups", "orphan");
+  })) << "released once the API answers";
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "processor/receipt.h"
 #include "tests/testing/fake_kube_api.h"
+#include "tests/testing/forwarding_kube_api.h"
 
 namespace bg::processor {
 namespace {
@@ -189,31 +190,9 @@ TEST_F(PreflightTest, WithoutTheFlagStaleWebhooksAreReportedAndLeft) {
 
 // A webhook that dies after the check: the write it refuses ends the run; the check runs again,
 // removes it and the uninstall resumes, without rewriting the receipt.
-class DyingWebhookApi final : public kube::KubeApi {
+class DyingWebhookApi final : public testing::ForwardingKubeApi {
  public:
-  explicit DyingWebhookApi(FakeKubeApi& api) : api_(api) {}
-  Result<json> Get(const kube::ResourceRef& r, const std::string& ns,
-                   const std::string& name) override {
-    return api_.Get(r, ns, name);
-  }
-  Result<json> List(const kube::ResourceRef& r, const std::string& ns,
-                    const std::string& selector) override {
-    return api_.List(r, ns, selector);
-  }
-  Result<json> Create(const kube::ResourceRef& r, const std::string& ns, const json& obj) override {
-    return api_.Create(r, ns, obj);
-  }
-  Result<json> Update(const kube::ResourceRef& r, const std::string& ns, const json& obj) override {
-    return api_.Update(r, ns, obj);
-  }
-  Result<json> MergePatch(const kube::ResourceRef& r, const std::string& ns,
-                          const std::string& name, const json& patch) override {
-    return api_.MergePatch(r, ns, name, patch);
-  }
-  Status Delete(const kube::ResourceRef& r, const std::string& ns, const std::string& name,
-                const std::string& uid) override {
-    return api_.Delete(r, ns, name, uid);
-  }
+  explicit DyingWebhookApi(FakeKubeApi& api) : ForwardingKubeApi(api), api_(api) {}
   Result<json> DeleteReturningObject(const kube::ResourceRef& r, const std::string& ns,
                                      const std::string& name, const std::string& uid) override {
     if (r.group == "longhorn.io" &&
@@ -224,11 +203,6 @@ class DyingWebhookApi final : public kube::KubeApi {
           "failed to call webhook: connect: connection refused");
     }
     return api_.DeleteReturningObject(r, ns, name, uid);
-  }
-  Status Watch(const kube::ResourceRef& r, const std::string& ns, const std::string& rv,
-               const std::function<bool(const kube::WatchEvent&)>& on_event,
-               const std::atomic<bool>& stop) override {
-    return api_.Watch(r, ns, rv, on_event, stop);
   }
 
  private:

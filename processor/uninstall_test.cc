@@ -16,6 +16,7 @@
 #include "kube/server_clock.h"
 #include "processor/rules.h"
 #include "tests/testing/fake_kube_api.h"
+#include "tests/testing/forwarding_kube_api.h"
 
 namespace bg::processor {
 namespace {
@@ -39,7 +40,7 @@ json Meta(const std::string& name, json labels = json::object(),
 
 // Delegates to a FakeKubeApi and records every write in order, how many were in flight at once,
 // and optionally makes each write take `write_delay`.
-class RecordingApi final : public kube::KubeApi {
+class RecordingApi final : public testing::ForwardingKubeApi {
  public:
   struct Write {
     std::string verb;  // "label", "release", "patch", "delete"
@@ -47,23 +48,17 @@ class RecordingApi final : public kube::KubeApi {
     std::string name;
   };
 
-  explicit RecordingApi(FakeKubeApi& api) : api_(api) {}
+  explicit RecordingApi(FakeKubeApi& api) : ForwardingKubeApi(api) {}
 
   Result<json> Get(const kube::ResourceRef& r, const std::string& ns,
                    const std::string& name) override {
     ++gets_;
-    return api_.Get(r, ns, name);
+    return ForwardingKubeApi::Get(r, ns, name);
   }
   Result<json> List(const kube::ResourceRef& r, const std::string& ns,
                     const std::string& selector) override {
     ++lists_;
-    return api_.List(r, ns, selector);
-  }
-  Result<json> Create(const kube::ResourceRef& r, const std::string& ns, const json& obj) override {
-    return api_.Create(r, ns, obj);
-  }
-  Result<json> Update(const kube::ResourceRef& r, const std::string& ns, const json& obj) override {
-    return api_.Update(r, ns, obj);
+    return ForwardingKubeApi::List(r, ns, selector);
   }
   Result<json> MergePatch(const kube::ResourceRef& r, const std::string& ns,
                           const std::string& name, const json& patch) override {
@@ -71,7 +66,7 @@ class RecordingApi final : public kube::KubeApi {
     const bool label = meta && patch["metadata"].contains("labels");
     const bool release = meta && patch["metadata"].contains("finalizers");
     InFlight guard(*this);
-    auto result = api_.MergePatch(r, ns, name, patch);
+    auto result = ForwardingKubeApi::MergePatch(r, ns, name, patch);
     // One PATCH that labels and releases counts as both, the label first.
     if (label) Record("label", r.resource, name);
     if (release) Record("release", r.resource, name);
@@ -92,7 +87,7 @@ class RecordingApi final : public kube::KubeApi {
                                const std::string& name, const std::string& uid,
                                const std::string& resource_version) override {
     InFlight guard(*this);
-    auto result = api_.DeleteUnchanged(r, ns, name, uid, resource_version);
+    auto result = next().DeleteUnchanged(r, ns, name, uid, resource_version);
     Record("delete", r.resource, name);
     std::function<void()> hook;
     {
@@ -110,12 +105,6 @@ class RecordingApi final : public kube::KubeApi {
     std::lock_guard<std::mutex> lock(mu_);
     after_first_delete_[resource] = std::move(hook);
   }
-  Status Watch(const kube::ResourceRef& r, const std::string& ns, const std::string& rv,
-               const std::function<bool(const kube::WatchEvent&)>& on_event,
-               const std::atomic<bool>& stop) override {
-    return api_.Watch(r, ns, rv, on_event, stop);
-  }
-
   std::vector<Write> writes() {
     std::lock_guard<std::mutex> lock(mu_);
     return writes_;
@@ -162,7 +151,6 @@ class RecordingApi final : public kube::KubeApi {
     writes_.push_back(Write{verb, resource, name});
   }
 
-  FakeKubeApi& api_;
   std::atomic<int> in_flight_{0};
   std::mutex mu_;
   std::vector<Write> writes_;
@@ -172,18 +160,10 @@ class RecordingApi final : public kube::KubeApi {
 // The API of `--dry-run=server`: answers writes as an API server answers dryRun=All (the object
 // must exist; nothing changes), records them, and refuses the DELETEs of `refused_resource` as an
 // admission webhook does. Reads go to the fake.
-class DryRunApi final : public kube::KubeApi {
+class DryRunApi final : public testing::ForwardingKubeApi {
  public:
-  explicit DryRunApi(FakeKubeApi& api) : api_(api) {}
+  explicit DryRunApi(FakeKubeApi& api) : ForwardingKubeApi(api) {}
 
-  Result<json> Get(const kube::ResourceRef& r, const std::string& ns,
-                   const std::string& name) override {
-    return api_.Get(r, ns, name);
-  }
-  Result<json> List(const kube::ResourceRef& r, const std::string& ns,
-                    const std::string& selector) override {
-    return api_.List(r, ns, selector);
-  }
   Result<json> Create(const kube::ResourceRef&, const std::string&, const json&) override {
     return Status::Internal("the server dry run creates nothing");
   }
@@ -196,7 +176,7 @@ class DryRunApi final : public kube::KubeApi {
                              : patch["metadata"].contains("labels")   ? "label"
                                                                       : "patch";
     Record(verb + " " + r.resource + "/" + name);
-    return api_.Get(r, ns, name);
+    return Get(r, ns, name);
   }
   Status Delete(const kube::ResourceRef& r, const std::string& ns, const std::string& name,
                 const std::string& uid) override {
@@ -212,7 +192,7 @@ class DryRunApi final : public kube::KubeApi {
                                       "request: " +
                                       name + " is guarded");
     }
-    return api_.Get(r, ns, name);
+    return Get(r, ns, name);
   }
   Status Watch(const kube::ResourceRef&, const std::string&, const std::string&,
                const std::function<bool(const kube::WatchEvent&)>&,
@@ -233,7 +213,6 @@ class DryRunApi final : public kube::KubeApi {
     std::lock_guard<std::mutex> lock(mu_);
     writes_.push_back(std::move(w));
   }
-  FakeKubeApi& api_;
   std::mutex mu_;
   std::vector<std::string> writes_;
 };

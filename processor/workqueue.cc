@@ -5,11 +5,15 @@
 namespace bg::processor {
 
 namespace {
-double Seconds(WorkQueue::Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double Seconds(kube::Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
 }  // namespace
 
-WorkQueue::WorkQueue(std::chrono::milliseconds base_delay, std::chrono::milliseconds max_delay)
-    : base_delay_(base_delay), max_delay_(max_delay), delay_thread_([this] { DelayLoop(); }) {}
+WorkQueue::WorkQueue(std::chrono::milliseconds base_delay, std::chrono::milliseconds max_delay,
+                     const kube::Clock* clock)
+    : base_delay_(base_delay),
+      max_delay_(max_delay),
+      clock_(clock != nullptr ? clock : kube::Clock::Real()),
+      delay_thread_([this] { DelayLoop(); }) {}
 
 WorkQueue::~WorkQueue() {
   ShutDown();
@@ -22,7 +26,7 @@ void WorkQueue::AddLocked(const std::string& key) {
   if (observer_ != nullptr) observer_->Added();
   if (processing_.count(key) > 0) return;  // queued again by Done()
   queue_.push_back(key);
-  queued_at_[key] = Clock::now();
+  queued_at_[key] = clock_->Now();
   ready_cv_.notify_one();
 }
 
@@ -35,7 +39,7 @@ void WorkQueue::AddAfter(const std::string& key, std::chrono::milliseconds delay
   if (delay.count() <= 0) return Add(key);
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) return;
-  delayed_.emplace(Clock::now() + delay, key);
+  delayed_.emplace(clock_->Now() + delay, key);
   delay_cv_.notify_one();
 }
 
@@ -71,7 +75,7 @@ bool WorkQueue::Get(std::string* key) {
   *key = queue_.front();
   queue_.pop_front();
   dirty_.erase(*key);
-  const auto now = Clock::now();
+  const auto now = clock_->Now();
   if (auto it = queued_at_.find(*key); it != queued_at_.end()) {
     if (observer_ != nullptr) observer_->Waited(Seconds(now - it->second));
     queued_at_.erase(it);
@@ -82,7 +86,7 @@ bool WorkQueue::Get(std::string* key) {
 
 void WorkQueue::Done(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  const auto now = Clock::now();
+  const auto now = clock_->Now();
   if (auto it = processing_.find(key); it != processing_.end()) {
     if (observer_ != nullptr) observer_->Worked(Seconds(now - it->second));
     processing_.erase(it);
@@ -103,7 +107,7 @@ void WorkQueue::ShutDown() {
 
 void WorkQueue::Unfinished(double* total_seconds, double* longest_seconds) const {
   std::lock_guard<std::mutex> lock(mu_);
-  const auto now = Clock::now();
+  const auto now = clock_->Now();
   *total_seconds = 0;
   *longest_seconds = 0;
   for (const auto& [key, since] : processing_) {
@@ -126,11 +130,11 @@ void WorkQueue::DelayLoop() {
       continue;
     }
     const auto next = delayed_.begin()->first;
-    if (Clock::now() < next) {
-      delay_cv_.wait_until(lock, next);
+    if (clock_->Now() < next) {
+      clock_->WaitUntil(delay_cv_, lock, next);
       continue;
     }
-    while (!delayed_.empty() && delayed_.begin()->first <= Clock::now()) {
+    while (!delayed_.empty() && delayed_.begin()->first <= clock_->Now()) {
       AddLocked(delayed_.begin()->second);
       delayed_.erase(delayed_.begin());
     }

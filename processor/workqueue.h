@@ -4,6 +4,8 @@
 //  - AddRateLimited() delays a key by an exponential backoff of its own (base * 2^retries, capped);
 //    Forget() resets it after a success.
 //  - AddAfter() delays a key by a fixed time (periodic resync, waiting out a grace period).
+//  - Delays and the times reported to the observer are measured on the queue's Clock, so a test
+//    moves them with a ManualClock.
 //
 // Thread-safety: every method may be called from any thread.
 #pragma once
@@ -16,6 +18,8 @@
 #include <set>
 #include <string>
 #include <thread>
+
+#include "kube/clock.h"
 
 namespace bg::processor {
 
@@ -32,9 +36,9 @@ class QueueObserver {
 
 class WorkQueue {
  public:
-  using Clock = std::chrono::steady_clock;
-
-  WorkQueue(std::chrono::milliseconds base_delay, std::chrono::milliseconds max_delay);
+  // `clock` must outlive the queue; null: kube::Clock::Real().
+  WorkQueue(std::chrono::milliseconds base_delay, std::chrono::milliseconds max_delay,
+            const kube::Clock* clock = nullptr);
   ~WorkQueue();
   WorkQueue(const WorkQueue&) = delete;
   WorkQueue& operator=(const WorkQueue&) = delete;
@@ -63,17 +67,20 @@ class WorkQueue {
   void AddLocked(const std::string& key);
   void DelayLoop();
 
+  using TimePoint = kube::Clock::TimePoint;
+
   const std::chrono::milliseconds base_delay_;
   const std::chrono::milliseconds max_delay_;
+  const kube::Clock* const clock_;
 
   mutable std::mutex mu_;
   std::condition_variable ready_cv_;
   std::condition_variable delay_cv_;
   std::deque<std::string> queue_;
-  std::set<std::string> dirty_;                          // queued or to be re-queued
-  std::map<std::string, Clock::time_point> processing_;  // held by a worker, since
-  std::map<std::string, Clock::time_point> queued_at_;   // in queue_, since
-  std::multimap<Clock::time_point, std::string> delayed_;
+  std::set<std::string> dirty_;                  // queued or to be re-queued
+  std::map<std::string, TimePoint> processing_;  // held by a worker, since
+  std::map<std::string, TimePoint> queued_at_;   // in queue_, since
+  std::multimap<TimePoint, std::string> delayed_;
   std::map<std::string, int> retries_;
   bool shutting_down_ = false;
   QueueObserver* observer_ = nullptr;

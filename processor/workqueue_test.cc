@@ -6,9 +6,14 @@
 #include <thread>
 #include <vector>
 
+#include "kube/clock.h"
+#include "tests/testing/eventually.h"
+
 namespace bg::processor {
 namespace {
 
+using ::bg::testing::Eventually;
+using std::chrono::hours;
 using std::chrono::milliseconds;
 
 TEST(WorkQueueTest, AKeyIsQueuedOnce) {
@@ -47,6 +52,33 @@ TEST(WorkQueueTest, DelayedKeyArrives) {
   std::string key;
   ASSERT_TRUE(q.Get(&key));  // blocks until the delay has passed
   EXPECT_EQ(key, "later");
+}
+
+TEST(WorkQueueTest, AKeyIsDelayedUntilItsTimeOnTheQueuesClock) {
+  kube::ManualClock clock;
+  WorkQueue q(milliseconds(1), milliseconds(10), &clock);
+  q.AddAfter("late", hours(2));
+  q.AddAfter("soon", hours(1));
+  clock.Advance(hours(1));
+  ASSERT_TRUE(Eventually([&] { return q.Depth() > 0; }));
+  std::string key;
+  ASSERT_TRUE(q.Get(&key));
+  EXPECT_EQ(key, "soon");
+  // Keys that come due together are queued together: a "late" due now would be ahead of "now".
+  q.Add("now");
+  ASSERT_TRUE(q.Get(&key));
+  EXPECT_EQ(key, "now") << "a key due in an hour was handed out";
+  clock.Advance(hours(1));
+  ASSERT_TRUE(q.Get(&key));
+  EXPECT_EQ(key, "late");
+}
+
+TEST(WorkQueueTest, BackoffIsMeasuredOnTheQueuesClock) {
+  kube::ManualClock clock;
+  WorkQueue q(hours(1), hours(8), &clock);
+  q.AddRateLimited("a");
+  clock.Advance(hours(1));
+  EXPECT_TRUE(Eventually([&] { return q.Depth() == 1; }));
 }
 
 TEST(WorkQueueTest, ShutDownReleasesWaitingWorkers) {
@@ -88,9 +120,8 @@ TEST(WorkQueueTest, ManyWorkersNeverShareAKey) {
     });
   }
   for (int i = 0; i < 2000; ++i) q.Add("k" + std::to_string(i % 7));
-  while (q.Depth() > 0) std::this_thread::sleep_for(milliseconds(1));
-  std::this_thread::sleep_for(milliseconds(20));
-  q.ShutDown();
+  ASSERT_TRUE(Eventually([&] { return q.Depth() == 0; }));
+  q.ShutDown();  // the keys still held are finished before the workers return
   for (auto& t : workers) t.join();
   EXPECT_FALSE(overlap);
   EXPECT_GT(processed.load(), 0);
