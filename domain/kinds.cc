@@ -76,6 +76,7 @@ const std::vector<std::string>& UninstallOrder() {
       return *a->uninstall_rank < *b->uninstall_rank;
     });
     std::vector<std::string> out;
+    out.reserve(ranked.size());
     for (const KindInfo* k : ranked) out.emplace_back(k->plural);
     return out;
   }();

@@ -40,11 +40,13 @@ bool Registry::Has(std::string_view group, std::string_view resource, Operation 
 
 std::vector<RegisteredRule> Registry::Rules() const {
   std::vector<RegisteredRule> rules;
-  for (const auto& [group, resource, op] : order_) {
+  for (const Key& key : order_) {
+    const std::string& group = std::get<0>(key);
+    const std::string& resource = std::get<1>(key);
     auto same = [&](const RegisteredRule& r) { return r.group == group && r.resource == resource; };
     auto it = std::find_if(rules.begin(), rules.end(), same);
     if (it == rules.end()) it = rules.insert(rules.end(), RegisteredRule{group, resource, {}});
-    it->operations.push_back(op);
+    it->operations.push_back(std::get<2>(key));
   }
   for (RegisteredRule& r : rules) std::sort(r.operations.begin(), r.operations.end());
   return rules;
