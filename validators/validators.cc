@@ -23,6 +23,8 @@ webhook::Registry BuildValidationRegistry(kube::ResourceLookup& lookup, const ku
   registry.Register(g, res::kBackups, Operation::kDelete, ValidateBackupDelete);
   registry.Register(g, res::kSystemBackups, Operation::kCreate, ValidateSystemBackupCreate);
   registry.Register(g, res::kBackupTargets, Operation::kDelete, ValidateBackupTargetDelete);
+  registry.Register(g, res::kBackupBackingImages, Operation::kDelete,
+                    ValidateBackupBackingImageDelete);
   return registry;
 }
 

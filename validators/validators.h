@@ -15,5 +15,7 @@ webhook::Registry BuildValidationRegistry(kube::ResourceLookup& lookup,
                                           const kube::Clock* clock = nullptr);
 
 // Handlers whose files have no header of their own.
+webhook::AdmissionResponse ValidateBackupBackingImageDelete(
+    kube::ResourceLookup& lookup, const webhook::AdmissionRequest& request);
 
 }  // namespace bg::validators
