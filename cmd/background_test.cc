@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "domain/kinds.h"
 #include "tests/testing/eventually.h"
 #include "tests/testing/fake_kube_api.h"
 #include "tests/testing/forwarding_kube_api.h"
@@ -86,18 +87,18 @@ TEST(BackgroundTest, WritersStopBeforeTheLeaseHolderIsEmptied) {
   // A Backup without the backup-volume label, being deleted: released at once, by a merge patch
   // that the API takes 1.5 s to answer.
   fake.DelayNext("patch", std::chrono::milliseconds(1500));
-  fake.Seed(kube::LonghornResource("backups"), {{"metadata",
-                                                 {{"name", "b-1"},
-                                                  {"namespace", kNs},
-                                                  {"finalizers", {"longhorn.io"}},
-                                                  {"deletionTimestamp", "2026-01-01T00:00:00Z"}}}});
+  fake.Seed(domain::Resource("backups"), {{"metadata",
+                                           {{"name", "b-1"},
+                                            {"namespace", kNs},
+                                            {"finalizers", {"longhorn.io"}},
+                                            {"deletionTimestamp", "2026-01-01T00:00:00Z"}}}});
   ASSERT_TRUE(Eventually([&] { return fake.calls("patch") >= 1; }));
 
   fake.EndWatches();
   bg.Stop();
   EXPECT_EQ(api.events(), (std::vector<std::string>{"release answered", "lease holder emptied"}))
       << "the Lease was given up while the release was in flight";
-  EXPECT_FALSE(fake.Peek(kube::LonghornResource("backups"), kNs, "b-1").has_value());
+  EXPECT_FALSE(fake.Peek(domain::Resource("backups"), kNs, "b-1").has_value());
 }
 
 }  // namespace

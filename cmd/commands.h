@@ -18,5 +18,7 @@ int Sleep(int argc, char** argv);
 // Exit status 0: every backup of the receipt is back; 1: some are missing; 2: a bad receipt or an
 // unreadable cluster (see processor/receipt.h).
 int Verify(int argc, char** argv);
+// Prints the webhook rules and RBAC lists the chart must state (cmd/manifests.h).
+int Manifests(int argc, char** argv);
 
 }  // namespace bg::cmd

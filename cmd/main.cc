@@ -19,6 +19,7 @@ void Usage() {
                "                   hold an uninstall (needs only a kubeconfig)\n"
                "  verify           after a reinstall, which backups of an uninstall receipt "
                "are back\n"
+               "  manifests        print the webhook rules and RBAC lists the chart must state\n"
                "  certs generate   write ca.crt, tls.crt and tls.key for local use\n"
                "  sleep DURATION   wait, then exit 0 (a preStop hook in images without a shell)\n"
                "  version          print the version\n"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   if (command == "diagnose") return bg::cmd::Diagnose(argc, argv);
   if (command == "verify") return bg::cmd::Verify(argc, argv);
   if (command == "sleep") return bg::cmd::Sleep(argc, argv);
+  if (command == "manifests") return bg::cmd::Manifests(argc, argv);
   if (command == "version" || command == "--version") {
     std::printf("backup-guard %s\n", bg::cmd::kVersion);
     return 0;

@@ -72,20 +72,6 @@ bool HasBackupTargetOwner(const json& obj) {
   return false;
 }
 
-std::optional<bool> ParseGoBool(std::string_view text) {
-  for (std::string_view yes : {"1", "t", "T", "TRUE", "true", "True"}) {
-    if (text == yes) return true;
-  }
-  for (std::string_view no : {"0", "f", "F", "FALSE", "false", "False"}) {
-    if (text == no) return false;
-  }
-  return std::nullopt;
-}
-
-bool ConfirmationFlagTrue(const json& setting) {
-  return ParseGoBool(StringAt(setting, {"value"})).value_or(false);
-}
-
 json BackupTargetOwnerReference(const json& target) {
   return {{"apiVersion", std::string(kApiVersion)},
           {"kind", "BackupTarget"},

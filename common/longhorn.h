@@ -3,7 +3,6 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -43,15 +42,6 @@ bool HasAnnotation(const nlohmann::json& obj, std::string_view key);
 bool IsBeingDeleted(const nlohmann::json& obj);
 bool HasFinalizer(const nlohmann::json& obj, std::string_view finalizer);
 bool IsDeleteCustomResourceOnly(const nlohmann::json& obj);
-
-// Parses a boolean as the engine does (Go's strconv.ParseBool): "1", "t", "T", "TRUE", "true",
-// "True" are true; "0", "f", "F", "FALSE", "false", "False" are false; anything else (including
-// surrounding spaces) is not a boolean.
-std::optional<bool> ParseGoBool(std::string_view text);
-
-// True when the Setting `deleting-confirmation-flag` (its top-level `value`) parses as true. The
-// one reading of the flag for the validator, the processor and `backup-guard uninstall`.
-bool ConfirmationFlagTrue(const nlohmann::json& setting);
 
 // True when `obj` has an owner reference of kind BackupTarget in group longhorn.io.
 bool HasBackupTargetOwner(const nlohmann::json& obj);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "domain/kinds.h"
 #include "fuzz/fuzz_check.h"
 #include "kube/api.h"
 #include "kube/rest_api.h"
@@ -132,7 +133,7 @@ Outcome RunWatch(const Header& h, std::vector<std::string_view> chunks) {
   };
   try {
     out.status =
-        api.Watch(bg::kube::LonghornResource("backups"), "longhorn-system", "42", on_event, stop);
+        api.Watch(bg::domain::Resource("backups"), "longhorn-system", "42", on_event, stop);
   } catch (const std::exception& e) {
     BG_FUZZ_FAIL(std::string("exception escaped RestKubeApi::Watch: ") + e.what());
   }

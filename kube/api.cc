@@ -4,21 +4,9 @@
 
 namespace bg::kube {
 
-ResourceRef LonghornResource(std::string_view plural) {
-  static const std::pair<std::string_view, std::string_view> kKinds[] = {
-      {"backuptargets", "BackupTarget"},
-      {"backupvolumes", "BackupVolume"},
-      {"backups", "Backup"},
-      {"systembackups", "SystemBackup"},
-      {"backupbackingimages", "BackupBackingImage"},
-      {"volumes", "Volume"},
-      {"settings", "Setting"}};
-  std::string kind;
-  for (const auto& [p, k] : kKinds) {
-    if (p == plural) kind = k;
-  }
+ResourceRef LonghornResource(std::string_view plural, std::string_view kind) {
   return ResourceRef{std::string(longhorn::kGroup), std::string(longhorn::kVersion),
-                     std::string(plural), kind};
+                     std::string(plural), std::string(kind)};
 }
 
 Result<nlohmann::json> KubeApi::DeleteReturningObject(const ResourceRef& r, const std::string& ns,

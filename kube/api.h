@@ -26,8 +26,10 @@ struct ResourceRef {
   std::string kind;
 };
 
-// longhorn.io/v1beta2 resources and the Lease.
-ResourceRef LonghornResource(std::string_view plural);
+// longhorn.io/v1beta2 `plural` of `kind`. The client knows no Longhorn kinds: the table of them
+// is domain/kinds.h (domain::Resource). An empty `kind` is restored from list responses.
+ResourceRef LonghornResource(std::string_view plural, std::string_view kind);
+// The Lease.
 inline const ResourceRef kLeases{"coordination.k8s.io", "v1", "leases", "Lease"};
 
 struct WatchEvent {

@@ -38,7 +38,7 @@ class InformerTest : public ::testing::Test {
   }
 
   FakeKubeApi api_;
-  ResourceRef ref_ = LonghornResource("backups");
+  ResourceRef ref_ = LonghornResource("backups", "Backup");
   std::mutex mu_;
   std::set<std::string> changed_;
   Informer informer_{api_, ref_, "ns", [this](const std::string& n) {

@@ -28,7 +28,7 @@ using ::testing::StartsWith;
 const ResourceRef kSecrets{"", "v1", "secrets", "Secret"};
 const ResourceRef kCrds{"apiextensions.k8s.io", "v1", "customresourcedefinitions",
                         "CustomResourceDefinition"};
-const ResourceRef kBackups = LonghornResource("backups");
+const ResourceRef kBackups = LonghornResource("backups", "Backup");
 constexpr char kNs[] = "longhorn-system";
 constexpr char kBackupsPath[] = "/apis/longhorn.io/v1beta2/namespaces/longhorn-system/backups";
 
@@ -326,7 +326,7 @@ TEST_F(RestKubeApiTest, ListOfAKindNotServedIsAnErrorNotAbsence) {
 
 TEST_F(RestKubeApiTest, GetOfATypeNotServedIsAnErrorNotAbsence) {
   transport_->AnswerAll(404, kTypeNotServed);
-  Result<json> got = api().Get(LonghornResource("backuptargets"), kNs, "default");
+  Result<json> got = api().Get(LonghornResource("backuptargets", "BackupTarget"), kNs, "default");
   ASSERT_FALSE(got.ok());
   EXPECT_FALSE(got.status().IsNotFound()) << "the parent must never count as gone";
 }
@@ -336,7 +336,7 @@ TEST_F(RestKubeApiTest, GetOfAMissingObjectIsNotFound) {
       404,
       R"({"kind":"Status","status":"Failure","message":"backuptargets.longhorn.io \"default\" not found",)"
       R"("reason":"NotFound","details":{"name":"default","group":"longhorn.io","kind":"backuptargets"},"code":404})");
-  Result<json> got = api().Get(LonghornResource("backuptargets"), kNs, "default");
+  Result<json> got = api().Get(LonghornResource("backuptargets", "BackupTarget"), kNs, "default");
   ASSERT_FALSE(got.ok());
   EXPECT_TRUE(got.status().IsNotFound());
 }

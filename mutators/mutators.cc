@@ -8,20 +8,16 @@ namespace bg::mutators {
 using webhook::AdmissionRequest;
 using webhook::Operation;
 
-webhook::Registry BuildMutationRegistry(kube::ResourceLookup& lookup) {
-  webhook::Registry registry;
+webhook::Registry BuildMutationRegistry(kube::ResourceLookup& lookup, const kube::Clock* clock) {
+  webhook::Registry registry(lookup, clock);
   // SPEC: an object that has a deletionTimestamp is never mutated.
   registry.AddBypass([](const AdmissionRequest& r) -> std::optional<webhook::AdmissionResponse> {
     if (longhorn::IsBeingDeleted(r.object)) return webhook::Allowed();
     return std::nullopt;
   });
-  auto systembackup = [&lookup](const AdmissionRequest& r) {
-    return MutateSystemBackup(lookup, r);
-  };
-  registry.Register(longhorn::kGroup, longhorn::resource::kSystemBackups, Operation::kCreate,
-                    systembackup);
-  registry.Register(longhorn::kGroup, longhorn::resource::kSystemBackups, Operation::kUpdate,
-                    systembackup);
+  const std::string_view g = longhorn::kGroup;
+  registry.Register(g, longhorn::resource::kSystemBackups, Operation::kCreate, MutateSystemBackup);
+  registry.Register(g, longhorn::resource::kSystemBackups, Operation::kUpdate, MutateSystemBackup);
   return registry;
 }
 

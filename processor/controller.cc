@@ -2,6 +2,8 @@
 
 #include "common/log.h"
 #include "common/longhorn.h"
+#include "domain/confirmation.h"
+#include "domain/kinds.h"
 
 namespace bg::processor {
 
@@ -16,17 +18,6 @@ std::string Key(const std::string& resource, const std::string& name) {
   return resource + "/" + name;
 }
 }  // namespace
-
-const std::vector<std::string>& WatchedResources() {
-  static const std::vector<std::string> kResources = {std::string(res::kBackupTargets),
-                                                      std::string(res::kBackupVolumes),
-                                                      std::string(res::kBackups),
-                                                      std::string(res::kSystemBackups),
-                                                      std::string(res::kBackupBackingImages),
-                                                      std::string(res::kVolumes),
-                                                      std::string(res::kSettings)};
-  return kResources;
-}
 
 CacheLookup::CacheLookup(std::string ns, std::map<std::string, kube::Informer*> informers)
     : ns_(std::move(ns)), informers_(std::move(informers)) {}
@@ -67,14 +58,14 @@ class LiveLookup final : public kube::ResourceLookup {
   std::optional<json> Get(std::string_view resource, std::string_view ns,
                           std::string_view name) override {
     if (name.empty()) return std::nullopt;
-    auto r = api_.Get(kube::LonghornResource(resource), std::string(ns), std::string(name));
+    auto r = api_.Get(domain::Resource(resource), std::string(ns), std::string(name));
     if (r.ok()) return std::move(r).value();
     if (!r.status().IsNotFound()) failed_ = true;
     return std::nullopt;
   }
   std::vector<json> List(std::string_view resource, std::string_view ns,
                          std::string_view selector) override {
-    auto r = api_.List(kube::LonghornResource(resource), std::string(ns), std::string(selector));
+    auto r = api_.List(domain::Resource(resource), std::string(ns), std::string(selector));
     std::vector<json> out;
     if (!r.ok()) {
       if (!r.status().IsNotFound()) failed_ = true;
@@ -102,9 +93,9 @@ Controller::Controller(kube::KubeApi& api, ControllerOptions options, ProcessorM
       deletions_(clock_),
       queue_(options_.backoff_base, options_.backoff_max, clock_) {
   std::map<std::string, kube::Informer*> raw;
-  for (const std::string& resource : WatchedResources()) {
+  for (const std::string& resource : domain::WatchedResources()) {
     auto informer = std::make_unique<kube::Informer>(
-        api_, kube::LonghornResource(resource), options_.ns,
+        api_, domain::Resource(resource), options_.ns,
         [this, resource](const std::string& name) { OnChange(resource, name); });
     raw[resource] = informer.get();
     informers_[resource] = std::move(informer);
@@ -153,10 +144,9 @@ void Controller::OnChange(const std::string& resource, const std::string& name) 
   }
   queue_.Add(Key(resource, name));
   // A child changing can unblock its parent: re-queue the parents that wait on children.
-  if (resource == res::kBackups || resource == res::kBackupVolumes ||
-      resource == res::kBackupBackingImages || resource == res::kSystemBackups) {
+  if (domain::IsChildOf(resource, res::kBackupTargets)) {
     for (const json& target : InformerFor(std::string(res::kBackupTargets))->List()) {
-      if (NeedsRelease(target) || longhorn::StringAt(target, {"spec", "backupTargetURL"}).empty()) {
+      if (NeedsRelease(target) || CascadeOnly(std::string(res::kBackupTargets), target)) {
         queue_.Add(Key(std::string(res::kBackupTargets),
                        longhorn::StringAt(target, {"metadata", "name"})));
       }
@@ -165,8 +155,7 @@ void Controller::OnChange(const std::string& resource, const std::string& name) 
   if (resource == res::kBackupTargets) {
     // A target's availability decides whether the engine or backup-guard deletes its children:
     // every child waiting for release is looked at again.
-    for (std::string_view child :
-         {res::kBackups, res::kBackupVolumes, res::kBackupBackingImages, res::kSystemBackups}) {
+    for (std::string_view child : domain::ChildrenOf(res::kBackupTargets)) {
       for (const json& obj : InformerFor(std::string(child))->ListDeleting()) {
         if (NeedsRelease(obj)) {
           queue_.Add(Key(std::string(child), longhorn::StringAt(obj, {"metadata", "name"})));
@@ -213,8 +202,7 @@ RuleContext Controller::Context() {
   ctx.now = std::chrono::system_clock::now();
   ctx.release_grace = options_.release_grace;
   ctx.deletions = &deletions_;
-  auto flag = view_->Get(res::kSettings, options_.ns, longhorn::kDeletingConfirmationFlag);
-  ctx.uninstall_confirmed = flag && longhorn::ConfirmationFlagTrue(*flag);
+  ctx.uninstall_confirmed = domain::ConfirmationFlagSet(*view_, options_.ns);
   return ctx;
 }
 
@@ -237,10 +225,7 @@ Status Controller::Reconcile(const std::string& key) {
       return Status::Ok();  // the update event brings the object back
     }
   }
-  if (resource == res::kBackupTargets && !longhorn::IsBeingDeleted(*obj) &&
-      longhorn::StringAt(*obj, {"spec", "backupTargetURL"}).empty()) {
-    return executor_.Cascade(PlanBackupTarget(*obj, *view_, ctx));
-  }
+  if (CascadeOnly(resource, *obj)) return executor_.Cascade(PlanBackupTarget(*obj, *view_, ctx));
   if (!NeedsRelease(*obj)) return Status::Ok();
   // Starts this deletion's monotonic reading even before an uninstall is confirmed, so that a
   // confirmation long after the deletion releases it without waiting another grace.
@@ -283,7 +268,7 @@ Status Controller::Reconcile(const std::string& key) {
   if (*released == Executor::Outcome::kReleased) {
     log::Info("finalizer released",
               {{"resource", resource}, {"name", name}, {"reason", plan.reason}});
-    if (metrics_ != nullptr) metrics_->Released(kube::LonghornResource(resource).kind, plan.reason);
+    if (metrics_ != nullptr) metrics_->Released(domain::Resource(resource).kind, plan.reason);
   }
   return Status::Ok();
 }
@@ -304,7 +289,7 @@ void Controller::WorkerLoop() {
       s = Status::Internal(e.what());  // untrusted objects must never kill a worker
     }
     const double seconds = std::chrono::duration<double>(clock_->Now() - start).count();
-    const std::string kind = kube::LonghornResource(key.substr(0, key.find('/'))).kind;
+    const std::string kind = domain::Resource(key.substr(0, key.find('/'))).kind;
     if (s.ok()) {
       queue_.Forget(key);
       if (metrics_ != nullptr) metrics_->Reconciled(kind, "success", seconds);
@@ -333,7 +318,7 @@ void Controller::UpdateDeletingMetrics() {
       ++count;
       oldest = std::max(oldest, static_cast<double>(std::max(0LL, SecondsDeleting(obj, now))));
     }
-    metrics_->SetDeleting(kube::LonghornResource(resource).kind, count, oldest);
+    metrics_->SetDeleting(domain::Resource(resource).kind, count, oldest);
   }
   metrics_->SetDepth(static_cast<double>(queue_.Depth()));
   double unfinished = 0;

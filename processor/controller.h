@@ -41,9 +41,6 @@ struct ControllerOptions {
   const kube::Clock* clock = nullptr;
 };
 
-// The kinds the processor watches, in SPEC.md's table order.
-const std::vector<std::string>& WatchedResources();
-
 // A ResourceLookup over informer caches.
 class CacheLookup final : public kube::ResourceLookup {
  public:

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/longhorn.h"
+#include "domain/kinds.h"
 #include "kube/clock.h"
 #include "tests/testing/eventually.h"
 #include "tests/testing/fake_kube_api.h"
@@ -25,7 +26,7 @@ json Meta(const std::string& name, json labels = json::object()) {
           {"finalizers", {"longhorn.io"}}};
 }
 
-kube::ResourceRef R(const char* plural) { return kube::LonghornResource(plural); }
+kube::ResourceRef R(const char* plural) { return domain::Resource(plural); }
 
 class ControllerTest : public ::testing::Test {
  protected:

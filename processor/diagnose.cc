@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "common/longhorn.h"
+#include "domain/confirmation.h"
+#include "domain/kinds.h"
 #include "kube/informer.h"
 #include "processor/rules.h"
 
@@ -22,15 +24,6 @@ namespace {
 const kube::ResourceRef kCrds{"apiextensions.k8s.io", "v1", "customresourcedefinitions",
                               "CustomResourceDefinition"};
 const kube::ResourceRef kDaemonSets{"apps", "v1", "daemonsets", "DaemonSet"};
-
-// The kinds the rules read: a failure to list one of them leaves the report without a basis.
-const std::set<std::string, std::less<>> kRuleKinds = {std::string(res::kBackupTargets),
-                                                       std::string(res::kBackupVolumes),
-                                                       std::string(res::kBackups),
-                                                       std::string(res::kSystemBackups),
-                                                       std::string(res::kBackupBackingImages),
-                                                       std::string(res::kVolumes),
-                                                       std::string(res::kSettings)};
 
 // Labels the rules and the engine read to link objects.
 constexpr std::string_view kLabelsThatMatter[] = {longhorn::kBackupTargetLabel,
@@ -476,8 +469,8 @@ json ReportFlag(SnapshotLookup& view, const std::string& ns) {
   }
   const std::string value = longhorn::StringAt(*setting, {"value"});
   out["value"] = value;
-  out["parsesAsBool"] = longhorn::ParseGoBool(value).has_value();
-  out["parsesAsTrue"] = longhorn::ConfirmationFlagTrue(*setting);
+  out["parsesAsBool"] = domain::ParseGoBool(value).has_value();
+  out["parsesAsTrue"] = domain::ConfirmationFlagTrue(*setting);
   return out;
 }
 
@@ -672,7 +665,7 @@ Result<Diagnosis> Diagnose(kube::KubeApi& api, const DiagnoseOptions& o,
     const kube::ResourceRef ref{std::string(longhorn::kGroup), ListVersion(crd), plural, kind};
     auto list = api.List(ref, namespaced ? o.ns : "", "");
     if (!list.ok()) {
-      if (kRuleKinds.count(plural)) {
+      if (domain::FindKind(plural) != nullptr) {  // a kind the rules read: without it, no basis
         return Status::Unavailable("cannot list " + plural + ".longhorn.io in " + o.ns + ": " +
                                    list.status().message());
       }
@@ -691,10 +684,7 @@ Result<Diagnosis> Diagnose(kube::KubeApi& api, const DiagnoseOptions& o,
   report["crds"] = std::move(crds);
   d.bundle["crds.json"] = std::move(bundle_crds);
   // Deleting objects in the uninstall order, then the rest.
-  const std::vector<std::string> order = {
-      std::string(res::kVolumes),       std::string(res::kBackupTargets),
-      std::string(res::kBackupVolumes), std::string(res::kBackups),
-      std::string(res::kSystemBackups), std::string(res::kBackupBackingImages)};
+  const std::vector<std::string>& order = domain::UninstallOrder();
   std::stable_sort(kinds.begin(), kinds.end(), [&](const auto& a, const auto& b) {
     auto rank = [&](const std::string& p) {
       return std::find(order.begin(), order.end(), p) - order.begin();

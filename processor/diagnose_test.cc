@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "domain/kinds.h"
 #include "tests/testing/fake_kube_api.h"
 
 namespace bg::processor {
@@ -73,7 +74,7 @@ class DiagnoseTest : public ::testing::Test {
   }
 
   void Seed(const std::string& plural, const json& obj) {
-    api_.Seed(kube::LonghornResource(plural), obj);
+    api_.Seed(domain::Resource(plural), obj);
   }
 
   void AvailableTarget() {

@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "common/longhorn.h"
+#include "domain/kinds.h"
 
 namespace bg::processor {
 
@@ -37,14 +38,14 @@ Status Executor::CheckMayWrite() const {
 
 Status Executor::Patch(const std::string& resource, const std::string& name, const json& patch) {
   if (Status s = CheckMayWrite(); !s.ok()) return s;
-  auto r = api_.MergePatch(kube::LonghornResource(resource), ns_, name, patch);
+  auto r = api_.MergePatch(domain::Resource(resource), ns_, name, patch);
   if (r.ok() || r.status().IsNotFound()) return Status::Ok();
   return r.status();
 }
 
 Status Executor::Delete(const std::string& resource, const json& obj) {
   if (Status s = CheckMayWrite(); !s.ok()) return s;
-  Status s = api_.Delete(kube::LonghornResource(resource), ns_, Name(obj),
+  Status s = api_.Delete(domain::Resource(resource), ns_, Name(obj),
                          longhorn::StringAt(obj, {"metadata", "uid"}));
   // NotFound: already gone. Conflict on the uid precondition: a new object took the name.
   if (s.ok() || s.IsNotFound() || s.IsConflict()) return Status::Ok();
@@ -67,7 +68,7 @@ Status Executor::Cascade(const Plan& plan) {
 }
 
 Result<json> Executor::CascadeChild(const Child& child, bool label) {
-  const kube::ResourceRef ref = kube::LonghornResource(child.resource);
+  const kube::ResourceRef ref = domain::Resource(child.resource);
   const std::string name = Name(child.object);
   json last = json::object();
   if (label && !longhorn::IsDeleteCustomResourceOnly(child.object)) {
@@ -98,7 +99,7 @@ Result<json> Executor::CascadeChild(const Child& child, bool label) {
 
 Result<json> Executor::CascadeChildUnchanged(
     const Child& child, const std::function<bool(const Child&)>& label_protects) {
-  const kube::ResourceRef ref = kube::LonghornResource(child.resource);
+  const kube::ResourceRef ref = domain::Resource(child.resource);
   const std::string name = Name(child.object);
   const std::string uid = longhorn::StringAt(child.object, {"metadata", "uid"});
   json current = child.object;
@@ -142,7 +143,7 @@ Result<json> Executor::CascadeChildUnchanged(
 
 Result<Executor::Outcome> Executor::Release(const std::string& resource, const json& obj,
                                             const Replan& replan) {
-  const kube::ResourceRef ref = kube::LonghornResource(resource);
+  const kube::ResourceRef ref = domain::Resource(resource);
   json current = obj;
   for (int attempt = 0; attempt <= kConflictRetries; ++attempt) {
     if (Status s = CheckMayWrite(); !s.ok()) return s;
@@ -184,8 +185,8 @@ Status Executor::AddOwnerReference(const json& sb, const json& ref) {
       {"metadata",
        {{"ownerReferences", owners},
         {"resourceVersion", longhorn::StringAt(sb, {"metadata", "resourceVersion"})}}}};
-  auto r = api_.MergePatch(kube::LonghornResource(longhorn::resource::kSystemBackups), ns_,
-                           Name(sb), patch);
+  auto r =
+      api_.MergePatch(domain::Resource(longhorn::resource::kSystemBackups), ns_, Name(sb), patch);
   if (r.ok() || r.status().IsNotFound()) return Status::Ok();
   return r.status();
 }

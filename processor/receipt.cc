@@ -13,6 +13,7 @@
 
 #include "common/base64.h"
 #include "common/longhorn.h"
+#include "domain/kinds.h"
 
 namespace bg::processor {
 
@@ -56,7 +57,7 @@ std::string BackupVolume(const json& backup) {
 // (NotFound) has no items.
 Status EachItem(kube::KubeApi& api, std::string_view plural, const std::string& ns,
                 const std::function<void(const json&)>& fn) {
-  Status s = api.ListPages(kube::LonghornResource(plural), ns, "", [&](std::vector<json>& items) {
+  Status s = api.ListPages(domain::Resource(plural), ns, "", [&](std::vector<json>& items) {
     for (json& item : items) {
       fn(item);
       item = json();
@@ -343,7 +344,7 @@ Result<Verification> VerifyReceipt(kube::KubeApi& api, const std::string& ns,
   std::map<std::string, std::string> backups;  // name -> volume
   std::map<std::string, bool> system_backups;
   auto list = [&](std::string_view plural, const std::function<void(const json&)>& fn) -> Status {
-    Status s = api.ListPages(kube::LonghornResource(plural), ns, "", [&](std::vector<json>& items) {
+    Status s = api.ListPages(domain::Resource(plural), ns, "", [&](std::vector<json>& items) {
       for (const json& item : items) fn(item);
     });
     if (!s.ok()) return Status::Unavailable("listing " + std::string(plural) + ": " + s.message());

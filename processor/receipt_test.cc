@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "domain/kinds.h"
 #include "kube/kubeconfig.h"
 #include "tests/testing/fake_kube_api.h"
 
@@ -20,7 +21,7 @@ using testing::FakeKubeApi;
 
 constexpr char kNs[] = "longhorn-system";
 
-kube::ResourceRef R(const char* plural) { return kube::LonghornResource(plural); }
+kube::ResourceRef R(const char* plural) { return domain::Resource(plural); }
 
 json Backup(const std::string& name, const std::string& state, json labels, json status = {}) {
   status["state"] = state;

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "common/longhorn.h"
+#include "domain/parents.h"
 #include "processor/deletion_clock.h"
 
 namespace bg::processor {
@@ -206,11 +207,7 @@ Plan PlanBackup(const json& backup, kube::ResourceLookup& view, const RuleContex
 Plan PlanBackupBackingImage(const json& image, kube::ResourceLookup& view, const RuleContext& ctx) {
   if (longhorn::IsDeleteCustomResourceOnly(image)) return Release(reason::kCustomResourceOnly);
   if (BackingImageBackupNeverUploaded(image)) return Release(reason::kNeverUploaded);
-  std::string target_name = longhorn::StringAt(image, {"spec", "backupTargetName"});
-  if (target_name.empty()) target_name = longhorn::Label(image, longhorn::kBackupTargetLabel);
-  const bool before_v1_8 = !(image.contains("spec") && image["spec"].is_object() &&
-                             image["spec"].contains("backupTargetName"));
-  if (target_name.empty() && before_v1_8) target_name = longhorn::kDefaultBackupTarget;
+  const std::string target_name = domain::BackupBackingImageTargetOf(image);
   if (target_name.empty()) return Release(reason::kNoTargetName);
   const auto target = view.Get(res::kBackupTargets, ctx.ns, target_name);
   if (!target) return Release(reason::kParentGone);
@@ -316,6 +313,11 @@ Plan PlanOther(const json& obj, const RuleContext& ctx) {
   Plan held;
   held.held_because = "the storage engine owns it";
   return ApplyUninstallGrace(std::move(held), obj, ctx);
+}
+
+bool CascadeOnly(const std::string& resource, const json& obj) {
+  return resource == res::kBackupTargets && !longhorn::IsBeingDeleted(obj) &&
+         longhorn::StringAt(obj, {"spec", "backupTargetURL"}).empty();
 }
 
 Plan PlanFor(const std::string& resource, const json& obj, kube::ResourceLookup& view,

@@ -114,6 +114,11 @@ Plan PlanSystemBackup(const nlohmann::json& system_backup, kube::ResourceLookup&
 // Kinds the rules do not cover (volumes and the rest): only the uninstall grace applies.
 Plan PlanOther(const nlohmann::json& obj, const RuleContext& ctx);
 
+// The URL-emptied rule: a BackupTarget not being deleted whose spec.backupTargetURL is empty has
+// its children cascaded (PlanBackupTarget) and nothing released. The processor and the uninstall
+// both ask this.
+bool CascadeOnly(const std::string& resource, const nlohmann::json& obj);
+
 // Dispatches on the plural resource name.
 Plan PlanFor(const std::string& resource, const nlohmann::json& obj, kube::ResourceLookup& view,
              const RuleContext& ctx);

@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "common/longhorn.h"
+#include "domain/confirmation.h"
+#include "domain/kinds.h"
 #include "kube/informer.h"
 #include "kube/rest_api.h"
 #include "processor/deletion_clock.h"
@@ -44,21 +46,21 @@ const kube::ResourceRef kCrds{"apiextensions.k8s.io", "v1", "customresourcedefin
                               "CustomResourceDefinition"};
 
 // Copies `from[key]` into `to[key]` when present.
-void CopyKey(json& to, const json& from, const char* key) {
+void CopyKey(json& to, const json& from, std::string_view key) {
   if (!from.is_object()) return;
   auto it = from.find(key);
-  if (it != from.end()) to[key] = *it;
+  if (it != from.end()) to[std::string(key)] = *it;
 }
 
 // Moves `from[key]` into `to[key]` when present.
-void MoveKey(json& to, json& from, const char* key) {
+void MoveKey(json& to, json& from, std::string_view key) {
   if (!from.is_object()) return;
   auto it = from.find(key);
-  if (it != from.end()) to[key] = std::move(*it);
+  if (it != from.end()) to[std::string(key)] = std::move(*it);
 }
 
 std::string Kind(const std::string& resource) {
-  const std::string kind = kube::LonghornResource(resource).kind;
+  const std::string kind = domain::KindOf(resource);
   return kind.empty() ? resource : kind;
 }
 
@@ -110,7 +112,7 @@ class FreshLookup final : public kube::ResourceLookup {
   std::optional<json> Get(std::string_view resource, std::string_view ns,
                           std::string_view name) override {
     if (name.empty()) return std::nullopt;
-    auto got = api_.Get(kube::LonghornResource(resource), std::string(ns), std::string(name));
+    auto got = api_.Get(domain::Resource(resource), std::string(ns), std::string(name));
     if (got.ok()) return CompactForRules(std::move(got).value());
     if (!got.status().IsNotFound()) failed_ = true;
     return std::nullopt;
@@ -119,8 +121,8 @@ class FreshLookup final : public kube::ResourceLookup {
   std::vector<json> List(std::string_view resource, std::string_view ns,
                          std::string_view selector) override {
     std::vector<json> out;
-    Status s = api_.ListPages(kube::LonghornResource(resource), std::string(ns),
-                              std::string(selector), [&](std::vector<json>& items) {
+    Status s = api_.ListPages(domain::Resource(resource), std::string(ns), std::string(selector),
+                              [&](std::vector<json>& items) {
                                 for (json& item : items) out.push_back(CompactForRules(item));
                               });
     if (!s.ok()) failed_ = true;
@@ -138,36 +140,28 @@ class FreshLookup final : public kube::ResourceLookup {
 }  // namespace
 
 json CompactForRules(json obj) {
+  const domain::RuleFields& fields = domain::FieldsRulesRead();
   json out = json::object();
   if (!obj.is_object()) return out;
   if (auto m = obj.find("metadata"); m != obj.end() && m->is_object()) {
     json& meta = *m;
     json& to = out["metadata"] = json::object();
-    for (const char* key : {"name", "namespace", "uid", "resourceVersion", "deletionTimestamp",
-                            "labels", "finalizers", "ownerReferences"}) {
-      MoveKey(to, meta, key);
-    }
-    // Of the annotations (last-applied-configuration can be large) only the one the rules read.
+    for (std::string_view key : fields.metadata) MoveKey(to, meta, key);
+    // Of the annotations (last-applied-configuration can be large) only those the rules read.
     if (auto a = meta.find("annotations"); a != meta.end() && a->is_object()) {
       json kept = json::object();
-      CopyKey(kept, *a, longhorn::kDeleteBackupTargetAnnotation.data());
+      for (std::string_view key : fields.annotations) CopyKey(kept, *a, key);
       if (!kept.empty()) to["annotations"] = std::move(kept);
     }
   }
   if (auto spec = obj.find("spec"); spec != obj.end() && spec->is_object()) {
     json kept = json::object();
-    for (const char* key : {"backupTargetURL", "backupTargetName", "volumeName"}) {
-      MoveKey(kept, *spec, key);
-    }
+    for (std::string_view key : fields.spec) MoveKey(kept, *spec, key);
     out["spec"] = std::move(kept);
   }
   if (auto status = obj.find("status"); status != obj.end() && status->is_object()) {
     json kept = json::object();
-    // status.backupTargetName is kept even when empty: its presence tells an engine of v1.8 or
-    // later from one before (BackupNeverUploaded).
-    for (const char* key : {"backupTargetName", "state", "url", "available"}) {
-      MoveKey(kept, *status, key);
-    }
+    for (std::string_view key : fields.status) MoveKey(kept, *status, key);
     out["status"] = std::move(kept);
   }
   return out;
@@ -335,7 +329,7 @@ class Uninstaller {
   };
 
   bool CheckConfirmation() {
-    auto flag = api_.Get(kube::LonghornResource(std::string(res::kSettings)), options_.ns,
+    auto flag = api_.Get(domain::Resource(std::string(res::kSettings)), options_.ns,
                          std::string(longhorn::kDeletingConfirmationFlag));
     const std::string& typed = options_.confirm_namespace;
     if (!flag.ok()) {
@@ -364,7 +358,7 @@ class Uninstaller {
       return false;
     }
     const std::string value = longhorn::StringAt(*flag, {"value"});
-    if (!longhorn::ConfirmationFlagTrue(*flag)) {
+    if (!domain::ConfirmationFlagTrue(*flag)) {
       err_ << "uninstall: refusing to start: Setting " << longhorn::kDeletingConfirmationFlag
            << " is \"" << value
            << "\", which does not parse as true (the engine accepts 1, t, T, TRUE, "
@@ -398,10 +392,7 @@ class Uninstaller {
   }
 
   Status TryDiscoverKinds() {
-    const std::vector<std::string> fixed = {
-        std::string(res::kVolumes),       std::string(res::kBackupTargets),
-        std::string(res::kBackupVolumes), std::string(res::kBackups),
-        std::string(res::kSystemBackups), std::string(res::kBackupBackingImages)};
+    const std::vector<std::string>& fixed = domain::UninstallOrder();
     std::set<std::string> served;
     auto crds = api_.List(kCrds, "", "");
     if (!crds.ok()) return crds.status();
@@ -445,8 +436,8 @@ class Uninstaller {
       }
     }
     if (settings_served_) {
-      checks.push_back(Check{"get", kube::LonghornResource(std::string(res::kSettings)),
-                             options_.ns, std::string(longhorn::kDeletingConfirmationFlag)});
+      checks.push_back(Check{"get", domain::Resource(std::string(res::kSettings)), options_.ns,
+                             std::string(longhorn::kDeletingConfirmationFlag)});
     }
     for (const std::string& name : options_.webhook_configurations) {
       for (const kube::ResourceRef& kind : kWebhookKinds) {
@@ -507,7 +498,7 @@ class Uninstaller {
   }
 
   kube::ResourceRef Ref(const std::string& resource) const {
-    kube::ResourceRef r = kube::LonghornResource(resource);
+    kube::ResourceRef r = domain::Resource(resource);
     r.kind = KindOf(resource);
     return r;
   }
@@ -973,8 +964,7 @@ class Uninstaller {
     for (const std::string& resource : order_) {
       for (const json& obj : snap.Items(resource)) {
         Plan plan;
-        if (resource == res::kBackupTargets && !longhorn::IsBeingDeleted(obj) &&
-            longhorn::StringAt(obj, {"spec", "backupTargetURL"}).empty()) {
+        if (CascadeOnly(resource, obj)) {
           plan = PlanBackupTarget(obj, snap, ctx);
           plan.release = false;  // URL emptied: cascade only
         } else if (NeedsRelease(obj)) {
@@ -1348,13 +1338,13 @@ int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostre
 
 bool UninstallConfirmed(kube::KubeApi& api, const std::string& ns,
                         const std::string& confirm_namespace) {
-  auto flag = api.Get(kube::LonghornResource(std::string(res::kSettings)), ns,
+  auto flag = api.Get(domain::Resource(std::string(res::kSettings)), ns,
                       std::string(longhorn::kDeletingConfirmationFlag));
   if (!flag.ok()) {
     // As RunUninstall: the typed namespace stands in only for a Setting (or CRD) that is gone.
     return flag.status().IsNotFound() && !confirm_namespace.empty() && confirm_namespace == ns;
   }
-  return longhorn::ConfirmationFlagTrue(*flag);
+  return domain::ConfirmationFlagTrue(*flag);
 }
 
 Status RemoveWebhookConfigurations(kube::KubeApi& api, const std::string& names,

@@ -108,11 +108,9 @@ int RunUninstall(kube::KubeApi& api, const UninstallOptions& options, std::ostre
                  std::ostream& err);
 
 // The part of a listed object that the release rules, the Executor and the blocker report read:
-// metadata (name, namespace, uid, resourceVersion, deletionTimestamp, labels, finalizers,
-// ownerReferences, and only the delete-backup-target annotation), spec.backupTargetURL,
-// spec.backupTargetName, spec.volumeName, status.backupTargetName and status.state. Everything
-// else (managedFields above all) is dropped as soon as a page is read. A rule that starts reading
-// another field must add it here; uninstall_test checks that plans on compact copies are the plans
+// exactly the fields of domain::FieldsRulesRead() (domain/kinds.h). Everything else
+// (managedFields above all) is dropped as soon as a page is read. A rule that starts reading
+// another field adds it there; uninstall_test checks that plans on compact copies are the plans
 // on full objects.
 nlohmann::json CompactForRules(nlohmann::json obj);
 

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "common/longhorn.h"
+#include "domain/kinds.h"
 #include "kube/rest_api.h"
 #include "processor/parallel.h"
 #include "processor/rules.h"
@@ -34,12 +35,6 @@ struct DryWrite {
   Status result = Status::Ok();
 };
 
-// The children a cascade labels delete-custom-resource-only before deleting them.
-bool IsCascadeChild(const std::string& resource) {
-  return resource == res::kBackups || resource == res::kBackupVolumes ||
-         resource == res::kSystemBackups || resource == res::kBackupBackingImages;
-}
-
 }  // namespace
 
 int ServerDryRun(kube::KubeApi& dry, const std::vector<std::string>& order, UninstallSnapshot& snap,
@@ -55,7 +50,7 @@ int ServerDryRun(kube::KubeApi& dry, const std::vector<std::string>& order, Unin
             longhorn::StringAt(obj, {"spec", "backupTargetURL"}).empty())) {
         writes.push_back({&resource, &obj, "empty the URL of"});
       }
-      if (IsCascadeChild(resource) && !longhorn::IsDeleteCustomResourceOnly(obj) &&
+      if (domain::IsCascaded(resource) && !longhorn::IsDeleteCustomResourceOnly(obj) &&
           LabelProtectsData(Child{resource, obj})) {
         writes.push_back({&resource, &obj, "label"});
       }

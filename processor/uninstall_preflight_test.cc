@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "domain/kinds.h"
 #include "processor/receipt.h"
 #include "tests/testing/fake_kube_api.h"
 #include "tests/testing/forwarding_kube_api.h"
@@ -22,7 +23,7 @@ constexpr int kDeadPort = 1;  // the fake prober refuses this port, answers ever
 const kube::ResourceRef kCrd{"apiextensions.k8s.io", "v1", "customresourcedefinitions",
                              "CustomResourceDefinition"};
 
-kube::ResourceRef R(const char* plural) { return kube::LonghornResource(plural); }
+kube::ResourceRef R(const char* plural) { return domain::Resource(plural); }
 
 json WebhookConfiguration(const std::string& name, int port, const std::string& group,
                           const std::string& kind = "ValidatingWebhookConfiguration") {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/longhorn.h"
+#include "domain/kinds.h"
 #include "kube/server_clock.h"
 #include "processor/rules.h"
 #include "tests/testing/fake_kube_api.h"
@@ -28,7 +29,7 @@ constexpr char kNs[] = "longhorn-system";
 const kube::ResourceRef kCrd{"apiextensions.k8s.io", "v1", "customresourcedefinitions",
                              "CustomResourceDefinition"};
 
-kube::ResourceRef R(const char* plural) { return kube::LonghornResource(plural); }
+kube::ResourceRef R(const char* plural) { return domain::Resource(plural); }
 
 json Meta(const std::string& name, json labels = json::object(),
           json finalizers = {"longhorn.io"}) {
@@ -236,7 +237,7 @@ class UninstallTest : public ::testing::Test {
   void SetUp() override {
     for (const char* plural : {"backuptargets", "backupvolumes", "backups", "systembackups",
                                "backupbackingimages", "volumes", "settings", "engineimages"}) {
-      std::string kind = kube::LonghornResource(plural).kind;
+      std::string kind = domain::Resource(plural).kind;
       if (kind.empty()) kind = "EngineImage";
       api_.Seed(
           kCrd,

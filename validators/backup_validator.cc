@@ -1,7 +1,7 @@
 #include "validators/backup_validator.h"
 
 #include "common/longhorn.h"
-#include "validators/parents.h"
+#include "domain/parents.h"
 
 namespace bg::validators {
 
@@ -30,7 +30,8 @@ webhook::AdmissionResponse ValidateBackupCreate(const webhook::AdmissionRequest&
 webhook::AdmissionResponse ValidateBackupDelete(kube::ResourceLookup& lookup,
                                                 const webhook::AdmissionRequest& request) {
   const json& backup = request.old_object.is_null() ? request.object : request.old_object;
-  const ParentCheck parents = CheckBackupParents(lookup, request.namespace_name, backup);
+  const domain::ParentCheck parents =
+      domain::CheckBackupParents(lookup, request.namespace_name, backup);
   if (parents.present) return webhook::Allowed();
   return webhook::AllowedWithWarning(
       "only the custom resource will be deleted, the backup store is "

@@ -1,12 +1,12 @@
 #include "validators/backuptarget_validator.h"
 
 #include "common/longhorn.h"
+#include "domain/confirmation.h"
 
 namespace bg::validators {
 
 bool DeletingConfirmed(kube::ResourceLookup& lookup, const std::string& ns) {
-  auto setting = lookup.Get(longhorn::resource::kSettings, ns, longhorn::kDeletingConfirmationFlag);
-  return setting && longhorn::ConfirmationFlagTrue(*setting);
+  return domain::ConfirmationFlagSet(lookup, ns);
 }
 
 webhook::AdmissionResponse ValidateBackupTargetDelete(kube::ResourceLookup& lookup,

@@ -12,23 +12,19 @@ using webhook::AdmissionRequest;
 using webhook::Operation;
 namespace res = longhorn::resource;
 
-webhook::Registry BuildValidationRegistry(kube::ResourceLookup& lookup) {
-  webhook::Registry registry;
+webhook::Registry BuildValidationRegistry(kube::ResourceLookup& lookup, const kube::Clock* clock) {
+  webhook::Registry registry(lookup, clock);
   registry.AddBypass([](const AdmissionRequest& r) -> std::optional<webhook::AdmissionResponse> {
     if (IsFinalizerOnlyRemoval(r)) return webhook::Allowed();
     return std::nullopt;
   });
   const std::string_view g = longhorn::kGroup;
   registry.Register(g, res::kBackups, Operation::kCreate, ValidateBackupCreate);
-  registry.Register(g, res::kBackups, Operation::kDelete, [&lookup](const AdmissionRequest& r) {
-    return ValidateBackupDelete(lookup, r);
-  });
-  registry.Register(
-      g, res::kSystemBackups, Operation::kCreate,
-      [&lookup](const AdmissionRequest& r) { return ValidateSystemBackupCreate(lookup, r); });
-  registry.Register(
-      g, res::kBackupTargets, Operation::kDelete,
-      [&lookup](const AdmissionRequest& r) { return ValidateBackupTargetDelete(lookup, r); });
+  registry.Register(g, res::kBackups, Operation::kDelete, ValidateBackupDelete);
+  registry.Register(g, res::kSystemBackups, Operation::kCreate, ValidateSystemBackupCreate);
+  registry.Register(g, res::kBackupTargets, Operation::kDelete, ValidateBackupTargetDelete);
+  registry.Register(g, res::kBackupBackingImages, Operation::kDelete,
+                    ValidateBackupBackingImageDelete);
   return registry;
 }
 

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "domain/kinds.h"
 #include "processor/controller.h"
 #include "processor/metrics.h"
 #include "tests/testing/fake_kube_api.h"
@@ -132,15 +133,15 @@ int main(int argc, char** argv) {
   bg::testing::FakeKubeApi api;
   const json managed = ManagedFields();
   api.Seed(
-      bg::kube::LonghornResource("backuptargets"),
+      bg::domain::Resource("backuptargets"),
       {{"metadata", {{"name", "default"}, {"namespace", kNs}, {"finalizers", {"longhorn.io"}}}},
        {"spec", {{"backupTargetURL", "s3://backups@us-east-1/"}}},
        {"status", {{"available", true}}}});
   for (int i = 0; i < n / 10; ++i) {
-    api.SeedSilently(bg::kube::LonghornResource("backupvolumes"), BackupVolume(i, managed));
+    api.SeedSilently(bg::domain::Resource("backupvolumes"), BackupVolume(i, managed));
   }
   for (int i = 0; i < n; ++i) {
-    api.SeedSilently(bg::kube::LonghornResource("backups"), Backup(i, managed));
+    api.SeedSilently(bg::domain::Resource("backups"), Backup(i, managed));
   }
   const std::size_t object_bytes = Backup(1, managed).dump().size();
   malloc_trim(0);
@@ -186,7 +187,7 @@ int main(int argc, char** argv) {
   // Relist: the watch cannot resume (410); the relist and what it re-queues.
   const double before_relist = reconciled();
   const auto relist_start = Clock::now();
-  api.SeedAndCompact(bg::kube::LonghornResource("backups"), Backup(n, managed));
+  api.SeedAndCompact(bg::domain::Resource("backups"), Backup(n, managed));
   api.EndWatches();
   if (!WaitFor(
           [&] {
@@ -211,8 +212,8 @@ int main(int argc, char** argv) {
                 {"deletionTimestamp", "2026-11-01T10:00:00Z"}}},
               {"status", {{"state", "Error"}}}};
     const auto t0 = Clock::now();
-    api.Seed(bg::kube::LonghornResource("backups"), b);
-    if (!WaitFor([&] { return !api.Peek(bg::kube::LonghornResource("backups"), kNs, name); },
+    api.Seed(bg::domain::Resource("backups"), b);
+    if (!WaitFor([&] { return !api.Peek(bg::domain::Resource("backups"), kNs, name); },
                  std::chrono::seconds(120))) {
       std::fprintf(stderr, "%s was never released\n", name.c_str());
       return 1;

@@ -1,8 +1,8 @@
-#include "common/longhorn.h"
+#include "domain/confirmation.h"
 
 #include <gtest/gtest.h>
 
-namespace bg::longhorn {
+namespace bg::domain {
 namespace {
 
 TEST(ParseGoBoolTest, AcceptsExactlyWhatGoStrconvParseBoolAccepts) {
@@ -25,4 +25,4 @@ TEST(ConfirmationFlagTest, TrueOnlyForAStringValueThatParsesAsTrue) {
 }
 
 }  // namespace
-}  // namespace bg::longhorn
+}  // namespace bg::domain

@@ -1,8 +1,8 @@
-#include "validators/parents.h"
+#include "domain/parents.h"
 
 #include "common/longhorn.h"
 
-namespace bg::validators {
+namespace bg::domain {
 
 using nlohmann::json;
 
@@ -37,4 +37,33 @@ ParentCheck CheckBackupParents(kube::ResourceLookup& lookup, const std::string& 
   return ParentCheck{true, ""};
 }
 
-}  // namespace bg::validators
+std::string BackupBackingImageTargetOf(const json& image) {
+  std::string target = longhorn::StringAt(image, {"spec", "backupTargetName"});
+  if (target.empty()) target = longhorn::Label(image, longhorn::kBackupTargetLabel);
+  const auto spec = image.find("spec");
+  const bool before_v1_8 =
+      spec == image.end() || !spec->is_object() || !spec->contains("backupTargetName");
+  if (target.empty() && before_v1_8) target = longhorn::kDefaultBackupTarget;
+  return target;
+}
+
+ParentCheck CheckBackupBackingImageParents(kube::ResourceLookup& lookup,
+                                           const std::string& request_ns, const json& image) {
+  auto missing = [](std::string reason) { return ParentCheck{false, std::move(reason)}; };
+  const std::string ns =
+      request_ns.empty() ? longhorn::StringAt(image, {"metadata", "namespace"}) : request_ns;
+  if (longhorn::IsDeleteCustomResourceOnly(image)) {
+    return missing("it is labelled " + std::string(longhorn::kDeleteCustomResourceOnlyLabel));
+  }
+  const std::string target = BackupBackingImageTargetOf(image);
+  if (target.empty()) {
+    return missing("spec.backupTargetName and the " + std::string(longhorn::kBackupTargetLabel) +
+                   " label are empty, so its BackupTarget is treated as not found");
+  }
+  if (!lookup.Get(longhorn::resource::kBackupTargets, ns, target)) {
+    return missing("BackupTarget \"" + target + "\" not found");
+  }
+  return ParentCheck{true, ""};
+}
+
+}  // namespace bg::domain
