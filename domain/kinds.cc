@@ -106,12 +106,9 @@ const RuleFields& FieldsRulesRead() {
       {"name", "namespace", "uid", "resourceVersion", "deletionTimestamp", "labels", "finalizers",
        "ownerReferences"},
       {longhorn::kDeleteBackupTargetAnnotation},
-      // Not yet kept, though the rules read them: spec.snapshotName (BackupNeverUploaded: a
-      // Backup without one came from the store) and spec.userCreated (the same for a
-      // BackupBackingImage), so the uninstall reads every Backup and BackupBackingImage as one
-      // that came from the store. Keeping them changes the uninstall's plans for Backups that
-      // never uploaded, which uninstall_test pins today.
-      {"backupTargetURL", "backupTargetName", "volumeName"},
+      // spec.snapshotName and spec.userCreated tell what the engine's target sync found in the
+      // store from what never reached it (BackupNeverUploaded, BackingImageBackupNeverUploaded).
+      {"backupTargetURL", "backupTargetName", "volumeName", "snapshotName", "userCreated"},
       // status.backupTargetName is kept even when empty: its presence tells an engine of v1.8 or
       // later from one before (BackupNeverUploaded).
       {"backupTargetName", "state", "url", "available"},

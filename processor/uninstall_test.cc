@@ -462,7 +462,10 @@ TEST_F(UninstallTest, CompactForRulesKeepsWhatTheRulesReadAndDropsTheRest) {
               {"ownerReferences", {{{"kind", "BackupTarget"}, {"name", "default"}, {"uid", "t"}}}},
               {"annotations", {{"longhorn.io/delete-backup-target-from-longhorn", ""}}}}},
             {"spec",
-             {{"backupTargetName", "default"}, {"volumeName", "v"}, {"backupTargetURL", "s3://x"}}},
+             {{"snapshotName", "s"},
+              {"backupTargetName", "default"},
+              {"volumeName", "v"},
+              {"backupTargetURL", "s3://x"}}},
             {"status",
              {{"state", "Completed"},
               {"backupTargetName", "default"},
@@ -479,9 +482,23 @@ TEST_F(UninstallTest, PlansOnCompactCopiesAreThePlansOnFullObjects) {
   VectorLookup full, compact;
   for (const char* plural : kinds) {
     const json list = *api_.List(R(plural), kNs, "");
+    size_t index = 0;
     for (json obj : list["items"]) {
       obj["metadata"]["managedFields"] = {{{"manager", "longhorn-manager"}}};
       obj["metadata"]["deletionTimestamp"] = "2026-11-25T00:00:00Z";
+      // The rules tell what never reached the store from what the target sync found there by
+      // spec.snapshotName and spec.userCreated: half the Backups were taken from a snapshot here
+      // (one still in progress, with no target in its status yet: it never uploaded), and one
+      // BackupBackingImage came from the store before the engine wrote its status.
+      if (std::string(plural) == "backups" && index % 2 == 0) {
+        obj["spec"]["snapshotName"] = "snap-" + std::to_string(index);
+        if (index == 0) obj["status"] = {{"state", "InProgress"}, {"backupTargetName", ""}};
+      }
+      if (std::string(plural) == "backupbackingimages" && index == 0) {
+        obj["spec"]["userCreated"] = false;
+        obj.erase("status");
+      }
+      ++index;
       compact.items[plural].push_back(CompactForRules(obj));
       full.items[plural].push_back(std::move(obj));
     }
