@@ -76,12 +76,16 @@ run_variant() {
       export TSAN_OPTIONS="halt_on_error=1:abort_on_error=1:second_deadlock_stack=1:history_size=4:log_path=$reports/tsan"
       ;;
   esac
+  # GCC 12 reports maybe-uninitialized inside libstdc++'s <regex> (std::function moved in the NFA
+  # builder) once the code is instrumented at -O1: a false report of the compiler's flow analysis
+  # under sanitizer instrumentation, not of this code. The normal build keeps the warning as an error.
+  flags="$flags -Wno-maybe-uninitialized"
   echo "sanitize: $variant: configuring and building $build (-j$jobs)"
   rm -rf "$reports"
   mkdir -p "$reports"
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_FLAGS="$flags" \
-    -DCMAKE_EXE_LINKER_FLAGS="${flags% -O1}" -DCMAKE_SHARED_LINKER_FLAGS="${flags% -O1}" \
+    -DCMAKE_EXE_LINKER_FLAGS="${flags% -O1*}" -DCMAKE_SHARED_LINKER_FLAGS="${flags% -O1*}" \
     -DBG_VENV="$venv" >"$build/sanitize-configure.log" 2>&1 || {
     cat "$build/sanitize-configure.log" >&2
     return 1
