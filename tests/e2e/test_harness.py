@@ -35,6 +35,7 @@ def test_webhook_configurations(api_client, backup_guard):
     rules = lambda hook: sorted((r.resources[0], tuple(r.operations)) for r in hook.rules)  # noqa: E731
     assert rules(mutating.webhooks[0]) == [("systembackups", ("CREATE", "UPDATE"))]
     assert rules(validating.webhooks[0]) == [
+        ("backupbackingimages", ("DELETE",)),
         ("backups", ("CREATE", "DELETE")),
         ("backuptargets", ("DELETE",)),
         ("systembackups", ("CREATE",)),
