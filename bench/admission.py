@@ -75,6 +75,17 @@ def loadavg():
         return [float(x) for x in f.read().split()[:3]]
 
 
+def stop_process(proc, grace=25):
+    """SIGTERM, then SIGKILL after `grace` seconds; returns once the process is reaped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Server:
     def __init__(self, name, argv_fn, certs, cpu):
         self.name, self.argv_fn, self.certs, self.cpu = name, argv_fn, certs, cpu
@@ -102,14 +113,8 @@ class Server:
         return self.proc.pid
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
         if self.proc:
+            stop_process(self.proc)
             self.log.close()
         self.proc = None
 

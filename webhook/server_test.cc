@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "certs/generate.h"
+#include "tests/testing/tls_identity.h"
 
 namespace bg::webhook {
 namespace {
@@ -38,15 +39,10 @@ json Review(const std::string& uid, const std::string& version = "admission.k8s.
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto ca = certs::GenerateCa("test-ca", std::chrono::hours(1));
-    ASSERT_TRUE(ca.ok());
-    ca_pem_ = ca->cert_pem;
-    auto leaf =
-        certs::GenerateServingCert(*ca, {"localhost"}, {"127.0.0.1"}, std::chrono::hours(1));
-    ASSERT_TRUE(leaf.ok());
-    auto id = certs::TlsIdentity::FromPem(leaf->cert_pem, leaf->key_pem);
-    ASSERT_TRUE(id.ok());
-    store_.Set(*id);
+    auto serving = testing::MakeLocalhostServing();
+    ASSERT_TRUE(serving.ok()) << serving.status().message();
+    ca_pem_ = serving->ca_pem;
+    store_.Set(serving->identity);
 
     mutation_.Register("longhorn.io", "systembackups", Operation::kCreate,
                        [](const AdmissionRequest& r) {
@@ -387,11 +383,10 @@ namespace {
 class ClientCertTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto ca = certs::GenerateCa("server-ca", std::chrono::hours(1));
-    server_ca_ = ca->cert_pem;
-    auto leaf =
-        certs::GenerateServingCert(*ca, {"localhost"}, {"127.0.0.1"}, std::chrono::hours(1));
-    store_.Set(*certs::TlsIdentity::FromPem(leaf->cert_pem, leaf->key_pem));
+    auto serving = testing::MakeLocalhostServing("server-ca");
+    ASSERT_TRUE(serving.ok()) << serving.status().message();
+    server_ca_ = serving->ca_pem;
+    store_.Set(serving->identity);
     client_ca_ = *certs::GenerateCa("client-ca", std::chrono::hours(1));
     client_ = *certs::GenerateClientCert(client_ca_, "kube-apiserver", std::chrono::hours(1));
     dir_ = ::testing::TempDir() + "/cc-" + std::to_string(::getpid());

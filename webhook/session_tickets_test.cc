@@ -9,8 +9,8 @@
 #include <cstring>
 #include <memory>
 
-#include "certs/generate.h"
 #include "certs/identity.h"
+#include "tests/testing/tls_identity.h"
 
 namespace bg::webhook {
 namespace {
@@ -87,14 +87,9 @@ SessionTickets::KeyName TicketKeyName(const SSL_SESSION* session) {
 class SessionTicketsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto ca = certs::GenerateCa("test-ca", std::chrono::hours(1));
-    ASSERT_TRUE(ca.ok());
-    auto leaf =
-        certs::GenerateServingCert(*ca, {"localhost"}, {"127.0.0.1"}, std::chrono::hours(1));
-    ASSERT_TRUE(leaf.ok());
-    auto id = certs::TlsIdentity::FromPem(leaf->cert_pem, leaf->key_pem);
-    ASSERT_TRUE(id.ok());
-    store_.Set(*id);
+    auto serving = testing::MakeLocalhostServing();
+    ASSERT_TRUE(serving.ok()) << serving.status().message();
+    store_.Set(serving->identity);
     client_.reset(SSL_CTX_new(TLS_client_method()));
     SSL_CTX_set_session_cache_mode(client_.get(), SSL_SESS_CACHE_CLIENT);
   }

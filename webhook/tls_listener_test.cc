@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "certs/generate.h"
 #include "certs/identity.h"
 #include "tests/testing/eventually.h"
+#include "tests/testing/tls_identity.h"
 
 namespace bg::webhook {
 namespace {
@@ -127,14 +127,9 @@ class TlsClient {
 class TlsListenerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto ca = certs::GenerateCa("test-ca", std::chrono::hours(1));
-    ASSERT_TRUE(ca.ok());
-    auto leaf =
-        certs::GenerateServingCert(*ca, {"localhost"}, {"127.0.0.1"}, std::chrono::hours(1));
-    ASSERT_TRUE(leaf.ok());
-    auto id = certs::TlsIdentity::FromPem(leaf->cert_pem, leaf->key_pem);
-    ASSERT_TRUE(id.ok());
-    store_.Set(*id);
+    auto serving = testing::MakeLocalhostServing();
+    ASSERT_TRUE(serving.ok()) << serving.status().message();
+    store_.Set(serving->identity);
     ctx_ = SSL_CTX_new(TLS_server_method());
     store_.InstallOn(ctx_);
     options_.host = "127.0.0.1";

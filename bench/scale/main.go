@@ -317,24 +317,26 @@ func count(args []string) {
 	fmt.Println(string(b))
 }
 
-var sampleRe = regexp.MustCompile(`^apiserver_request_total\{(.*)\} ([0-9.e+]+)$`)
+// A sample line after its metric name: {labels} value.
+var sampleRe = regexp.MustCompile(`^\{(.*)\} ([0-9.e+]+)$`)
 var labelRe = regexp.MustCompile(`(\w+)="([^"]*)"`)
 
-// metrics prints {"VERB resource": count} for group longhorn.io, summed over codes and scopes.
-func metrics(args []string) {
-	fs := flag.NewFlagSet("metrics", flag.ExitOnError)
-	kubeconfig := fs.String("kubeconfig", "", "")
-	_ = fs.Parse(args)
-	cs := kubernetes.NewForConfigOrDie(config(*kubeconfig))
-	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+// apiserverSamples reads the API server's /metrics and calls fn with the labels and value of
+// every sample of `metric` (a counter, or one histogram series such as name_bucket).
+func apiserverSamples(ctx context.Context, cs *kubernetes.Clientset, metric string, fn func(labels map[string]string, v float64)) {
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		die("metrics: %v", err)
 	}
-	out := map[string]float64{}
+	prefix := metric + "{"
 	sc := bufio.NewScanner(strings.NewReader(string(raw)))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		m := sampleRe.FindStringSubmatch(sc.Text())
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		m := sampleRe.FindStringSubmatch(line[len(metric):])
 		if m == nil {
 			continue
 		}
@@ -342,16 +344,28 @@ func metrics(args []string) {
 		for _, l := range labelRe.FindAllStringSubmatch(m[1], -1) {
 			labels[l[1]] = l[2]
 		}
-		if labels["group"] != group {
-			continue
-		}
 		v, _ := strconv.ParseFloat(m[2], 64)
+		fn(labels, v)
+	}
+}
+
+// metrics prints {"VERB resource": count} for group longhorn.io, summed over codes and scopes.
+func metrics(args []string) {
+	fs := flag.NewFlagSet("metrics", flag.ExitOnError)
+	kubeconfig := fs.String("kubeconfig", "", "")
+	_ = fs.Parse(args)
+	cs := kubernetes.NewForConfigOrDie(config(*kubeconfig))
+	out := map[string]float64{}
+	apiserverSamples(context.Background(), cs, "apiserver_request_total", func(labels map[string]string, v float64) {
+		if labels["group"] != group {
+			return
+		}
 		key := labels["verb"] + " " + labels["resource"]
 		if labels["subresource"] != "" {
 			key += "/" + labels["subresource"]
 		}
 		out[key] += v
-	}
+	})
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
 }

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,31 +232,14 @@ func writes(args []string) {
 	fmt.Println(string(b))
 }
 
-var webhookBucketRe = regexp.MustCompile(`^apiserver_admission_webhook_admission_duration_seconds_bucket\{(.*)\} ([0-9.e+]+)$`)
-
 func webhookHistograms(ctx context.Context, cs *kubernetes.Clientset) map[string]map[string]float64 {
-	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		die("metrics: %v", err)
-	}
 	out := map[string]map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(string(raw)))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		m := webhookBucketRe.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		labels := map[string]string{}
-		for _, l := range labelRe.FindAllStringSubmatch(m[1], -1) {
-			labels[l[1]] = l[2]
-		}
-		v, _ := strconv.ParseFloat(m[2], 64)
+	apiserverSamples(ctx, cs, "apiserver_admission_webhook_admission_duration_seconds_bucket", func(labels map[string]string, v float64) {
 		if out[labels["name"]] == nil {
 			out[labels["name"]] = map[string]float64{}
 		}
 		out[labels["name"]][labels["le"]] += v // summed over operation, rejected and type
-	}
+	})
 	return out
 }
 
