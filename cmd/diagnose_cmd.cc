@@ -91,14 +91,6 @@ json CollectUninstallLogs(kube::KubeApi& api, kube::ApiTransport& transport,
 }  // namespace
 
 int Diagnose(int argc, char** argv) {
-  // `-o json` as kubectl spells it.
-  std::vector<std::string> args(argv, argv + argc);
-  for (std::string& a : args) {
-    if (a == "-o") a = "--output";
-  }
-  std::vector<char*> argp;
-  argp.reserve(args.size());
-  for (std::string& a : args) argp.push_back(a.data());
   Flags flags("backup-guard diagnose [flags]",
               {{"kubeconfig", "",
                 "the cluster: this kubeconfig; default $KUBECONFIG (files merged), else the "
@@ -118,7 +110,8 @@ int Diagnose(int argc, char** argv) {
                {"release-grace", "90s", "the rules' uninstall grace, as `serve` and `uninstall`"},
                {"probe-timeout", "3s", "each webhook endpoint's connect and TLS handshake"},
                {"log-level", "warn", "debug, info, warn or error"}});
-  if (Status s = flags.Parse(static_cast<int>(argp.size()), argp.data(), 2); !s.ok()) {
+  flags.Shorthand('o', "output");  // `-o json` as kubectl spells it
+  if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     return Fail(s.message());
   }
   if (!log::SetLevel(flags.Get("log-level", "warn"))) {

@@ -55,10 +55,17 @@ Status Flags::Parse(int argc, char** argv, int first) {
   }
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0) return Status::InvalidArgument("unexpected argument: " + arg);
-    arg = arg.substr(2);
+    if (arg.size() >= 2 && arg[0] == '-' && arg[1] != '-' && shorthands_.count(arg[1]) != 0) {
+      // -c, -c=v and -cv are --name, --name=v and --name=v.
+      const std::string rest = arg.substr(2);
+      const std::string name = shorthands_.at(arg[1]);
+      arg =
+          rest.empty() ? "--" + name : "--" + name + "=" + (rest[0] == '=' ? rest.substr(1) : rest);
+    }
     std::string value;
     bool has_value = false;
+    if (arg.rfind("--", 0) != 0) return Status::InvalidArgument("unexpected argument: " + arg);
+    arg = arg.substr(2);
     if (auto eq = arg.find('='); eq != std::string::npos) {
       value = arg.substr(eq + 1);
       arg = arg.substr(0, eq);
@@ -106,6 +113,8 @@ void Flags::AcceptWords(const std::string& name, std::vector<std::string> words)
     }
   }
 }
+
+void Flags::Shorthand(char c, const std::string& name) { shorthands_[c] = name; }
 
 Status ParseHostPort(const std::string& text, std::string* host, int* port) {
   const auto colon = text.rfind(':');

@@ -39,12 +39,16 @@ class Flags {
   bool Bool(const std::string& name) const;
   // Lets the boolean flag `name` also take one of `words` (see FlagSpec::words). Call before Parse.
   void AcceptWords(const std::string& name, std::vector<std::string> words);
+  // Accepts `-c` as the short form of `--name`, in kubectl's spellings: `-c v`, `-c=v` and `-cv`
+  // (as `-o json` is `--output json`). Call before Parse.
+  void Shorthand(char c, const std::string& name);
 
  private:
   const FlagSpec* Find(const std::string& name) const;
 
   std::string usage_;
   std::vector<FlagSpec> specs_;
+  std::map<char, std::string> shorthands_;
   std::map<std::string, std::vector<std::string>> values_;
 };
 

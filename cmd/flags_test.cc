@@ -22,6 +22,33 @@ TEST(FlagsTest, UnknownFlagAndMissingValueAreErrors) {
   EXPECT_FALSE(Flags({"out"}).Parse(3, const_cast<char**>(a2), 2).ok());
 }
 
+TEST(FlagsTest, AShorthandTakesKubectlsThreeSpellings) {
+  for (const char* spelled : {"-o json", "-o=json", "-ojson", "--output json", "--output=json"}) {
+    std::vector<std::string> words = {"bg", "x"};
+    std::string text = spelled;
+    if (auto space = text.find(' '); space != std::string::npos) {
+      words.push_back(text.substr(0, space));
+      words.push_back(text.substr(space + 1));
+    } else {
+      words.push_back(text);
+    }
+    std::vector<char*> argv;
+    for (std::string& w : words) argv.push_back(w.data());
+    Flags flags("bg x [flags]", {{"output", "table", "table or json"}});
+    flags.Shorthand('o', "output");
+    ASSERT_TRUE(flags.Parse(static_cast<int>(argv.size()), argv.data(), 2).ok()) << spelled;
+    EXPECT_EQ(flags.Get("output"), "json") << spelled;
+  }
+  // A short flag that was not declared is not taken for anything.
+  const char* unknown[] = {"bg", "x", "-x"};
+  Flags flags("bg x [flags]", {{"output", "table", "table or json"}});
+  flags.Shorthand('o', "output");
+  EXPECT_EQ(flags.Parse(3, const_cast<char**>(unknown), 2).message(), "unexpected argument: -x");
+  // `-o` with nothing after it needs a value, as `--output` does.
+  const char* bare[] = {"bg", "x", "-o"};
+  EXPECT_EQ(flags.Parse(3, const_cast<char**>(bare), 2).message(), "flag --output needs a value");
+}
+
 TEST(FlagsTest, ABooleanFlagTakesTheWordsItAccepts) {
   const char* bare[] = {"bg", "x", "--dry-run"};
   Flags a({}, {"dry-run"});

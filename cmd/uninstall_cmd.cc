@@ -40,21 +40,6 @@ bool NumberFlag(const Flags& flags, const std::string& name, double min, double 
   return true;
 }
 
-// kubectl's short form: `-o json`, `-o=json` and `-ojson` are `--output json`.
-std::vector<std::string> ExpandShortOutput(int argc, char** argv) {
-  std::vector<std::string> args(argv, argv + argc);
-  for (std::string& a : args) {
-    if (a == "-o") {
-      a = "--output";
-    } else if (a.rfind("-o=", 0) == 0) {
-      a = "--output=" + a.substr(3);
-    } else if (a.rfind("-o", 0) == 0 && a.size() > 2 && a[2] != '-') {
-      a = "--output=" + a.substr(2);
-    }
-  }
-  return args;
-}
-
 // What an exit status means, for the done event.
 const char* Outcome(int status, bool dry_run) {
   switch (status) {
@@ -71,17 +56,14 @@ const char* Outcome(int status, bool dry_run) {
 
 int Uninstall(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
-  std::vector<std::string> expanded = ExpandShortOutput(argc, argv);
-  std::vector<char*> args;
-  args.reserve(expanded.size());
-  for (std::string& a : expanded) args.push_back(a.data());
   Flags flags({"kubeconfig", "context", "namespace", "timeout", "release-grace", "log-level",
                "remove-webhook-configurations", "workers", "qps", "burst", "confirm-namespace",
                "receipt", "output", "progress-interval"},
               {"dry-run", "force", "skip-unless-confirmed", "remove-stale-webhooks"});
   // kubectl's forms: --dry-run (client), --dry-run=client, --dry-run=server, --dry-run=none.
   flags.AcceptWords("dry-run", {"none", "client", "server"});
-  if (Status s = flags.Parse(static_cast<int>(args.size()), args.data(), 2); !s.ok()) {
+  flags.Shorthand('o', "output");  // kubectl's `-o json`, `-o=json` and `-ojson`
+  if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "uninstall: %s\n", s.message().c_str());
     return 2;
   }

@@ -51,14 +51,6 @@ void PrintTable(const processor::Verification& v, const std::string& ns, const s
 }  // namespace
 
 int Verify(int argc, char** argv) {
-  // `-o json` as kubectl spells it.
-  std::vector<std::string> args(argv, argv + argc);
-  for (std::string& a : args) {
-    if (a == "-o") a = "--output";
-  }
-  std::vector<char*> argp;
-  argp.reserve(args.size());
-  for (std::string& a : args) argp.push_back(a.data());
   Flags flags("backup-guard verify --receipt FILE [flags]",
               {{"receipt", "", "the receipt `backup-guard uninstall` wrote (required)"},
                {"kubeconfig", "",
@@ -68,7 +60,8 @@ int Verify(int argc, char** argv) {
                {"namespace", "", "the storage engine's namespace (default: the receipt's)"},
                {"output", "table", "table or json (also -o)"},
                {"log-level", "warn", "debug, info, warn or error"}});
-  if (Status s = flags.Parse(static_cast<int>(argp.size()), argp.data(), 2); !s.ok()) {
+  flags.Shorthand('o', "output");  // `-o json` as kubectl spells it
+  if (Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     return Fail(s.message());
   }
   if (!log::SetLevel(flags.Get("log-level", "warn"))) {
