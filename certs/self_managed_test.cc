@@ -105,12 +105,15 @@ class SelfManagedTest : public ::testing::Test {
     o.leaf_lifetime = std::chrono::hours(24);
     o.ca_lifetime = std::chrono::hours(24 * 30);
     o.sync_interval = std::chrono::milliseconds(1000);
-    o.clock = [this] { return std::time(nullptr) + offset_; };
+    // The fixture's own start plus what the test moves it by: real time spent between steps (a
+    // slow or instrumented run) never moves it, so "5 s later" is exactly 5 s.
+    o.clock = [this] { return start_ + offset_; };
     return o;
   }
   json Secret() { return *api_.Peek(kSecrets, "ns", "bg-tls"); }
 
   FakeKubeApi api_;
+  const std::time_t start_ = std::time(nullptr);
   long long offset_ = 0;
 };
 
