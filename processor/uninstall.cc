@@ -512,7 +512,7 @@ class Uninstaller {
       }
     });
     if (s.IsNotFound()) s = Status::Ok();  // CRD removed meanwhile
-    if (s.ok()) NoteListed(resource, snap.Items(resource).size());
+    if (s.ok()) NoteListed(resource, snap.Count(resource));
     return s;
   }
 
@@ -619,7 +619,7 @@ class Uninstaller {
     std::ostringstream line;
     int step = 1;
     for (const std::string& resource : order_) {
-      const std::size_t n = snap.Items(resource).size();
+      const std::size_t n = snap.Count(resource);
       total += n;
       const bool target = resource == res::kBackupTargets;
       steps.push_back({{"step", step},
@@ -961,8 +961,9 @@ class Uninstaller {
       const json* obj;
     };
     std::vector<PendingRelease> releases[3];  // leaves, backup volumes, backup targets
+    std::deque<json> releasable;              // the trees of those (stable addresses)
     for (const std::string& resource : order_) {
-      for (const json& obj : snap.Items(resource)) {
+      snap.ForEach(resource, [&](size_t, json& obj) {
         Plan plan;
         if (CascadeOnly(resource, obj)) {
           plan = PlanBackupTarget(obj, snap, ctx);
@@ -970,7 +971,7 @@ class Uninstaller {
         } else if (NeedsRelease(obj)) {
           plan = PlanFor(resource, obj, snap, ctx);
         } else {
-          continue;
+          return;
         }
         for (Child& child : plan.cascade) {
           if (queued.insert(Key(child.resource, child.object)).second) {
@@ -981,9 +982,10 @@ class Uninstaller {
           const int group = resource == res::kBackupTargets   ? 2
                             : resource == res::kBackupVolumes ? 1
                                                               : 0;
-          releases[group].push_back(PendingRelease{&resource, &obj});
+          releasable.push_back(std::move(obj));
+          releases[group].push_back(PendingRelease{&resource, &releasable.back()});
         }
-      }
+      });
     }
     std::mutex written_mu;
     ParallelFor(cascade.size(), options_.workers, [&](size_t i) {
@@ -1057,15 +1059,16 @@ class Uninstaller {
     }
   }
 
-  // Annotates and empties the URL of every BackupTarget not being deleted; true when all are.
-  bool PrepareBackupTargets(const std::vector<json>& targets) {
+  // Annotates and empties the URL of every BackupTarget of `snap` not being deleted; true when
+  // all are.
+  bool PrepareBackupTargets(const Snapshot& snap) {
     bool all = true;
-    for (const json& target : targets) {
-      if (longhorn::IsBeingDeleted(target)) continue;
+    snap.ForEach(std::string(res::kBackupTargets), [&](size_t, const json& target) {
+      if (longhorn::IsBeingDeleted(target)) return;
       const bool annotated =
           longhorn::HasAnnotation(target, longhorn::kDeleteBackupTargetAnnotation);
       const bool emptied = longhorn::StringAt(target, {"spec", "backupTargetURL"}).empty();
-      if (annotated && emptied) continue;
+      if (annotated && emptied) return;
       const json patch = {
           {"metadata",
            {{"annotations", {{std::string(longhorn::kDeleteBackupTargetAnnotation), ""}}}}},
@@ -1077,7 +1080,7 @@ class Uninstaller {
       } else {
         NoteSuccess(std::string(res::kBackupTargets), name);
       }
-    }
+    });
     return all;
   }
 
@@ -1100,14 +1103,14 @@ class Uninstaller {
       if (!prepared) {
         // Step one for targets: annotate and empty the URL, so their children are cleaned
         // before the targets themselves are deleted.
-        prepared = PrepareBackupTargets(own.Items(resource));
+        prepared = PrepareBackupTargets(own);
         if (!prepared) {
           ReportFailures();
           if (!WaitOrTimeOut()) return false;
         }
         continue;
       }
-      if (own.Items(resource).empty()) {
+      if (own.Count(resource) == 0) {
         out_ << "found 0 " << KindOf(resource) << " remaining" << std::endl;
         return true;
       }
@@ -1126,18 +1129,22 @@ class Uninstaller {
         continue;
       }
       Snapshot& view = *snap.value();
-      const std::vector<json>& items = view.Items(resource);
-      if (items.empty()) continue;  // went meanwhile: the next list says so
-      std::vector<const json*> to_delete;
-      for (const json& obj : items) {
-        if (!longhorn::IsBeingDeleted(obj)) to_delete.push_back(&obj);
-      }
+      const size_t count = view.Count(resource);
+      if (count == 0) continue;  // went meanwhile: the next list says so
+      // The objects to delete, by their place in the snapshot: each writer makes its own tree.
+      std::vector<size_t> to_delete;
+      std::set<std::string> written;  // their keys: handled in this pass
+      view.ForEach(resource, [&](size_t i, const json& obj) {
+        if (longhorn::IsBeingDeleted(obj)) return;
+        to_delete.push_back(i);
+        written.insert(Key(resource, obj));
+      });
       const size_t releases_before = releases_.load();
-      std::set<std::string> written;
       DeferredParents parents;
       ParallelFor(to_delete.size(), options_.workers, [&](size_t i) {
-        const std::string name = Name(*to_delete[i]);
-        auto deleted = executor_.CascadeChild(Child{resource, *to_delete[i]}, /*label=*/false);
+        json obj = view.At(resource, to_delete[i]);
+        const std::string name = Name(obj);
+        auto deleted = executor_.CascadeChild(Child{resource, std::move(obj)}, /*label=*/false);
         if (!deleted.ok()) {
           NoteFailure(resource, name, "delete", deleted.status());
           return;
@@ -1148,11 +1155,10 @@ class Uninstaller {
           NoteFailure(resource, name, "release", s);
         }
       });
-      for (const json* obj : to_delete) written.insert(Key(resource, *obj));
       ReleasePass(view, written, parents);
-      if (items.size() != last_reported) {
-        out_ << "found " << items.size() << " " << KindOf(resource) << " remaining" << std::endl;
-        last_reported = items.size();
+      if (count != last_reported) {
+        out_ << "found " << count << " " << KindOf(resource) << " remaining" << std::endl;
+        last_reported = count;
       }
       ReportFailures();
       snap = Status::Internal("released");  // the snapshot goes before the wait
@@ -1183,7 +1189,7 @@ class Uninstaller {
       size_t left = 0;
       std::ostringstream found;
       for (const std::string& resource : order_) {
-        const size_t n = snap.value()->Items(resource).size();
+        const size_t n = snap.value()->Count(resource);
         if (n == 0) continue;
         left += n;
         found << (left == n ? "" : ", ") << n << " " << KindOf(resource);
@@ -1228,12 +1234,12 @@ class Uninstaller {
     int blockers = 0;
     std::ostream& to = simulate_deletion ? out_ : err_;
     for (const std::string& resource : order_) {
-      for (json obj : view.Items(resource)) {
+      view.ForEach(resource, [&](size_t, json& obj) {
         const json finalizers = obj["metadata"].value("finalizers", json::array());
         const std::string last_error = simulate_deletion ? "" : LastError(resource, Name(obj));
         std::string why;
         if (finalizers.empty()) {
-          if (simulate_deletion) continue;
+          if (simulate_deletion) return;
           why = longhorn::IsBeingDeleted(obj) ? "being deleted" : "not deleted yet";
         } else if (!longhorn::HasFinalizer(obj, longhorn::kFinalizer)) {
           why = "its finalizers are not longhorn.io: their owner must remove them";
@@ -1243,7 +1249,7 @@ class Uninstaller {
           }
           const Plan plan = PlanFor(resource, obj, view, ctx);
           if (plan.release) {
-            if (simulate_deletion) continue;
+            if (simulate_deletion) return;
             why = longhorn::IsBeingDeleted(obj) ? "the rules release it; not released yet"
                                                 : "not deleted yet";
           } else {
@@ -1267,7 +1273,7 @@ class Uninstaller {
           if (!last_error.empty()) event["last_error"] = last_error;
           options_.events->Write("blocker", event);
         }
-      }
+      });
     }
     return blockers;
   }
