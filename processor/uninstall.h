@@ -40,6 +40,9 @@
 //    have finished, children before BackupVolumes before BackupTargets (these two confirmed on
 //    fresh reads, see above);
 //  - memory: two malloc arenas for the writer threads, and the heap trimmed after each pass.
+//
+// What it prints (the plan, progress lines, failed writes grouped by cause, blockers, the final
+// sweep) is built in processor/uninstall_report.h; this file is the engine of passes.
 #pragma once
 
 #include <chrono>
