@@ -262,6 +262,8 @@ def main():
     ap.add_argument("--plot", default="",
                     help="also write the SVG plot of time and RSS against size here "
                          "(default OUT/uninstall-scale.svg)")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="the uninstall alone (e.g. an A/B of its peak RSS); no floor runs or tuning")
     ap.add_argument("--uninstall-args", default="",
                     help="extra arguments for `backup-guard uninstall`, e.g. '--workers 16 --qps 0'")
     args = ap.parse_args()
@@ -280,7 +282,7 @@ def main():
         plane.up()
         log("control plane up:", plane.kubeconfig)
         best = candidates[0]
-        if len(candidates) > 1:
+        if len(candidates) > 1 and not args.no_floor:
             tune_size = sizes[len(sizes) // 2]
             best_rate = -1
             for c in candidates:
@@ -301,16 +303,19 @@ def main():
             u["left"] = remaining(plane, args)
             log(f"size {size}: uninstall exit {u['exit']} in {u['seconds']:.1f}s, RSS {u['peak_rss_mb']:.1f} MB, "
                 f"apiserver CPU {u['apiserver_cpu_s']:.1f}s, calls {u['calls_by_verb']}")
-            seed(plane, args, size)
-            log(f"size {size}: floor ...")
-            f = run_floor(plane, args, best)
-            log(f"size {size}: floor {f['seconds']:.2f}s, apiserver CPU {f['apiserver_cpu_s']:.1f}s, "
-                f"calls {f['calls_by_verb']}")
+            f = None
+            if not args.no_floor:
+                seed(plane, args, size)
+                log(f"size {size}: floor ...")
+                f = run_floor(plane, args, best)
+                log(f"size {size}: floor {f['seconds']:.2f}s, apiserver CPU {f['apiserver_cpu_s']:.1f}s, "
+                    f"calls {f['calls_by_verb']}")
             result["runs"].append({"backups": size, "created": created, "objects": sum(created.values()),
                                    "uninstall": u, "floor": f})
             with open(os.path.join(args.out, "uninstall.json"), "w") as fh:
                 json.dump(result, fh, indent=1)
-            svg_plot(result["runs"], args.plot or os.path.join(args.out, "uninstall-scale.svg"))
+            if not args.no_floor:
+                svg_plot(result["runs"], args.plot or os.path.join(args.out, "uninstall-scale.svg"))
     finally:
         log("stopping the control plane")
         plane.down()
@@ -322,6 +327,11 @@ def main():
           f"{'apiserver cpu s':>15} {'(floor)':>8} {'calls':>7} {'(floor)':>8} {'load 1m':>8}")
     for r in result["runs"]:
         u, f = r["uninstall"], r["floor"]
+        if f is None:
+            print(f"{r['objects']:>8,} {u['seconds']:>11.1f} {'-':>8} {'-':>6} {u['peak_rss_mb']:>7.1f} "
+                  f"{u['apiserver_cpu_s']:>15.1f} {'-':>8} {sum(u['calls'].values()):>7,} {'-':>8} "
+                  f"{u['loadavg_before'][0]:>4.1f}")
+            continue
         print(f"{r['objects']:>8,} {u['seconds']:>11.1f} {f['seconds']:>8.2f} {u['seconds'] / f['seconds']:>6.1f} "
               f"{u['peak_rss_mb']:>7.1f} {u['apiserver_cpu_s']:>15.1f} {f['apiserver_cpu_s']:>8.1f} "
               f"{sum(u['calls'].values()):>7,} {sum(f['calls'].values()):>8,} "

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <cstdio>
 #include <ctime>
 #include <deque>
 #include <functional>
@@ -31,6 +29,7 @@
 #include "processor/parallel.h"
 #include "processor/rules.h"
 #include "processor/uninstall_dry_run.h"
+#include "processor/uninstall_report.h"
 #include "processor/uninstall_snapshot.h"
 
 namespace bg::processor {
@@ -91,15 +90,6 @@ void TrimHeap() {
 template <typename T>
 Status StatusOf(const Result<T>& r) {
   return r.ok() ? Status::Ok() : r.status();
-}
-
-// What a failed write says, naming the admission webhook that refused it or could not be called.
-std::string DescribeWriteError(const Status& s) {
-  if (std::optional<kube::WebhookError> w = kube::WebhookErrorOf(s.message())) {
-    if (w->denied) return "refused by admission webhook \"" + w->webhook + "\": " + w->reason;
-    return "admission webhook \"" + w->webhook + "\" could not be called: " + w->reason;
-  }
-  return s.message();
 }
 
 // Reads the cluster at the time of each call (compact copies), for decisions that must not rest
@@ -224,11 +214,6 @@ class LineSyncBuf final : public std::streambuf {
   std::mutex mu_;
 };
 
-// How often the same set of failing writes is reported again while it does not change.
-constexpr std::chrono::seconds kFailureReportInterval{15};
-// Objects named per cause in a failure report; the rest are counted.
-constexpr size_t kNamesPerCause = 5;
-
 class Uninstaller {
  public:
   Uninstaller(kube::KubeApi& api, const UninstallOptions& options, std::ostream& out,
@@ -238,10 +223,11 @@ class Uninstaller {
         out_buf_(out),
         out_(&out_buf_),
         err_(err),
+        report_(out_, err_, options.events, options.progress_interval),
         executor_(api, options.ns, [] { return true; }) {}
 
   int Run() {
-    started_ = Clock::now();
+    report_.Start(Clock::now());
     if (!CheckConfirmation()) return 2;
     deadline_ = Clock::now() + options_.timeout;
     if (int rc = DiscoverKinds(); rc != 0) return rc;
@@ -260,10 +246,10 @@ class Uninstaller {
     if (options_.dry_run) return DryRun();
     // The plan, from a first snapshot that the first step then works on (no list twice).
     if (auto snap = Take(); snap.ok()) {
-      PrintPlan(*snap.value(), /*dry_run=*/false);
+      report_.PrintPlan(*snap.value(), options_.ns, "none");
       initial_ = std::move(snap).value();
     }
-    ProgressReporter progress(*this);
+    UninstallProgressTicker progress(report_, options_.progress_interval);
     while (true) {
       for (const std::string& resource : order_) {
         if (!RunStep(resource)) return 1;
@@ -272,61 +258,12 @@ class Uninstaller {
       if (!left) return 1;  // timed out
       if (*left == 0) break;
     }
-    out_ << "uninstall complete: nothing left" << std::endl;
+    report_.PrintComplete();
     return 0;
   }
 
  private:
   using SnapshotPtr = std::unique_ptr<Snapshot>;
-
-  // Prints progress every options_.progress_interval on a thread of its own while it lives.
-  class ProgressReporter {
-   public:
-    explicit ProgressReporter(Uninstaller& u) : u_(u) {
-      if (u.options_.progress_interval.count() > 0) thread_ = std::thread([this] { Loop(); });
-    }
-    ~ProgressReporter() {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        stopping_ = true;
-      }
-      cv_.notify_all();
-      if (thread_.joinable()) thread_.join();
-    }
-    ProgressReporter(const ProgressReporter&) = delete;
-    ProgressReporter& operator=(const ProgressReporter&) = delete;
-
-   private:
-    void Loop() {
-      std::unique_lock<std::mutex> lock(mu_);
-      size_t last_removed = 0;
-      Clock::time_point last_at = u_.started_;
-      while (!cv_.wait_for(lock, u_.options_.progress_interval, [this] { return stopping_; })) {
-        const Clock::time_point now = Clock::now();
-        const size_t removed = u_.removed_.load();
-        const double window = std::chrono::duration<double>(now - last_at).count();
-        u_.PrintProgress(now,
-                         window > 0 ? static_cast<double>(removed - last_removed) / window : 0.0);
-        last_removed = removed;
-        last_at = now;
-      }
-    }
-
-    Uninstaller& u_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool stopping_ = false;
-    std::thread thread_;
-  };
-
-  struct Failure {
-    std::string kind;
-    std::string name;
-    std::string verb;
-    std::string error;  // DescribeWriteError
-    std::optional<kube::WebhookError> webhook;
-    uint64_t pass = 0;
-  };
 
   bool CheckConfirmation() {
     auto flag = api_.Get(domain::Resource(std::string(res::kSettings)), options_.ns,
@@ -415,6 +352,7 @@ class Uninstaller {
       if (served.count(r)) order_.push_back(r);
     }
     order_.insert(order_.end(), others.begin(), others.end());
+    report_.SetKinds(order_, kinds_);
     return Status::Ok();
   }
 
@@ -512,145 +450,8 @@ class Uninstaller {
       }
     });
     if (s.IsNotFound()) s = Status::Ok();  // CRD removed meanwhile
-    if (s.ok()) NoteListed(resource, snap.Items(resource).size());
+    if (s.ok()) report_.NoteListed(resource, snap.Count(resource));
     return s;
-  }
-
-  // Progress: `resource` had `n` objects at this list; what this run removes from now on is
-  // counted against that.
-  void NoteListed(const std::string& resource, size_t n) {
-    std::lock_guard<std::mutex> lock(progress_mu_);
-    listed_[resource] = n;
-    gone_since_list_[resource] = 0;
-  }
-
-  void NoteGone(const std::string& resource) {
-    ++removed_;
-    std::lock_guard<std::mutex> lock(progress_mu_);
-    ++gone_since_list_[resource];
-  }
-
-  // After a DELETE answered `answered`: an object without finalizers is gone at once.
-  void NoteDeleted(const std::string& resource, const json& answered) {
-    if (answered.empty()) return;  // nothing written, or gone already (someone else's doing)
-    const json* meta = answered.contains("metadata") ? &answered["metadata"] : nullptr;
-    if (meta == nullptr || !meta->is_object()) return;
-    auto f = meta->find("finalizers");
-    if (f == meta->end() || !f->is_array() || f->empty()) NoteGone(resource);
-  }
-
-  void SetStep(std::string step) {
-    std::lock_guard<std::mutex> lock(progress_mu_);
-    step_ = std::move(step);
-  }
-
-  // One progress line on out_ (and a progress event): each kind's count at its last list minus
-  // what this run removed since, elapsed time, objects removed and their rate (overall and over
-  // the last interval, `recent_rate`), and how many objects' last write failed.
-  void PrintProgress(Clock::time_point now, double recent_rate) {
-    const double elapsed = std::chrono::duration<double>(now - started_).count();
-    const size_t removed = removed_.load();
-    json remaining = json::object();
-    size_t total = 0;
-    std::string step;
-    {
-      std::lock_guard<std::mutex> lock(progress_mu_);
-      step = step_;
-      for (const std::string& resource : order_) {
-        auto listed = listed_.find(resource);
-        if (listed == listed_.end()) continue;
-        const size_t gone = gone_since_list_[resource];
-        const size_t left = listed->second > gone ? listed->second - gone : 0;
-        remaining[KindOf(resource)] = left;
-        total += left;
-      }
-    }
-    size_t failing = 0;
-    {
-      std::lock_guard<std::mutex> lock(failures_mu_);
-      failing = failures_.size();
-    }
-    const double rate = elapsed > 0 ? static_cast<double>(removed) / elapsed : 0.0;
-    std::ostringstream line;
-    line << "progress: " << FormatElapsed(elapsed) << " elapsed, step " << step << "; remaining: ";
-    bool first = true;
-    for (auto it = remaining.begin(); it != remaining.end(); ++it) {
-      if (it.value().get<size_t>() == 0) continue;
-      line << (first ? "" : ", ") << it.key() << " " << it.value().get<size_t>();
-      first = false;
-    }
-    if (first) line << "none listed";
-    char rates[96];
-    std::snprintf(rates, sizeof(rates), "%.1f/s, %.1f/s over the last %.0fs", rate, recent_rate,
-                  std::chrono::duration<double>(options_.progress_interval).count());
-    line << " (" << total << " in all); removed " << removed << " (" << rates << ")";
-    if (failing > 0) line << "; " << failing << " objects' last write failed (retrying)";
-    out_ << line.str() << std::endl;
-    if (options_.events != nullptr) {
-      options_.events->Write("progress", {{"elapsed_seconds", Round(elapsed)},
-                                          {"step", step},
-                                          {"remaining", remaining},
-                                          {"remaining_total", total},
-                                          {"removed", removed},
-                                          {"rate_per_second", Round(rate)},
-                                          {"recent_rate_per_second", Round(recent_rate)},
-                                          {"failing_objects", failing}});
-    }
-  }
-
-  static double Round(double v) { return static_cast<double>(static_cast<long long>(v * 10)) / 10; }
-
-  static std::string FormatElapsed(double seconds) {
-    const long long s = static_cast<long long>(seconds);
-    char buf[32];
-    if (s >= 60) {
-      std::snprintf(buf, sizeof(buf), "%lldm%02llds", s / 60, s % 60);
-    } else {
-      std::snprintf(buf, sizeof(buf), "%.1fs", seconds);
-    }
-    return buf;
-  }
-
-  // The plan: the kinds in order with their counts in `snap`. The dry run prints it as steps; a
-  // real run as one line. Both write a plan event.
-  void PrintPlan(Snapshot& snap, bool dry_run) {
-    json steps = json::array();
-    size_t total = 0;
-    std::ostringstream line;
-    int step = 1;
-    for (const std::string& resource : order_) {
-      const std::size_t n = snap.Items(resource).size();
-      total += n;
-      const bool target = resource == res::kBackupTargets;
-      steps.push_back({{"step", step},
-                       {"kind", KindOf(resource)},
-                       {"resource", resource},
-                       {"action", target ? "annotate, empty the URL, delete" : "delete"},
-                       {"count", n}});
-      if (dry_run) {
-        out_ << "  " << step << ". "
-             << (target ? "annotate, empty the URL of, then delete " : "delete ") << n << " "
-             << KindOf(resource) << std::endl;
-      } else if (n > 0) {
-        line << (line.tellp() > 0 ? ", " : "") << KindOf(resource) << " " << n;
-      }
-      ++step;
-    }
-    if (dry_run) {
-      out_ << "  " << step << ". a final sweep: fresh lists of every kind; anything left goes "
-           << "through the steps again" << std::endl;
-    } else {
-      out_ << "plan: " << (total == 0 ? "nothing to delete" : line.str()) << " (" << total
-           << " objects in " << order_.size() << " kinds), then a final sweep" << std::endl;
-    }
-    if (options_.events != nullptr) {
-      options_.events->Write("plan", {{"namespace", options_.ns},
-                                      {"dry_run", !options_.dry_run                    ? "none"
-                                                  : options_.server_dry_run != nullptr ? "server"
-                                                                                       : "client"},
-                                      {"steps", steps},
-                                      {"total", total}});
-    }
   }
 
   Result<SnapshotPtr> Take() {
@@ -739,7 +540,7 @@ class Uninstaller {
       ++releases_;
       // Being deleted, it goes with its last finalizer (longhorn.io alone, most often).
       const json finalizers = obj["metadata"].value("finalizers", json::array());
-      if (finalizers.is_array() && finalizers.size() <= 1) NoteGone(resource);
+      if (finalizers.is_array() && finalizers.size() <= 1) report_.NoteGone(resource);
     }
     return Status::Ok();
   }
@@ -827,7 +628,7 @@ class Uninstaller {
         if (deleted.ok()) {
           // The API server answers a Status (read as an empty object) when the object went at
           // once, having no finalizer left: count it here, as NoteDeleted cannot.
-          if (deleted->empty()) NoteGone(child.resource);
+          if (deleted->empty()) report_.NoteGone(child.resource);
           return std::move(deleted).value();
         }
         if (deleted.status().IsNotFound()) return json::object();
@@ -855,92 +656,11 @@ class Uninstaller {
   void NoteFailure(const std::string& resource, const std::string& name, const std::string& verb,
                    const Status& s) {
     if (options_.on_write_failed) options_.on_write_failed(s);
-    std::lock_guard<std::mutex> lock(failures_mu_);
-    failures_[resource + "/" + name] = Failure{KindOf(resource),
-                                               name,
-                                               verb,
-                                               DescribeWriteError(s),
-                                               kube::WebhookErrorOf(s.message()),
-                                               pass_};
+    report_.NoteFailure(resource, name, verb, s, pass_);
   }
 
   void NoteSuccess(const std::string& resource, const std::string& name) {
-    std::lock_guard<std::mutex> lock(failures_mu_);
-    failures_.erase(resource + "/" + name);
-  }
-
-  std::string LastError(const std::string& resource, const std::string& name) {
-    std::lock_guard<std::mutex> lock(failures_mu_);
-    auto it = failures_.find(resource + "/" + name);
-    return it == failures_.end() ? "" : it->second.verb + ": " + it->second.error;
-  }
-
-  // Says which writes of this pass failed, grouped by cause (an admission webhook by name and
-  // reason, else the error), naming a few objects per cause; the run goes on and retries them.
-  // The same report is repeated at most every kFailureReportInterval.
-  void ReportFailures() {
-    std::map<std::string, std::vector<std::string>> by_cause;
-    std::map<std::string, json> events;   // cause -> its event (without the objects)
-    std::map<std::string, json> objects;  // cause -> the first kNamesPerCause objects
-    {
-      std::lock_guard<std::mutex> lock(failures_mu_);
-      for (const auto& [key, f] : failures_) {
-        if (f.pass != pass_) continue;
-        std::string cause;
-        if (f.webhook && f.webhook->denied) {
-          cause =
-              "refused by admission webhook \"" + f.webhook->webhook + "\": " + f.webhook->reason;
-        } else if (f.webhook) {
-          cause = "admission webhook \"" + f.webhook->webhook +
-                  "\" could not be called: " + f.webhook->reason;
-        } else {
-          cause = f.error;
-        }
-        std::vector<std::string>& writes = by_cause[cause];
-        writes.push_back(f.verb + " " + f.kind + " " + f.name);
-        if (options_.events == nullptr) continue;
-        if (writes.size() == 1) {
-          events[cause] = f.webhook ? json{{"type", "webhook"},
-                                           {"webhook", f.webhook->webhook},
-                                           {"denied", f.webhook->denied},
-                                           {"reason", f.webhook->reason}}
-                                    : json{{"type", "blocker"}, {"reason", f.error}};
-          objects[cause] = json::array();
-        }
-        if (writes.size() <= kNamesPerCause) {
-          objects[cause].push_back({{"kind", f.kind}, {"name", f.name}, {"verb", f.verb}});
-        }
-      }
-    }
-    std::ostringstream report;
-    for (const auto& [cause, writes] : by_cause) {
-      report << "uninstall: " << writes.size() << (writes.size() == 1 ? " write " : " writes ")
-             << "failed (";
-      for (size_t i = 0; i < writes.size() && i < kNamesPerCause; ++i) {
-        report << (i ? ", " : "") << writes[i];
-      }
-      if (writes.size() > kNamesPerCause) {
-        report << ", and " << writes.size() - kNamesPerCause << " more";
-      }
-      report << "): " << cause << "; retrying until the timeout" << std::endl;
-    }
-    const std::string text = report.str();
-    const auto now = Clock::now();
-    if (text.empty() ||
-        (text == last_failure_report_ && now - last_failure_report_at_ < kFailureReportInterval)) {
-      return;
-    }
-    err_ << text << std::flush;
-    last_failure_report_ = text;
-    last_failure_report_at_ = now;
-    for (auto& [cause, event] : events) {
-      const std::string type = event["type"];
-      event.erase("type");
-      event["failed_writes"] = by_cause[cause].size();
-      event["objects"] = std::move(objects[cause]);  // the first few
-      event["retrying"] = true;
-      options_.events->Write(type, event);
-    }
+    report_.NoteSuccess(resource, name);
   }
 
   // One pass of the release rules over every object of `snap`:
@@ -961,8 +681,9 @@ class Uninstaller {
       const json* obj;
     };
     std::vector<PendingRelease> releases[3];  // leaves, backup volumes, backup targets
+    std::deque<json> releasable;              // the trees of those (stable addresses)
     for (const std::string& resource : order_) {
-      for (const json& obj : snap.Items(resource)) {
+      snap.ForEach(resource, [&](size_t, json& obj) {
         Plan plan;
         if (CascadeOnly(resource, obj)) {
           plan = PlanBackupTarget(obj, snap, ctx);
@@ -970,7 +691,7 @@ class Uninstaller {
         } else if (NeedsRelease(obj)) {
           plan = PlanFor(resource, obj, snap, ctx);
         } else {
-          continue;
+          return;
         }
         for (Child& child : plan.cascade) {
           if (queued.insert(Key(child.resource, child.object)).second) {
@@ -981,9 +702,10 @@ class Uninstaller {
           const int group = resource == res::kBackupTargets   ? 2
                             : resource == res::kBackupVolumes ? 1
                                                               : 0;
-          releases[group].push_back(PendingRelease{&resource, &obj});
+          releasable.push_back(std::move(obj));
+          releases[group].push_back(PendingRelease{&resource, &releasable.back()});
         }
-      }
+      });
     }
     std::mutex written_mu;
     ParallelFor(cascade.size(), options_.workers, [&](size_t i) {
@@ -995,7 +717,7 @@ class Uninstaller {
         return;
       }
       NoteSuccess(child.resource, name);
-      NoteDeleted(child.resource, *fresh);
+      report_.NoteDeleted(child.resource, *fresh);
       if (fresh->empty()) return;  // nothing written (or gone): step 2 decides
       {
         std::lock_guard<std::mutex> lock(written_mu);
@@ -1057,15 +779,16 @@ class Uninstaller {
     }
   }
 
-  // Annotates and empties the URL of every BackupTarget not being deleted; true when all are.
-  bool PrepareBackupTargets(const std::vector<json>& targets) {
+  // Annotates and empties the URL of every BackupTarget of `snap` not being deleted; true when
+  // all are.
+  bool PrepareBackupTargets(const Snapshot& snap) {
     bool all = true;
-    for (const json& target : targets) {
-      if (longhorn::IsBeingDeleted(target)) continue;
+    snap.ForEach(std::string(res::kBackupTargets), [&](size_t, const json& target) {
+      if (longhorn::IsBeingDeleted(target)) return;
       const bool annotated =
           longhorn::HasAnnotation(target, longhorn::kDeleteBackupTargetAnnotation);
       const bool emptied = longhorn::StringAt(target, {"spec", "backupTargetURL"}).empty();
-      if (annotated && emptied) continue;
+      if (annotated && emptied) return;
       const json patch = {
           {"metadata",
            {{"annotations", {{std::string(longhorn::kDeleteBackupTargetAnnotation), ""}}}}},
@@ -1077,7 +800,7 @@ class Uninstaller {
       } else {
         NoteSuccess(std::string(res::kBackupTargets), name);
       }
-    }
+    });
     return all;
   }
 
@@ -1086,7 +809,7 @@ class Uninstaller {
   bool RunStep(const std::string& resource) {
     bool prepared = resource != res::kBackupTargets;
     std::size_t last_reported = static_cast<std::size_t>(-1);
-    SetStep(KindOf(resource));
+    report_.SetStep(KindOf(resource));
     while (true) {
       ++pass_;
       // This kind alone first: a step whose kind is already empty (most of them, once the
@@ -1100,14 +823,14 @@ class Uninstaller {
       if (!prepared) {
         // Step one for targets: annotate and empty the URL, so their children are cleaned
         // before the targets themselves are deleted.
-        prepared = PrepareBackupTargets(own.Items(resource));
+        prepared = PrepareBackupTargets(own);
         if (!prepared) {
-          ReportFailures();
+          report_.ReportFailures(pass_);
           if (!WaitOrTimeOut()) return false;
         }
         continue;
       }
-      if (own.Items(resource).empty()) {
+      if (own.Count(resource) == 0) {
         out_ << "found 0 " << KindOf(resource) << " remaining" << std::endl;
         return true;
       }
@@ -1126,35 +849,38 @@ class Uninstaller {
         continue;
       }
       Snapshot& view = *snap.value();
-      const std::vector<json>& items = view.Items(resource);
-      if (items.empty()) continue;  // went meanwhile: the next list says so
-      std::vector<const json*> to_delete;
-      for (const json& obj : items) {
-        if (!longhorn::IsBeingDeleted(obj)) to_delete.push_back(&obj);
-      }
+      const size_t count = view.Count(resource);
+      if (count == 0) continue;  // went meanwhile: the next list says so
+      // The objects to delete, by their place in the snapshot: each writer makes its own tree.
+      std::vector<size_t> to_delete;
+      std::set<std::string> written;  // their keys: handled in this pass
+      view.ForEach(resource, [&](size_t i, const json& obj) {
+        if (longhorn::IsBeingDeleted(obj)) return;
+        to_delete.push_back(i);
+        written.insert(Key(resource, obj));
+      });
       const size_t releases_before = releases_.load();
-      std::set<std::string> written;
       DeferredParents parents;
       ParallelFor(to_delete.size(), options_.workers, [&](size_t i) {
-        const std::string name = Name(*to_delete[i]);
-        auto deleted = executor_.CascadeChild(Child{resource, *to_delete[i]}, /*label=*/false);
+        json obj = view.At(resource, to_delete[i]);
+        const std::string name = Name(obj);
+        auto deleted = executor_.CascadeChild(Child{resource, std::move(obj)}, /*label=*/false);
         if (!deleted.ok()) {
           NoteFailure(resource, name, "delete", deleted.status());
           return;
         }
         NoteSuccess(resource, name);
-        NoteDeleted(resource, *deleted);
+        report_.NoteDeleted(resource, *deleted);
         if (Status s = ReleaseIfAllowed(resource, *deleted, view, parents); !s.ok()) {
           NoteFailure(resource, name, "release", s);
         }
       });
-      for (const json* obj : to_delete) written.insert(Key(resource, *obj));
       ReleasePass(view, written, parents);
-      if (items.size() != last_reported) {
-        out_ << "found " << items.size() << " " << KindOf(resource) << " remaining" << std::endl;
-        last_reported = items.size();
+      if (count != last_reported) {
+        out_ << "found " << count << " " << KindOf(resource) << " remaining" << std::endl;
+        last_reported = count;
       }
-      ReportFailures();
+      report_.ReportFailures(pass_);
       snap = Status::Internal("released");  // the snapshot goes before the wait
       TrimHeap();
       // A pass that released finalizers may have emptied what held others (a BackupVolume's
@@ -1170,7 +896,7 @@ class Uninstaller {
   // timeout. Objects found (created after their kind's step, or of a kind whose CRD appeared)
   // send the run through the steps again.
   std::optional<size_t> FinalSweep() {
-    SetStep("final sweep");
+    report_.SetStep("final sweep");
     while (true) {
       Status s = TryDiscoverKinds();
       auto snap = s.ok() ? Take() : Result<SnapshotPtr>(s);
@@ -1180,20 +906,8 @@ class Uninstaller {
         if (!WaitOrTimeOut()) return std::nullopt;
         continue;
       }
-      size_t left = 0;
-      std::ostringstream found;
-      for (const std::string& resource : order_) {
-        const size_t n = snap.value()->Items(resource).size();
-        if (n == 0) continue;
-        left += n;
-        found << (left == n ? "" : ", ") << n << " " << KindOf(resource);
-      }
-      if (left == 0) {
-        out_ << "final sweep: nothing left of " << order_.size() << " kinds" << std::endl;
-        return 0;
-      }
-      out_ << "final sweep: found " << found.str() << "; going through the steps again"
-           << std::endl;
+      const size_t left = report_.PrintSweep(*snap.value());
+      if (left == 0) return 0;
       if (!WaitOrTimeOut()) return std::nullopt;
       return left;
     }
@@ -1223,53 +937,7 @@ class Uninstaller {
       err_ << "uninstall: cannot list objects: " << snap.status().message() << std::endl;
       return 1;
     }
-    Snapshot& view = *snap.value();
-    const RuleContext ctx = Context();
-    int blockers = 0;
-    std::ostream& to = simulate_deletion ? out_ : err_;
-    for (const std::string& resource : order_) {
-      for (json obj : view.Items(resource)) {
-        const json finalizers = obj["metadata"].value("finalizers", json::array());
-        const std::string last_error = simulate_deletion ? "" : LastError(resource, Name(obj));
-        std::string why;
-        if (finalizers.empty()) {
-          if (simulate_deletion) continue;
-          why = longhorn::IsBeingDeleted(obj) ? "being deleted" : "not deleted yet";
-        } else if (!longhorn::HasFinalizer(obj, longhorn::kFinalizer)) {
-          why = "its finalizers are not longhorn.io: their owner must remove them";
-        } else {
-          if (simulate_deletion && !longhorn::IsBeingDeleted(obj)) {
-            obj["metadata"]["deletionTimestamp"] = Timestamp(ctx.now);  // deleting from now on
-          }
-          const Plan plan = PlanFor(resource, obj, view, ctx);
-          if (plan.release) {
-            if (simulate_deletion) continue;
-            why = longhorn::IsBeingDeleted(obj) ? "the rules release it; not released yet"
-                                                : "not deleted yet";
-          } else {
-            why = plan.held_because;
-            if (!options_.force) {
-              why += "; released " + std::to_string(ctx.release_grace.count()) +
-                     "s after its deletion because the uninstall is confirmed";
-            }
-          }
-        }
-        if (!last_error.empty()) why += "; last error: " + last_error;
-        ++blockers;
-        to << "  " << KindOf(resource) << " " << Name(obj) << " finalizers=" << finalizers.dump()
-           << ": " << why << std::endl;
-        if (options_.events != nullptr) {
-          json event = {{"kind", KindOf(resource)},
-                        {"name", Name(obj)},
-                        {"finalizers", finalizers},
-                        {"reason", why},
-                        {"dry_run", simulate_deletion}};
-          if (!last_error.empty()) event["last_error"] = last_error;
-          options_.events->Write("blocker", event);
-        }
-      }
-    }
-    return blockers;
+    return report_.PrintBlockers(*snap.value(), Context(), simulate_deletion, options_.force);
   }
 
   int DryRun() {
@@ -1281,7 +949,8 @@ class Uninstaller {
       err_ << "uninstall: " << snap.status().message() << std::endl;
       return 1;
     }
-    PrintPlan(*snap.value(), /*dry_run=*/true);
+    report_.PrintPlan(*snap.value(), options_.ns,
+                      options_.server_dry_run != nullptr ? "server" : "client");
     out_ << "objects that would hold the uninstall:" << std::endl;
     if (PrintBlockers(/*simulate_deletion=*/true) == 0) out_ << "  none" << std::endl;
     if (options_.server_dry_run != nullptr) {
@@ -1299,6 +968,7 @@ class Uninstaller {
   LineSyncBuf out_buf_;              // before out_, which writes through it
   std::ostream out_;  // whole lines, from the uninstall's thread and the progress thread
   std::ostream& err_;
+  UninstallReport report_;           // plan, progress, failed writes, blockers (uninstall_report.h)
   std::atomic<size_t> releases_{0};  // finalizers this run removed
   Executor executor_;
   std::vector<std::string> order_;
@@ -1307,17 +977,6 @@ class Uninstaller {
   Clock::time_point deadline_;
   // The pass now running (RunStep's loop); failures carry the pass they happened in.
   std::atomic<uint64_t> pass_{0};
-  std::mutex failures_mu_;
-  std::map<std::string, Failure> failures_;  // "resource/name" -> last failed write; guarded
-  std::string last_failure_report_;
-  Clock::time_point last_failure_report_at_{};
-  // Progress (PrintProgress).
-  Clock::time_point started_;
-  std::atomic<size_t> removed_{0};  // objects this run saw go (released or deleted at once)
-  std::mutex progress_mu_;
-  std::map<std::string, size_t> listed_;           // resource -> count at its last list; guarded
-  std::map<std::string, size_t> gone_since_list_;  // resource -> removed since then; guarded
-  std::string step_;                               // guarded
   SnapshotPtr initial_;  // the plan's snapshot, for the first pass that needs one
   bool wrote_ = false;   // a step has gone past its own list (deleted or released something)
 };

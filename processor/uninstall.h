@@ -26,7 +26,10 @@
 //
 // At scale (tens of thousands of objects):
 //  - each pass lists every kind page by page and keeps only the fields the rules read (a compact
-//    copy, indexed by name and by label), never the full objects;
+//    copy, indexed by name and by label), never the full objects, and holds each object once, as
+//    a MessagePack record (processor/uninstall_snapshot.h): the trees the rules and the writers
+//    work on (a target's cascade is every child) are made from it on demand and are the only
+//    trees of those objects;
 //  - writes run on `workers` threads. A child of a cascade that the rules release as soon as it
 //    is deleted (a Backup, SystemBackup or BackupBackingImage) costs two writes, as a bare
 //    client's: one PATCH that sets its delete-custom-resource-only label (only where the label
@@ -37,6 +40,9 @@
 //    have finished, children before BackupVolumes before BackupTargets (these two confirmed on
 //    fresh reads, see above);
 //  - memory: two malloc arenas for the writer threads, and the heap trimmed after each pass.
+//
+// What it prints (the plan, progress lines, failed writes grouped by cause, blockers, the final
+// sweep) is built in processor/uninstall_report.h; this file is the engine of passes.
 #pragma once
 
 #include <chrono>

@@ -1,5 +1,6 @@
 #include "processor/uninstall_dry_run.h"
 
+#include <deque>
 #include <map>
 #include <optional>
 
@@ -42,8 +43,10 @@ int ServerDryRun(kube::KubeApi& dry, const std::vector<std::string>& order, Unin
                  const std::function<kube::ResourceRef(const std::string&)>& ref_of,
                  const std::function<std::string(const std::string&)>& kind_of, std::ostream& out) {
   std::vector<DryWrite> writes;
+  std::deque<json> objects;  // the trees the writes point into (stable addresses)
   for (const std::string& resource : order) {
-    for (const json& obj : snap.Items(resource)) {
+    snap.ForEach(resource, [&](size_t, json& tree) {
+      const json& obj = objects.emplace_back(std::move(tree));
       const bool deleting = longhorn::IsBeingDeleted(obj);
       if (resource == res::kBackupTargets && !deleting &&
           !(longhorn::HasAnnotation(obj, longhorn::kDeleteBackupTargetAnnotation) &&
@@ -58,7 +61,7 @@ int ServerDryRun(kube::KubeApi& dry, const std::vector<std::string>& order, Unin
       if (longhorn::HasFinalizer(obj, longhorn::kFinalizer)) {
         writes.push_back({&resource, &obj, "release"});
       }
-    }
+    });
   }
   ParallelFor(writes.size(), options.workers, [&](size_t i) {
     DryWrite& w = writes[i];

@@ -43,16 +43,38 @@ bool HasLabelValue(const json& obj, std::string_view key, std::string_view value
 
 }  // namespace
 
-void UninstallSnapshot::Add(const std::string& resource, json obj) {
+namespace {
+
+json Parse(const std::string& record) { return json::from_msgpack(record); }
+
+}  // namespace
+
+void UninstallSnapshot::Add(const std::string& resource, const json& obj) {
   Kind& kind = kinds_[resource];
-  kind.by_name.emplace(Name(obj), kind.items.size());
-  kind.items.push_back(std::move(obj));
+  std::string record;
+  json::to_msgpack(obj, record);
+  record.shrink_to_fit();
+  kind.by_name.emplace(Name(obj), kind.records.size());
+  kind.records.push_back(std::move(record));
 }
 
-const std::vector<json>& UninstallSnapshot::Items(const std::string& resource) const {
-  static const std::vector<json> kNone;
-  auto it = kinds_.find(resource);
-  return it == kinds_.end() ? kNone : it->second.items;
+size_t UninstallSnapshot::Count(const std::string& resource) const {
+  const Kind* kind = Find(resource);
+  return kind == nullptr ? 0 : kind->records.size();
+}
+
+json UninstallSnapshot::At(const std::string& resource, size_t i) const {
+  return Parse(Find(resource)->records.at(i));
+}
+
+void UninstallSnapshot::ForEach(const std::string& resource,
+                                const std::function<void(size_t, json&)>& fn) const {
+  const Kind* kind = Find(resource);
+  if (kind == nullptr) return;
+  for (size_t i = 0; i < kind->records.size(); ++i) {
+    json obj = Parse(kind->records[i]);
+    fn(i, obj);
+  }
 }
 
 std::optional<json> UninstallSnapshot::Get(std::string_view resource, std::string_view,
@@ -61,7 +83,7 @@ std::optional<json> UninstallSnapshot::Get(std::string_view resource, std::strin
   if (kind == nullptr) return std::nullopt;
   auto it = kind->by_name.find(std::string(name));
   if (it == kind->by_name.end()) return std::nullopt;
-  return kind->items[it->second];
+  return Parse(kind->records[it->second]);
 }
 
 std::vector<json> UninstallSnapshot::List(std::string_view resource, std::string_view,
@@ -71,18 +93,20 @@ std::vector<json> UninstallSnapshot::List(std::string_view resource, std::string
   if (kind == nullptr) return out;
   std::vector<std::pair<std::string_view, std::string_view>> terms;
   if (selector.empty() || !EqualityTerms(selector, &terms)) {
-    for (const json& obj : kind->items) {
-      if (kube::MatchesSelector(obj, std::string(selector))) out.push_back(obj);
+    const std::string sel(selector);
+    for (const std::string& record : kind->records) {
+      json obj = Parse(record);
+      if (kube::MatchesSelector(obj, sel)) out.push_back(std::move(obj));
     }
     return out;
   }
   for (size_t i : Candidates(resource, terms.front().first, terms.front().second)) {
-    const json& obj = kind->items[i];
+    json obj = Parse(kind->records[i]);
     bool match = true;
     for (size_t t = 1; t < terms.size() && match; ++t) {
       match = HasLabelValue(obj, terms[t].first, terms[t].second);
     }
-    if (match) out.push_back(obj);
+    if (match) out.push_back(std::move(obj));
   }
   return out;
 }
@@ -94,7 +118,15 @@ void UninstallSnapshot::Replace(const std::string& resource, UninstallSnapshot& 
 
 size_t UninstallSnapshot::size() const {
   size_t n = 0;
-  for (const auto& [resource, kind] : kinds_) n += kind.items.size();
+  for (const auto& [resource, kind] : kinds_) n += kind.records.size();
+  return n;
+}
+
+size_t UninstallSnapshot::RecordBytes() const {
+  size_t n = 0;
+  for (const auto& [resource, kind] : kinds_) {
+    for (const std::string& record : kind.records) n += record.capacity();
+  }
   return n;
 }
 
@@ -110,9 +142,10 @@ std::vector<size_t> UninstallSnapshot::Candidates(std::string_view resource, std
   auto index = kind.by_label.find(key);
   if (index == kind.by_label.end()) {
     index = kind.by_label.emplace(std::string(key), decltype(index->second){}).first;
-    for (size_t i = 0; i < kind.items.size(); ++i) {
-      const std::string v = longhorn::Label(kind.items[i], key);
-      if (!v.empty() || longhorn::HasLabel(kind.items[i], key)) index->second[v].push_back(i);
+    for (size_t i = 0; i < kind.records.size(); ++i) {
+      const json obj = Parse(kind.records[i]);
+      const std::string v = longhorn::Label(obj, key);
+      if (!v.empty() || longhorn::HasLabel(obj, key)) index->second[v].push_back(i);
     }
   }
   auto hit = index->second.find(std::string(value));

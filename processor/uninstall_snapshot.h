@@ -3,11 +3,19 @@
 // (CompactForRules), indexed by name and, on first use of a label key, by that label's value, so
 // that every rule lookup is an index hit and a pass is linear in the number of objects.
 //
-// Thread-safety: filled by one thread; once filled, Get, List and Items are safe from many
-// threads at once (the label index is built under a lock on first use). Add and Replace are not
-// safe while other threads read.
+// Memory: the snapshot is the one place that holds every object of a pass, so it holds each one
+// once, as a MessagePack record of its compact copy (a few hundred bytes; the same object as a
+// nlohmann::json tree takes several times that). Every tree it hands out (Get, List, At,
+// ForEach) is made on demand and is the caller's own: a plan that holds whole objects (a target's
+// cascade is every child) holds the only tree of each, and drops it when done.
+//
+// Thread-safety: filled by one thread; once filled, Get, List, At, ForEach and Count are safe
+// from many threads at once (the label index is built under a lock on first use). Add and
+// Replace are not safe while other threads read.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -23,11 +31,19 @@ namespace bg::processor {
 
 class UninstallSnapshot final : public kube::ResourceLookup {
  public:
-  // Appends `obj` (a compact copy) to `resource`'s objects.
-  void Add(const std::string& resource, nlohmann::json obj);
+  // Appends `obj` (a compact copy) to `resource`'s objects, as one record.
+  void Add(const std::string& resource, const nlohmann::json& obj);
 
-  // Every object of `resource`, in the order added.
-  const std::vector<nlohmann::json>& Items(const std::string& resource) const;
+  // How many objects of `resource` it holds.
+  size_t Count(const std::string& resource) const;
+
+  // A tree of the `i`th object of `resource` (i < Count), in the order added.
+  nlohmann::json At(const std::string& resource, size_t i) const;
+
+  // Calls fn(i, object) for every object of `resource` in the order added, one tree at a time
+  // (fn may keep it by moving it away).
+  void ForEach(const std::string& resource,
+               const std::function<void(size_t, nlohmann::json&)>& fn) const;
 
   // The object of `resource` named `name` (the namespace is the snapshot's own and not checked).
   std::optional<nlohmann::json> Get(std::string_view resource, std::string_view ns,
@@ -46,11 +62,14 @@ class UninstallSnapshot final : public kube::ResourceLookup {
   // Objects held, over every kind.
   size_t size() const;
 
+  // Bytes of the records held, over every kind (the indexes not counted).
+  size_t RecordBytes() const;
+
  private:
   struct Kind {
-    std::vector<nlohmann::json> items;
+    std::vector<std::string> records;  // MessagePack, one per object
     std::unordered_map<std::string, size_t> by_name;
-    // label key -> value -> indexes into items; built on first use of the key
+    // label key -> value -> indexes into records; built on first use of the key
     std::map<std::string, std::unordered_map<std::string, std::vector<size_t>>, std::less<>>
         by_label;
   };
