@@ -55,8 +55,8 @@ const std::vector<json>& UninstallSnapshot::Items(const std::string& resource) c
   return it == kinds_.end() ? kNone : it->second.items;
 }
 
-std::optional<json> UninstallSnapshot::Get(std::string_view resource, std::string_view,
-                                           std::string_view name) {
+kube::GetResult UninstallSnapshot::Get(std::string_view resource, std::string_view,
+                                       std::string_view name) {
   const Kind* kind = Find(resource);
   if (kind == nullptr) return std::nullopt;
   auto it = kind->by_name.find(std::string(name));
@@ -64,8 +64,8 @@ std::optional<json> UninstallSnapshot::Get(std::string_view resource, std::strin
   return kind->items[it->second];
 }
 
-std::vector<json> UninstallSnapshot::List(std::string_view resource, std::string_view,
-                                          std::string_view selector) {
+kube::ListResult UninstallSnapshot::List(std::string_view resource, std::string_view,
+                                         std::string_view selector) {
   std::vector<json> out;
   const Kind* kind = Find(resource);
   if (kind == nullptr) return out;
