@@ -55,10 +55,9 @@ class Result {
   Result(Status status) : status_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
   // Anything T is made from, so that a Result<std::optional<json>> takes a json or std::nullopt.
   template <typename U,
-            typename = std::enable_if_t<!std::is_same_v<std::decay_t<U>, T> &&
-                                        !std::is_same_v<std::decay_t<U>, Status> &&
-                                        !std::is_same_v<std::decay_t<U>, Result> &&
-                                        std::is_constructible_v<T, U&&>>>
+            typename = std::enable_if_t<
+                !std::is_same_v<std::decay_t<U>, T> && !std::is_same_v<std::decay_t<U>, Status> &&
+                !std::is_same_v<std::decay_t<U>, Result> && std::is_constructible_v<T, U&&>>>
   Result(U&& value)  // NOLINT(google-explicit-constructor,bugprone-forwarding-reference-overload)
       : value_(std::in_place, std::forward<U>(value)) {}
 

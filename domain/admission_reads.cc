@@ -14,10 +14,9 @@ std::optional<json> AdmissionGet(kube::ResourceLookup& lookup, std::string_view 
                                  std::string_view ns, std::string_view name) {
   kube::GetResult got = lookup.Get(resource, ns, name);
   if (got.ok()) return std::move(got).value();
-  log::Debug("admission lookup failed; answering not found",
-             {{"resource", std::string(resource)},
-              {"name", std::string(name)},
-              {"error", got.status().message()}});
+  log::Debug("admission lookup failed; answering not found", {{"resource", std::string(resource)},
+                                                              {"name", std::string(name)},
+                                                              {"error", got.status().message()}});
   return std::nullopt;
 }
 
@@ -25,10 +24,9 @@ std::vector<json> AdmissionList(kube::ResourceLookup& lookup, std::string_view r
                                 std::string_view ns, std::string_view label_selector) {
   kube::ListResult listed = lookup.List(resource, ns, label_selector);
   if (listed.ok()) return std::move(listed).value();
-  log::Debug("admission lookup failed; answering none",
-             {{"resource", std::string(resource)},
-              {"selector", std::string(label_selector)},
-              {"error", listed.status().message()}});
+  log::Debug("admission lookup failed; answering none", {{"resource", std::string(resource)},
+                                                         {"selector", std::string(label_selector)},
+                                                         {"error", listed.status().message()}});
   return {};
 }
 

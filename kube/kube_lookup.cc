@@ -107,8 +107,7 @@ void KubeLookup::WarnLimited(const std::string& category, std::string_view messa
   log::Warn(message, fields);
 }
 
-Status KubeLookup::Failed(std::string_view verb, std::string_view resource,
-                          const Status& error) {
+Status KubeLookup::Failed(std::string_view verb, std::string_view resource, const Status& error) {
   const std::string category = std::string(verb) + " " + std::string(resource) + ": ";
   if (std::optional<HttpFailure> http = HttpFailureOf(error)) {
     WarnLimited(category + std::to_string(http->status), "kubernetes API request failed",
@@ -131,8 +130,7 @@ GetResult KubeLookup::Get(std::string_view resource, std::string_view ns, std::s
     if (!hit->found) return std::nullopt;
     return std::move(hit->value);
   }
-  Result<json> got =
-      api_->Get(LonghornResource(resource, ""), std::string(ns), std::string(name));
+  Result<json> got = api_->Get(LonghornResource(resource, ""), std::string(ns), std::string(name));
   if (got.status().IsNotFound()) {
     CachePut(key, false, nullptr);
     return std::nullopt;

@@ -56,8 +56,7 @@ class KubeLookupTest : public ::testing::Test {
 TEST_F(KubeLookupTest, GetReturnsTheObject) {
   transport_->Answer(kBackupTargetPath, 200,
                      R"({"kind":"BackupTarget","metadata":{"name":"default","uid":"u1"}})");
-  std::optional<json> target =
-      lookup().Get("backuptargets", "longhorn-system", "default").value();
+  std::optional<json> target = lookup().Get("backuptargets", "longhorn-system", "default").value();
   ASSERT_TRUE(target.has_value());
   EXPECT_EQ((*target)["metadata"]["uid"], "u1");
   EXPECT_THAT(transport_->request_lines(), ElementsAre(std::string("GET ") + kBackupTargetPath));
@@ -143,7 +142,9 @@ TEST_F(KubeLookupTest, ListEncodesTheLabelSelectorAndFillsKinds) {
     "metadata": {"resourceVersion": "7"},
     "items": [{"metadata": {"name": "b1"}}, {"metadata": {"name": "b2"}, "kind": "Backup"}]})");
   std::vector<json> items =
-      lookup().List("backups", "longhorn-system", "backup-volume=vol-1,backup-target=default").value();
+      lookup()
+          .List("backups", "longhorn-system", "backup-volume=vol-1,backup-target=default")
+          .value();
   ASSERT_EQ(items.size(), 2u);
   EXPECT_EQ(items[0]["metadata"]["name"], "b1");
   EXPECT_EQ(items[0]["kind"], "Backup");

@@ -33,8 +33,7 @@ class ResourceLookup {
 
   // Gets longhorn.io/v1beta2 `resource` (plural, e.g. "backuptargets") named `name` in `ns`.
   // An empty name is not found.
-  virtual GetResult Get(std::string_view resource, std::string_view ns,
-                        std::string_view name) = 0;
+  virtual GetResult Get(std::string_view resource, std::string_view ns, std::string_view name) = 0;
 
   // Lists longhorn.io/v1beta2 `resource` in `ns` matching `label_selector` ("k=v,k2=v2").
   virtual ListResult List(std::string_view resource, std::string_view ns,

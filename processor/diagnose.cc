@@ -91,8 +91,7 @@ class SnapshotLookup final : public kube::ResourceLookup {
     return std::nullopt;
   }
 
-  kube::GetResult Get(std::string_view resource, std::string_view,
-                      std::string_view name) override {
+  kube::GetResult Get(std::string_view resource, std::string_view, std::string_view name) override {
     return Find(resource, name);
   }
 

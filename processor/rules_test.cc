@@ -468,8 +468,8 @@ TEST_F(RulesTest, UpgradeGivesMissingOwnerReferenceWhileDefaultTargetExists) {
   EXPECT_TRUE(
       MissingOwnerReference(SystemBackup("s", "Ready", true), view_, "longhorn-system")->is_null());
   view_.Remove("backuptargets", "longhorn-system", "default");
-  EXPECT_TRUE(
-      MissingOwnerReference(SystemBackup("s", "Ready", false), view_, "longhorn-system")->is_null());
+  EXPECT_TRUE(MissingOwnerReference(SystemBackup("s", "Ready", false), view_, "longhorn-system")
+                  ->is_null());
 }
 
 TEST_F(RulesTest, NeedsReleaseOnlyWhenDeletingWithOurFinalizer) {

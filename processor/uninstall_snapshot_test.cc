@@ -67,7 +67,8 @@ TEST(UninstallSnapshotTest, ReplaceTakesTheOtherCopyOfOneKindOnly) {
   fresh.Add("backups", Obj("new", {{"backup-volume", "v"}}));
   snap.Replace("backups", fresh);
   EXPECT_EQ(Names(snap.Items("backups")), (std::vector<std::string>{"new"}));
-  EXPECT_EQ(Names(*snap.List("backups", "ns", "backup-volume=v")), (std::vector<std::string>{"new"}))
+  EXPECT_EQ(Names(*snap.List("backups", "ns", "backup-volume=v")),
+            (std::vector<std::string>{"new"}))
       << "the label index went with the old copy";
   EXPECT_FALSE(snap.Get("backups", "ns", "old")->has_value());
   EXPECT_TRUE(snap.Get("backupvolumes", "ns", "bv")->has_value());

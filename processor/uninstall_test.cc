@@ -401,8 +401,7 @@ TEST_F(UninstallTest, ARestartedUninstallFinishesTheJob) {
 // A lookup over plain vectors, to compare plans on full objects with plans on compact copies.
 class VectorLookup final : public kube::ResourceLookup {
  public:
-  kube::GetResult Get(std::string_view resource, std::string_view,
-                      std::string_view name) override {
+  kube::GetResult Get(std::string_view resource, std::string_view, std::string_view name) override {
     for (const json& o : items[std::string(resource)]) {
       if (o["metadata"]["name"] == name) return o;
     }

@@ -8,8 +8,8 @@ namespace bg::validators {
 webhook::AdmissionResponse ValidateSystemBackupCreate(kube::ResourceLookup& lookup,
                                                       const webhook::AdmissionRequest& request) {
   const std::string name(longhorn::kDefaultBackupTarget);
-  auto target =
-      domain::AdmissionGet(lookup, longhorn::resource::kBackupTargets, request.namespace_name, name);
+  auto target = domain::AdmissionGet(lookup, longhorn::resource::kBackupTargets,
+                                     request.namespace_name, name);
   if (!target) {
     return webhook::Denied(403, "cannot create SystemBackup: the default BackupTarget \"" + name +
                                     "\" does not exist in namespace " + request.namespace_name);

@@ -50,7 +50,7 @@ class FakeLookup final : public kube::ResourceLookup {
   }
 
   kube::ListResult List(std::string_view resource, std::string_view ns,
-                       std::string_view selector) override {
+                        std::string_view selector) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto f = failures_.find(std::string(resource)); f != failures_.end()) return f->second;
     std::vector<nlohmann::json> out;
