@@ -54,7 +54,7 @@ KubeLookup::KubeLookup(std::shared_ptr<KubeApi> api, std::shared_ptr<ApiTranspor
       options_(options),
       clock_(options.clock != nullptr ? options.clock : Clock::Real()) {}
 
-KubeLookup::KubeLookup(std::shared_ptr<ApiTransport> transport, KubeLookupOptions options)
+KubeLookup::KubeLookup(const std::shared_ptr<ApiTransport>& transport, KubeLookupOptions options)
     : KubeLookup(LookupApi(transport, options), transport, options) {}
 
 std::optional<KubeLookup::CacheEntry> KubeLookup::CacheGet(const std::string& key) {

@@ -57,7 +57,8 @@ class KubeLookup final : public ResourceLookup {
   // Reads through a RestKubeApi of its own over `transport` (shared, so that other API users
   // use the same connections): no client-side rate limit and each list in one request, as an
   // admission request must be answered within the API server's few seconds.
-  explicit KubeLookup(std::shared_ptr<ApiTransport> transport, KubeLookupOptions options = {});
+  explicit KubeLookup(const std::shared_ptr<ApiTransport>& transport,
+                      KubeLookupOptions options = {});
 
   KubeLookup(const KubeLookup&) = delete;
   KubeLookup& operator=(const KubeLookup&) = delete;

@@ -314,7 +314,7 @@ Plan PlanSystemBackup(const json& sb, kube::ResourceLookup& view, const RuleCont
     owner_name = longhorn::kDefaultBackupTarget;
     kube::GetResult t = view.Get(res::kBackupTargets, ctx.ns, owner_name);
     if (!t.ok()) return Unread(t.status());
-    if (t->has_value()) owners.push_back(std::move(**t));
+    if (t->has_value()) owners.push_back(**t);
   } else {
     for (const json& ref : sb["metadata"]["ownerReferences"]) {
       if (longhorn::StringAt(ref, {"kind"}) != "BackupTarget") continue;
@@ -323,7 +323,7 @@ Plan PlanSystemBackup(const json& sb, kube::ResourceLookup& view, const RuleCont
       if (!t.ok()) return Unread(t.status());
       if (t->has_value() &&
           longhorn::StringAt(**t, {"metadata", "uid"}) == longhorn::StringAt(ref, {"uid"})) {
-        owners.push_back(std::move(**t));
+        owners.push_back(**t);
       }
     }
   }
