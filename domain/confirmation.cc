@@ -1,6 +1,7 @@
 #include "domain/confirmation.h"
 
 #include "common/longhorn.h"
+#include "domain/admission_reads.h"
 
 namespace bg::domain {
 
@@ -18,8 +19,16 @@ bool ConfirmationFlagTrue(const nlohmann::json& setting) {
   return ParseGoBool(longhorn::StringAt(setting, {"value"})).value_or(false);
 }
 
-bool ConfirmationFlagSet(kube::ResourceLookup& lookup, std::string_view ns) {
-  auto setting = lookup.Get(longhorn::resource::kSettings, ns, longhorn::kDeletingConfirmationFlag);
+Result<bool> ConfirmationFlagSet(kube::ResourceLookup& lookup, std::string_view ns) {
+  kube::GetResult setting =
+      lookup.Get(longhorn::resource::kSettings, ns, longhorn::kDeletingConfirmationFlag);
+  if (!setting.ok()) return setting.status();
+  return setting->has_value() && ConfirmationFlagTrue(**setting);
+}
+
+bool AdmissionConfirmationFlagSet(kube::ResourceLookup& lookup, std::string_view ns) {
+  std::optional<nlohmann::json> setting =
+      AdmissionGet(lookup, longhorn::resource::kSettings, ns, longhorn::kDeletingConfirmationFlag);
   return setting && ConfirmationFlagTrue(*setting);
 }
 

@@ -1,6 +1,7 @@
 #include "domain/parents.h"
 
 #include "common/longhorn.h"
+#include "domain/admission_reads.h"
 
 namespace bg::domain {
 
@@ -25,12 +26,12 @@ ParentCheck CheckBackupParents(kube::ResourceLookup& lookup, const std::string& 
     return missing("the " + std::string(longhorn::kBackupVolumeLabel) +
                    " label is missing, so its BackupVolume is treated as not found");
   }
-  if (!lookup.Get(longhorn::resource::kBackupTargets, ns, target)) {
+  if (!AdmissionGet(lookup, longhorn::resource::kBackupTargets, ns, target)) {
     return missing("BackupTarget \"" + target + "\" not found");
   }
   const std::string selector = std::string(longhorn::kBackupTargetLabel) + "=" + target + "," +
                                std::string(longhorn::kBackupVolumeLabel) + "=" + volume;
-  if (lookup.List(longhorn::resource::kBackupVolumes, ns, selector).empty()) {
+  if (AdmissionList(lookup, longhorn::resource::kBackupVolumes, ns, selector).empty()) {
     return missing("BackupVolume for volume \"" + volume + "\" on target \"" + target +
                    "\" not found");
   }
@@ -60,7 +61,7 @@ ParentCheck CheckBackupBackingImageParents(kube::ResourceLookup& lookup,
     return missing("spec.backupTargetName and the " + std::string(longhorn::kBackupTargetLabel) +
                    " label are empty, so its BackupTarget is treated as not found");
   }
-  if (!lookup.Get(longhorn::resource::kBackupTargets, ns, target)) {
+  if (!AdmissionGet(lookup, longhorn::resource::kBackupTargets, ns, target)) {
     return missing("BackupTarget \"" + target + "\" not found");
   }
   return ParentCheck{true, ""};

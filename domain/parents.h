@@ -1,6 +1,7 @@
 // Parent resolution for backup-like objects (Backup, BackupBackingImage) as admission reads it:
 // SPEC.md's rule that an empty or missing parent reference means the parent is gone (NotFound),
-// never an error. The validators of Backup and BackupBackingImage DELETE use it.
+// never an error (nor is a parent that cannot be read: domain/admission_reads.h). The validators
+// of Backup and BackupBackingImage DELETE use it.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "kube/rest_api.h"
 
 namespace bg::kube {
 namespace {
@@ -24,13 +25,6 @@ std::string CacheKey(std::string_view verb, std::string_view resource, std::stri
   return key;
 }
 
-std::string NamespacedCollection(std::string_view resource, std::string_view ns) {
-  std::string path(kLonghornApiPrefix);
-  if (!ns.empty()) path += "/namespaces/" + UrlEncode(ns);
-  path += "/" + UrlEncode(resource);
-  return path;
-}
-
 // The API server's explanation of an error: the Status object's message, else the body's start.
 std::string ErrorReason(const std::string& body) {
   json status = json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -41,31 +35,27 @@ std::string ErrorReason(const std::string& body) {
   return body.substr(0, kBodyExcerptBytes);
 }
 
-}  // namespace
-
-std::string UrlEncode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    const bool unreserved = (u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') ||
-                            (u >= '0' && u <= '9') || u == '-' || u == '.' || u == '_' || u == '~';
-    if (unreserved) {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 0xF]);
-    }
-  }
-  return out;
+// The client of a KubeLookup made over a bare transport (see kube_lookup.h).
+std::shared_ptr<KubeApi> LookupApi(std::shared_ptr<ApiTransport> transport,
+                                   const KubeLookupOptions& options) {
+  RestKubeApiOptions api;
+  api.qps = 0;
+  api.list_page_size = 0;
+  api.clock = options.clock;
+  return std::make_shared<RestKubeApi>(std::move(transport), api);
 }
 
-KubeLookup::KubeLookup(std::shared_ptr<ApiTransport> transport, KubeLookupOptions options)
-    : transport_(std::move(transport)),
+}  // namespace
+
+KubeLookup::KubeLookup(std::shared_ptr<KubeApi> api, std::shared_ptr<ApiTransport> transport,
+                       KubeLookupOptions options)
+    : api_(std::move(api)),
+      transport_(std::move(transport)),
       options_(options),
       clock_(options.clock != nullptr ? options.clock : Clock::Real()) {}
+
+KubeLookup::KubeLookup(const std::shared_ptr<ApiTransport>& transport, KubeLookupOptions options)
+    : KubeLookup(LookupApi(transport, options), transport, options) {}
 
 std::optional<KubeLookup::CacheEntry> KubeLookup::CacheGet(const std::string& key) {
   if (options_.cache_ttl.count() <= 0) return std::nullopt;
@@ -117,44 +107,19 @@ void KubeLookup::WarnLimited(const std::string& category, std::string_view messa
   log::Warn(message, fields);
 }
 
-std::optional<json> KubeLookup::Fetch(std::string_view verb, std::string_view resource,
-                                      const std::string& path, bool* not_found) {
-  *not_found = false;
-  Result<HttpResponse> response = transport_->Request("GET", path, "", "");
+Status KubeLookup::Failed(std::string_view verb, std::string_view resource, const Status& error) {
   const std::string category = std::string(verb) + " " + std::string(resource) + ": ";
-  if (!response.ok()) {
-    WarnLimited(category + "unreachable", "kubernetes API unreachable; answering not found",
-                {{"path", path}, {"error", response.status().message()}});
-    return std::nullopt;
+  if (std::optional<HttpFailure> http = HttpFailureOf(error)) {
+    WarnLimited(category + std::to_string(http->status), "kubernetes API request failed",
+                {{"resource", resource}, {"status", http->status}, {"reason", http->reason}});
+  } else {
+    WarnLimited(category + "unreachable", "kubernetes API unreachable or answered garbage",
+                {{"resource", resource}, {"error", error.message()}});
   }
-  const HttpResponse& r = response.value();
-  if (r.status == 404) {
-    *not_found = true;
-    return std::nullopt;
-  }
-  if (r.status != 200) {
-    WarnLimited(category + std::to_string(r.status),
-                "kubernetes API request failed; answering not found",
-                {{"path", path}, {"status", r.status}, {"reason", ErrorReason(r.body)}});
-    return std::nullopt;
-  }
-  json body;
-  try {
-    body = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-  } catch (const json::exception&) {
-    body = json(json::value_t::discarded);
-  }
-  if (!body.is_object()) {
-    WarnLimited(category + "malformed",
-                "kubernetes API answered malformed JSON; answering not found",
-                {{"path", path}, {"body", r.body.substr(0, kBodyExcerptBytes)}});
-    return std::nullopt;
-  }
-  return body;
+  return error;
 }
 
-std::optional<json> KubeLookup::Get(std::string_view resource, std::string_view ns,
-                                    std::string_view name) {
+GetResult KubeLookup::Get(std::string_view resource, std::string_view ns, std::string_view name) {
   // SPEC: an empty or missing parent reference means the parent is gone.
   if (name.empty() || ns.empty() || resource.empty()) return std::nullopt;
   // "." and ".." would change the path's meaning; no object can have these names.
@@ -165,20 +130,19 @@ std::optional<json> KubeLookup::Get(std::string_view resource, std::string_view 
     if (!hit->found) return std::nullopt;
     return std::move(hit->value);
   }
-  const std::string path = NamespacedCollection(resource, ns) + "/" + UrlEncode(name);
-  bool not_found = false;
-  std::optional<json> object = Fetch("get", resource, path, &not_found);
-  if (object) {
-    CachePut(key, true, *object);
-  } else if (not_found) {
+  Result<json> got = api_->Get(LonghornResource(resource, ""), std::string(ns), std::string(name));
+  if (got.status().IsNotFound()) {
     CachePut(key, false, nullptr);
+    return std::nullopt;
   }
-  return object;
+  if (!got.ok()) return Failed("get", resource, got.status());
+  CachePut(key, true, *got);
+  return std::move(got).value();
 }
 
-std::vector<json> KubeLookup::List(std::string_view resource, std::string_view ns,
-                                   std::string_view label_selector) {
-  if (resource.empty()) return {};
+ListResult KubeLookup::List(std::string_view resource, std::string_view ns,
+                            std::string_view label_selector) {
+  if (resource.empty()) return std::vector<json>();
   const std::string key = CacheKey("list", resource, ns, label_selector);
   auto to_vector = [](json items) {
     std::vector<json> out;
@@ -188,38 +152,19 @@ std::vector<json> KubeLookup::List(std::string_view resource, std::string_view n
   };
   if (std::optional<CacheEntry> hit = CacheGet(key)) return to_vector(std::move(hit->value));
 
-  std::string path = NamespacedCollection(resource, ns);
-  if (!label_selector.empty()) path += "?labelSelector=" + UrlEncode(label_selector);
-  bool not_found = false;
-  std::optional<json> list = Fetch("list", resource, path, &not_found);
-  if (!list) {
-    // 404: the CRD is not installed, so nothing of the kind exists.
-    if (not_found) CachePut(key, true, json::array());
-    return {};
-  }
-  auto items_it = list->find("items");
-  if (items_it == list->end() || items_it->is_null()) {
-    CachePut(key, true, json::array());
-    return {};
-  }
-  if (!items_it->is_array()) {
-    WarnLimited("list " + std::string(resource) + ": malformed",
-                "kubernetes API list has no items array; answering empty", {{"path", path}});
-    return {};
-  }
-  // List items carry no kind or apiVersion; restore them from the list's ("BackupList").
-  std::string kind;
-  if (auto k = list->find("kind"); k != list->end() && k->is_string()) {
-    kind = k->get<std::string>();
-    if (kind.size() > 4 && kind.ends_with("List")) kind.resize(kind.size() - 4);
-  }
-  json api_version = list->value("apiVersion", json());
+  Result<json> list =
+      api_->List(LonghornResource(resource, ""), std::string(ns), std::string(label_selector));
   json items = json::array();
-  for (json& item : *items_it) {
-    if (!item.is_object()) continue;
-    if (!kind.empty() && !item.contains("kind")) item["kind"] = kind;
-    if (api_version.is_string() && !item.contains("apiVersion")) item["apiVersion"] = api_version;
-    items.push_back(std::move(item));
+  if (list.status().IsNotFound()) {
+    // A 404 naming the collection: nothing of the kind exists.
+    CachePut(key, true, items);
+    return std::vector<json>();
+  }
+  if (!list.ok()) return Failed("list", resource, list.status());
+  if (auto it = list->find("items"); it != list->end() && it->is_array()) {
+    for (json& item : *it) {
+      if (item.is_object()) items.push_back(std::move(item));
+    }
   }
   CachePut(key, true, items);
   return to_vector(std::move(items));

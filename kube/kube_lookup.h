@@ -1,11 +1,13 @@
-// KubeLookup: the ResourceLookup (kube/lookup.h) backed by the Kubernetes API, with a short TTL
-// cache in front of it.
+// KubeLookup: the ResourceLookup (kube/lookup.h) that admission reads, a short TTL cache in front
+// of a KubeApi (kube/api.h). The KubeApi builds the paths, stamps the kind and apiVersion that
+// list items leave out, and maps the API's errors; this class only remembers answers.
 //
-// Every failure answers "not found" as the ResourceLookup contract requires: 404 (also a missing
-// CRD), 403, 5xx, an unreachable server and a malformed body all give std::nullopt (Get) or an
-// empty list (List). Failures are logged as warnings, at most one per kind of failure per
-// KubeLookupOptions::warning_interval, with the number of suppressed repeats. Only real answers
-// (200 and 404) are cached, so a failure is retried on the next call.
+// Answers: the object, not found (a 404 that names the object; a list of a kind the API answers
+// 404 for is empty), or the KubeApi's error (403, 5xx, a 404 for a resource type not served, an
+// unreachable server, a malformed body). Only found and not found are cached, so an error is
+// retried on the next call; what an error means is the caller's to decide (admission reads it as
+// NotFound: domain/admission_reads.h). Errors are logged as warnings, at most one per kind of
+// failure per KubeLookupOptions::warning_interval, with the number of suppressed repeats.
 //
 // Thread-safety: Get, List and Ready may be called from many threads at once. Calls for the same
 // key that miss the cache at the same moment each go to the API (no request coalescing).
@@ -25,14 +27,12 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kube/api.h"
 #include "kube/clock.h"
 #include "kube/lookup.h"
 #include "kube/transport.h"
 
 namespace bg::kube {
-
-// The API group and version of every resource that lookups address.
-inline constexpr std::string_view kLonghornApiPrefix = "/apis/longhorn.io/v1beta2";
 
 struct KubeLookupOptions {
   // How long an answer, found or not found, is reused. Admission calls arrive in bursts for the
@@ -51,22 +51,26 @@ struct KubeLookupOptions {
 
 class KubeLookup final : public ResourceLookup {
  public:
-  // `transport` is shared so that other API users (the finalizer processor) can use the same
-  // connections. It must not be null.
-  explicit KubeLookup(std::shared_ptr<ApiTransport> transport, KubeLookupOptions options = {});
+  // Reads through `api`; `transport` answers Ready()'s GET /version only. Neither may be null.
+  KubeLookup(std::shared_ptr<KubeApi> api, std::shared_ptr<ApiTransport> transport,
+             KubeLookupOptions options = {});
+  // Reads through a RestKubeApi of its own over `transport` (shared, so that other API users
+  // use the same connections): no client-side rate limit and each list in one request, as an
+  // admission request must be answered within the API server's few seconds.
+  explicit KubeLookup(const std::shared_ptr<ApiTransport>& transport,
+                      KubeLookupOptions options = {});
 
   KubeLookup(const KubeLookup&) = delete;
   KubeLookup& operator=(const KubeLookup&) = delete;
 
-  // GET /apis/longhorn.io/v1beta2/namespaces/{ns}/{resource}/{name}. An empty name or namespace
-  // answers nullopt without a request.
-  std::optional<nlohmann::json> Get(std::string_view resource, std::string_view ns,
-                                    std::string_view name) override;
+  // longhorn.io/v1beta2 `resource` named `name` in `ns`. An empty name, namespace or resource,
+  // and the names "." and "..", are not found without a request.
+  GetResult Get(std::string_view resource, std::string_view ns, std::string_view name) override;
 
-  // GET .../namespaces/{ns}/{resource}?labelSelector={selector}; an empty `ns` lists all
-  // namespaces. Items get the `kind` and `apiVersion` that list responses leave out.
-  std::vector<nlohmann::json> List(std::string_view resource, std::string_view ns,
-                                   std::string_view label_selector) override;
+  // longhorn.io/v1beta2 `resource` in `ns` (empty: all namespaces) matching `label_selector`.
+  // Items that are not objects are dropped.
+  ListResult List(std::string_view resource, std::string_view ns,
+                  std::string_view label_selector) override;
 
   // True once a GET /version has succeeded; until then each call probes again, at most once per
   // ready_retry_interval (calls in between, and calls while another probe runs, answer false).
@@ -89,11 +93,10 @@ class KubeLookup final : public ResourceLookup {
   std::optional<CacheEntry> CacheGet(const std::string& key);
   void CachePut(const std::string& key, bool found, nlohmann::json value);
   void WarnLimited(const std::string& category, std::string_view message, nlohmann::json fields);
-  // Sends a GET and sorts the outcome: a 200 body parsed as a JSON object, 404 (nullopt and
-  // *not_found), or anything else (nullopt, logged).
-  std::optional<nlohmann::json> Fetch(std::string_view verb, std::string_view resource,
-                                      const std::string& path, bool* not_found);
+  // Logs `error` of `verb` on `resource` (rate-limited) and answers it.
+  Status Failed(std::string_view verb, std::string_view resource, const Status& error);
 
+  const std::shared_ptr<KubeApi> api_;
   const std::shared_ptr<ApiTransport> transport_;
   const KubeLookupOptions options_;
   const Clock* const clock_;
@@ -110,9 +113,5 @@ class KubeLookup final : public ResourceLookup {
   bool probed_ = false;            // guarded by probe_mu_
   Clock::TimePoint next_probe_{};  // guarded by probe_mu_
 };
-
-// Percent-encodes everything but RFC 3986 unreserved characters, for a path segment or a query
-// value.
-std::string UrlEncode(std::string_view s);
 
 }  // namespace bg::kube

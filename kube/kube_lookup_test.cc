@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "kube/rest_api.h"
 #include "tests/testing/fake_transport.h"
 
 namespace bg::kube {
@@ -23,12 +24,15 @@ constexpr char kBackupTargetPath[] =
 
 using testing::FakeTransport;
 
+constexpr char kNotFound[] =
+    R"({"kind":"Status","code":404,"reason":"NotFound","details":{"name":"default"}})";
+
 class KubeLookupTest : public ::testing::Test {
  protected:
-  // Paths without an answer are 404.
+  // Paths without an answer are 404, naming the object as the API server's 404 does.
   KubeLookupTest() : transport_(std::make_shared<FakeTransport>()) {
     options_.clock = &clock_;
-    transport_->AnswerAll(404, R"({"kind":"Status","code":404})");
+    transport_->AnswerAll(404, kNotFound);
   }
   // Lookups only read: no request carries a body.
   void TearDown() override {
@@ -52,53 +56,23 @@ class KubeLookupTest : public ::testing::Test {
 TEST_F(KubeLookupTest, GetReturnsTheObject) {
   transport_->Answer(kBackupTargetPath, 200,
                      R"({"kind":"BackupTarget","metadata":{"name":"default","uid":"u1"}})");
-  std::optional<json> target = lookup().Get("backuptargets", "longhorn-system", "default");
+  std::optional<json> target = lookup().Get("backuptargets", "longhorn-system", "default").value();
   ASSERT_TRUE(target.has_value());
   EXPECT_EQ((*target)["metadata"]["uid"], "u1");
   EXPECT_THAT(transport_->request_lines(), ElementsAre(std::string("GET ") + kBackupTargetPath));
 }
 
 TEST_F(KubeLookupTest, NotFoundAnswersNullopt) {
-  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
+  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default")->has_value());
   EXPECT_EQ(transport_->count(), 1u);
 }
 
-TEST_F(KubeLookupTest, ServerErrorAnswersNotFound) {
-  transport_->Answer(kBackupTargetPath, 500, R"({"kind":"Status","message":"etcd is sad"})");
-  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
-}
-
-TEST_F(KubeLookupTest, ForbiddenAnswersNotFound) {
-  transport_->Answer(kBackupTargetPath, 403, R"({"kind":"Status","message":"forbidden"})");
-  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
-}
-
-TEST_F(KubeLookupTest, UnreachableApiAnswersNotFound) {
-  transport_->Fail(kBackupTargetPath, Status::Unavailable("GET ...: Connection"));
-  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
-}
-
-TEST_F(KubeLookupTest, MalformedJsonAnswersNotFound) {
-  transport_->Answer(kBackupTargetPath, 200, R"({"kind": "BackupTar)");
-  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
-  transport_->Answer(kBackupTargetPath, 200, R"(["not", "an", "object"])");
-  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
-}
-
-TEST_F(KubeLookupTest, FailuresAreNotCached) {
-  transport_->Answer(kBackupTargetPath, 503, "");
-  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
-  transport_->Answer(kBackupTargetPath, 200, R"({"metadata":{"name":"default"}})");
-  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
-  EXPECT_EQ(transport_->count(), 2u);
-}
-
 TEST_F(KubeLookupTest, EmptyNameIsNotFoundWithoutACall) {
-  EXPECT_FALSE(lookup().Get("backupvolumes", "longhorn-system", "").has_value());
-  EXPECT_FALSE(lookup().Get("backupvolumes", "", "vol-1").has_value());
-  EXPECT_FALSE(lookup().Get("", "longhorn-system", "vol-1").has_value());
-  EXPECT_FALSE(lookup().Get("backupvolumes", "longhorn-system", ".").has_value());
-  EXPECT_FALSE(lookup().Get("backupvolumes", "longhorn-system", "..").has_value());
+  EXPECT_FALSE(lookup().Get("backupvolumes", "longhorn-system", "")->has_value());
+  EXPECT_FALSE(lookup().Get("backupvolumes", "", "vol-1")->has_value());
+  EXPECT_FALSE(lookup().Get("", "longhorn-system", "vol-1")->has_value());
+  EXPECT_FALSE(lookup().Get("backupvolumes", "longhorn-system", ".")->has_value());
+  EXPECT_FALSE(lookup().Get("backupvolumes", "longhorn-system", "..")->has_value());
   EXPECT_EQ(transport_->count(), 0u);
 }
 
@@ -111,22 +85,22 @@ TEST_F(KubeLookupTest, NamesAreEncodedIntoOnePathSegment) {
 
 TEST_F(KubeLookupTest, CacheServesRepeatsUntilTheTtlPasses) {
   transport_->Answer(kBackupTargetPath, 200, R"({"metadata":{"name":"default"}})");
-  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
+  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default")->has_value());
   clock_.Advance(std::chrono::milliseconds(999));
-  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
+  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default")->has_value());
   EXPECT_EQ(transport_->count(), 1u);
   clock_.Advance(std::chrono::milliseconds(1));
-  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
+  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default")->has_value());
   EXPECT_EQ(transport_->count(), 2u);
 }
 
 TEST_F(KubeLookupTest, NotFoundIsCachedToo) {
-  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
+  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default")->has_value());
   transport_->Answer(kBackupTargetPath, 200, R"({"metadata":{"name":"default"}})");
-  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
+  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default")->has_value());
   EXPECT_EQ(transport_->count(), 1u);
   clock_.Advance(options_.cache_ttl);
-  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default").has_value());
+  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default")->has_value());
 }
 
 TEST_F(KubeLookupTest, CacheKeysSeparateResourceNamespaceAndName) {
@@ -168,7 +142,9 @@ TEST_F(KubeLookupTest, ListEncodesTheLabelSelectorAndFillsKinds) {
     "metadata": {"resourceVersion": "7"},
     "items": [{"metadata": {"name": "b1"}}, {"metadata": {"name": "b2"}, "kind": "Backup"}]})");
   std::vector<json> items =
-      lookup().List("backups", "longhorn-system", "backup-volume=vol-1,backup-target=default");
+      lookup()
+          .List("backups", "longhorn-system", "backup-volume=vol-1,backup-target=default")
+          .value();
   ASSERT_EQ(items.size(), 2u);
   EXPECT_EQ(items[0]["metadata"]["name"], "b1");
   EXPECT_EQ(items[0]["kind"], "Backup");
@@ -185,28 +161,11 @@ TEST_F(KubeLookupTest, ListWithoutSelectorOrNamespace) {
                           "GET /apis/longhorn.io/v1beta2/systembackups"));
 }
 
-TEST_F(KubeLookupTest, ListFailuresAnswerEmpty) {
-  const std::string path = "/apis/longhorn.io/v1beta2/namespaces/ns/backups";
-  EXPECT_TRUE(lookup().List("backups", "ns", "").empty());  // 404: no CRD
-  clock_.Advance(options_.cache_ttl);
-  transport_->Answer(path, 500, "boom");
-  EXPECT_TRUE(lookup().List("backups", "ns", "").empty());
-  transport_->Fail(path, Status::Unavailable("Connection"));
-  EXPECT_TRUE(lookup().List("backups", "ns", "").empty());
-  transport_->Answer(path, 200, "{not json");
-  EXPECT_TRUE(lookup().List("backups", "ns", "").empty());
-  transport_->Answer(path, 200, R"({"items": "nope"})");
-  EXPECT_TRUE(lookup().List("backups", "ns", "").empty());
-  transport_->Answer(path, 200, R"({"items": null})");
-  EXPECT_TRUE(lookup().List("backups", "ns", "").empty());
-  EXPECT_EQ(transport_->count(), 6u);
-}
-
 TEST_F(KubeLookupTest, ListIsCached) {
   const std::string path = "/apis/longhorn.io/v1beta2/namespaces/ns/backups?labelSelector=a%3Db";
   transport_->Answer(path, 200, R"({"kind":"BackupList","items":[{"metadata":{"name":"x"}}]})");
-  EXPECT_EQ(lookup().List("backups", "ns", "a=b").size(), 1u);
-  EXPECT_EQ(lookup().List("backups", "ns", "a=b").size(), 1u);
+  EXPECT_EQ(lookup().List("backups", "ns", "a=b")->size(), 1u);
+  EXPECT_EQ(lookup().List("backups", "ns", "a=b")->size(), 1u);
   EXPECT_EQ(transport_->count(), 1u);
 }
 
@@ -267,7 +226,7 @@ TEST_F(KubeLookupTest, ConcurrentCallsAreSafe) {
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 200; ++i) {
-        if (lookup_->Get("backuptargets", "longhorn-system", "default")) ++found;
+        if (lookup_->Get("backuptargets", "longhorn-system", "default").value()) ++found;
         lookup_->Get("volumes", "ns", "v" + std::to_string((t * 7 + i) % 20));
         lookup_->List("backups", "ns", "x=" + std::to_string(i % 5));
         if (i % 50 == 0) clock_.Advance(std::chrono::milliseconds(500));
@@ -277,6 +236,46 @@ TEST_F(KubeLookupTest, ConcurrentCallsAreSafe) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(found.load(), 8 * 200);
+}
+
+TEST_F(KubeLookupTest, ErrorsAreAnsweredAsErrorsAndNeverCached) {
+  transport_->Answer(kBackupTargetPath, 500, R"({"kind":"Status","message":"etcd is sad"})");
+  GetResult first = lookup().Get("backuptargets", "longhorn-system", "default");
+  ASSERT_FALSE(first.ok()) << "a failed read is not absence";
+  EXPECT_NE(first.status().message().find("etcd is sad"), std::string::npos);
+  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").ok());
+  EXPECT_EQ(transport_->count(), 2u) << "an error is read through every time";
+  transport_->Answer(kBackupTargetPath, 200, R"({"metadata":{"name":"default"}})");
+  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default")->has_value());
+  EXPECT_EQ(transport_->count(), 3u);
+
+  const std::string list = "/apis/longhorn.io/v1beta2/namespaces/ns/backups";
+  transport_->Fail(list, Status::Unavailable("Connection"));
+  EXPECT_FALSE(lookup().List("backups", "ns", "").ok());
+  transport_->Answer(list, 200, R"({"items": "nope"})");
+  EXPECT_FALSE(lookup().List("backups", "ns", "").ok());
+  transport_->Answer(list, 200, R"({"kind":"BackupList","items":[{"metadata":{"name":"x"}}]})");
+  EXPECT_EQ(lookup().List("backups", "ns", "")->size(), 1u);
+  EXPECT_EQ(transport_->count(), 6u);
+}
+
+TEST_F(KubeLookupTest, A404ForATypeNotServedIsAnError) {
+  transport_->Answer(kBackupTargetPath, 404,
+                     R"({"kind":"Status","code":404,"message":"the server could not find the )"
+                     R"(requested resource"})");
+  EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "default").ok());
+}
+
+TEST_F(KubeLookupTest, CachesWithinTheTtlAndReadsThroughAfterIt) {
+  const std::string list = "/apis/longhorn.io/v1beta2/namespaces/ns/backups?labelSelector=a%3Db";
+  transport_->Answer(list, 200, R"({"kind":"BackupList","items":[{"metadata":{"name":"x"}}]})");
+  EXPECT_EQ(lookup().List("backups", "ns", "a=b")->size(), 1u);
+  transport_->Answer(list, 200, R"({"kind":"BackupList","items":[]})");
+  clock_.Advance(options_.cache_ttl - std::chrono::milliseconds(1));
+  EXPECT_EQ(lookup().List("backups", "ns", "a=b")->size(), 1u) << "cached";
+  clock_.Advance(std::chrono::milliseconds(1));
+  EXPECT_TRUE(lookup().List("backups", "ns", "a=b")->empty()) << "read through after the TTL";
+  EXPECT_EQ(transport_->count(), 2u);
 }
 
 TEST(UrlEncodeTest, KeepsUnreservedAndEncodesTheRest) {

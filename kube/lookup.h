@@ -1,10 +1,13 @@
-// ResourceLookup: the read-only view of the cluster that admission handlers use.
-// It is the seam between handlers and the Kubernetes API: tests pass a FakeLookup, the server
-// passes a KubeLookup (kube/kube_lookup.h) backed by the API with a small TTL cache.
+// ResourceLookup: a read-only view of the cluster by plural resource name: the seam between the
+// rules (admission handlers, the finalizer processor, `uninstall`, `diagnose`) and where objects
+// come from. Tests pass a FakeLookup; the server passes a KubeLookup (kube/kube_lookup.h: the
+// API behind a small TTL cache) to admission, and the processor reads informer caches and, to
+// confirm a release, the API itself.
 //
-// Contract: a lookup never fails. An object that does not exist, a name that is empty, and an API
-// that cannot be reached all answer "not found" (std::nullopt); the cause is logged by the
-// implementation. This is SPEC.md's rule: an empty or missing parent reference means NotFound.
+// Contract: an answer says found, not found, or failed. A failed read (an unreachable API, a 5xx,
+// a 403, a malformed body) is an error, never absence: what it means is for the caller to decide.
+// Admission decides it once, as SPEC.md asks (a parent that cannot be read is NotFound:
+// domain/admission_reads.h); the processor and `uninstall` hold and retry.
 //
 // Thread-safety: implementations are safe to call from many request threads at once.
 #pragma once
@@ -15,20 +18,26 @@
 #include <string_view>
 #include <vector>
 
+#include "common/status.h"
+
 namespace bg::kube {
+
+// The object, std::nullopt when it does not exist, or the error that kept it from being read.
+using GetResult = Result<std::optional<nlohmann::json>>;
+// The objects that match (empty when none do), or the error that kept them from being read.
+using ListResult = Result<std::vector<nlohmann::json>>;
 
 class ResourceLookup {
  public:
   virtual ~ResourceLookup() = default;
 
   // Gets longhorn.io/v1beta2 `resource` (plural, e.g. "backuptargets") named `name` in `ns`.
-  virtual std::optional<nlohmann::json> Get(std::string_view resource, std::string_view ns,
-                                            std::string_view name) = 0;
+  // An empty name is not found.
+  virtual GetResult Get(std::string_view resource, std::string_view ns, std::string_view name) = 0;
 
   // Lists longhorn.io/v1beta2 `resource` in `ns` matching `label_selector` ("k=v,k2=v2").
-  // An unreachable API answers an empty list.
-  virtual std::vector<nlohmann::json> List(std::string_view resource, std::string_view ns,
-                                           std::string_view label_selector) = 0;
+  virtual ListResult List(std::string_view resource, std::string_view ns,
+                          std::string_view label_selector) = 0;
 
   // True once the lookup can answer from the cluster (always true when there is no cluster).
   virtual bool Ready() = 0;
@@ -37,11 +46,11 @@ class ResourceLookup {
 // The lookup used when no cluster is configured: nothing exists.
 class NoClusterLookup final : public ResourceLookup {
  public:
-  std::optional<nlohmann::json> Get(std::string_view, std::string_view, std::string_view) override {
+  GetResult Get(std::string_view, std::string_view, std::string_view) override {
     return std::nullopt;
   }
-  std::vector<nlohmann::json> List(std::string_view, std::string_view, std::string_view) override {
-    return {};
+  ListResult List(std::string_view, std::string_view, std::string_view) override {
+    return std::vector<nlohmann::json>();
   }
   bool Ready() override { return true; }
 };

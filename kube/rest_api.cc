@@ -7,7 +7,6 @@
 #include <utility>
 
 #include "common/log.h"
-#include "kube/kube_lookup.h"
 
 namespace bg::kube {
 namespace {
@@ -246,6 +245,42 @@ bool NamesAnObject(const json& status) {
 }
 
 }  // namespace
+
+std::string UrlEncode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool unreserved = (u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') ||
+                            (u >= '0' && u <= '9') || u == '-' || u == '.' || u == '_' || u == '~';
+    if (unreserved) {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 0xF]);
+    }
+  }
+  return out;
+}
+
+std::optional<HttpFailure> HttpFailureOf(const Status& s) {
+  // StatusFromHttp writes "<what>: HTTP <status>[: <reason>]".
+  static constexpr std::string_view kMarker = ": HTTP ";
+  const std::string& m = s.message();
+  const size_t at = m.find(kMarker);
+  if (s.ok() || at == std::string::npos) return std::nullopt;
+  size_t end = at + kMarker.size();
+  int status = 0;
+  while (end < m.size() && m[end] >= '0' && m[end] <= '9' && status < 1000) {
+    status = status * 10 + (m[end++] - '0');
+  }
+  if (status < 100 || status > 999) return std::nullopt;
+  HttpFailure failure{status, ""};
+  if (m.compare(end, 2, ": ") == 0) failure.reason = m.substr(end + 2);
+  return failure;
+}
 
 std::string ResourcePath(const ResourceRef& r, const std::string& ns, const std::string& name) {
   std::string path = r.group.empty() ? "/api/" + UrlEncode(r.version)

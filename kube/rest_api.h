@@ -105,6 +105,19 @@ struct WebhookError {
 };
 std::optional<WebhookError> WebhookErrorOf(std::string_view message);
 
+// Percent-encodes everything but RFC 3986 unreserved characters, for a path segment or a query
+// value.
+std::string UrlEncode(std::string_view s);
+
+// The HTTP status and the API server's reason that StatusFromHttp wrote into `s`, for logs that
+// report them as fields; nothing for a Status that StatusFromHttp did not make (a failed
+// exchange, a malformed body).
+struct HttpFailure {
+  int status = 0;
+  std::string reason;
+};
+std::optional<HttpFailure> HttpFailureOf(const Status& s);
+
 // The request path of a collection (`name` empty) or of one object.
 std::string ResourcePath(const ResourceRef& r, const std::string& ns, const std::string& name = "");
 

@@ -1,6 +1,7 @@
 #include "mutators/systembackup_mutator.h"
 
 #include "common/longhorn.h"
+#include "domain/admission_reads.h"
 #include "mutators/common.h"
 
 namespace bg::mutators {
@@ -21,8 +22,8 @@ webhook::AdmissionResponse MutateSystemBackup(kube::ResourceLookup& lookup,
     const std::string ns = request.namespace_name.empty()
                                ? longhorn::StringAt(modified, {"metadata", "namespace"})
                                : request.namespace_name;
-    auto target =
-        lookup.Get(longhorn::resource::kBackupTargets, ns, longhorn::kDefaultBackupTarget);
+    auto target = domain::AdmissionGet(lookup, longhorn::resource::kBackupTargets, ns,
+                                       longhorn::kDefaultBackupTarget);
     // A target that is itself going away would take the SystemBackup with it through the garbage
     // collector the moment the reference lands; the finalizer processor handles that case instead.
     if (target && !longhorn::StringAt(*target, {"metadata", "uid"}).empty() &&

@@ -28,17 +28,17 @@ kube::Informer* CacheLookup::Find(std::string_view resource, std::string_view ns
   return it == informers_.end() ? nullptr : it->second;
 }
 
-std::optional<json> CacheLookup::Get(std::string_view resource, std::string_view ns,
-                                     std::string_view name) {
+kube::GetResult CacheLookup::Get(std::string_view resource, std::string_view ns,
+                                 std::string_view name) {
   kube::Informer* informer = Find(resource, ns);
   if (informer == nullptr || name.empty()) return std::nullopt;
   return informer->Get(std::string(name));
 }
 
-std::vector<json> CacheLookup::List(std::string_view resource, std::string_view ns,
-                                    std::string_view selector) {
+kube::ListResult CacheLookup::List(std::string_view resource, std::string_view ns,
+                                   std::string_view selector) {
   kube::Informer* informer = Find(resource, ns);
-  if (informer == nullptr) return {};
+  if (informer == nullptr) return std::vector<json>();
   return informer->List(std::string(selector));
 }
 
@@ -50,36 +50,34 @@ bool CacheLookup::Ready() {
 }
 
 // Reads straight from the API, for confirming decisions that rest on something being absent:
-// an informer cache may not have seen an object created a moment ago. Any failed read marks the
-// lookup failed, and a failed confirmation never releases anything.
+// an informer cache may not have seen an object created a moment ago. A read that fails is an
+// error (the rules then decide nothing), and a failed confirmation never releases anything.
 class LiveLookup final : public kube::ResourceLookup {
  public:
   explicit LiveLookup(kube::KubeApi& api) : api_(api) {}
-  std::optional<json> Get(std::string_view resource, std::string_view ns,
-                          std::string_view name) override {
+  kube::GetResult Get(std::string_view resource, std::string_view ns,
+                      std::string_view name) override {
     if (name.empty()) return std::nullopt;
     auto r = api_.Get(domain::Resource(resource), std::string(ns), std::string(name));
     if (r.ok()) return std::move(r).value();
-    if (!r.status().IsNotFound()) failed_ = true;
-    return std::nullopt;
+    if (r.status().IsNotFound()) return std::nullopt;
+    return r.status();
   }
-  std::vector<json> List(std::string_view resource, std::string_view ns,
-                         std::string_view selector) override {
+  kube::ListResult List(std::string_view resource, std::string_view ns,
+                        std::string_view selector) override {
     auto r = api_.List(domain::Resource(resource), std::string(ns), std::string(selector));
     std::vector<json> out;
     if (!r.ok()) {
-      if (!r.status().IsNotFound()) failed_ = true;
-      return out;
+      if (r.status().IsNotFound()) return out;
+      return r.status();
     }
     for (const json& item : r->value("items", json::array())) out.push_back(item);
     return out;
   }
   bool Ready() override { return true; }
-  bool failed() const { return failed_; }
 
  private:
   kube::KubeApi& api_;
-  bool failed_ = false;
 };
 
 Controller::Controller(kube::KubeApi& api, ControllerOptions options, ProcessorMetrics* metrics,
@@ -202,7 +200,9 @@ RuleContext Controller::Context() {
   ctx.now = std::chrono::system_clock::now();
   ctx.release_grace = options_.release_grace;
   ctx.deletions = &deletions_;
-  ctx.uninstall_confirmed = domain::ConfirmationFlagSet(*view_, options_.ns);
+  // The caches never fail a read; were one to, an unread flag confirms nothing (nothing released).
+  const Result<bool> confirmed = domain::ConfirmationFlagSet(*view_, options_.ns);
+  ctx.uninstall_confirmed = confirmed.ok() && *confirmed;
   return ctx;
 }
 
@@ -218,20 +218,26 @@ Status Controller::Reconcile(const std::string& key) {
   const RuleContext ctx = Context();
 
   if (resource == res::kSystemBackups) {
-    const json ref = MissingOwnerReference(*obj, *view_, options_.ns);
-    if (!ref.is_null()) {
-      if (Status s = executor_.AddOwnerReference(*obj, ref); !s.ok()) return s;
+    const Result<json> ref = MissingOwnerReference(*obj, *view_, options_.ns);
+    if (!ref.ok()) return ref.status();
+    if (!ref->is_null()) {
+      if (Status s = executor_.AddOwnerReference(*obj, *ref); !s.ok()) return s;
       log::Info("owner reference added", {{"systembackup", name}});
       return Status::Ok();  // the update event brings the object back
     }
   }
-  if (CascadeOnly(resource, *obj)) return executor_.Cascade(PlanBackupTarget(*obj, *view_, ctx));
+  if (CascadeOnly(resource, *obj)) {
+    const Plan cascade = PlanBackupTarget(*obj, *view_, ctx);
+    if (!cascade.read_error.ok()) return cascade.read_error;
+    return executor_.Cascade(cascade);
+  }
   if (!NeedsRelease(*obj)) return Status::Ok();
   // Starts this deletion's monotonic reading even before an uninstall is confirmed, so that a
   // confirmation long after the deletion releases it without waiting another grace.
   (void)SecondsDeletingIn(*obj, ctx);
 
   const Plan plan = PlanFor(resource, *obj, *view_, ctx);
+  if (!plan.read_error.ok()) return plan.read_error;
   if (Status s = executor_.Cascade(plan); !s.ok()) return s;
   if (!plan.release) {
     if (ctx.uninstall_confirmed) {
@@ -250,7 +256,10 @@ Status Controller::Reconcile(const std::string& key) {
   if (rests_on_absence) {
     LiveLookup live(api_);
     const Plan confirmed = PlanFor(resource, *obj, live, ctx);
-    if (live.failed()) return Status::Unavailable("could not confirm the release against the API");
+    if (!confirmed.read_error.ok()) {
+      return Status::Unavailable("could not confirm the release against the API: " +
+                                 confirmed.read_error.message());
+    }
     if (!confirmed.release) {
       log::Info("release withdrawn: the cache had not seen a parent or child yet",
                 {{"resource", resource}, {"name", name}});
@@ -260,9 +269,7 @@ Status Controller::Reconcile(const std::string& key) {
   }
   auto released = executor_.Release(resource, *obj, [&](const json& fresh) {
     LiveLookup live(api_);
-    Plan again = PlanFor(resource, fresh, live, Context());
-    if (live.failed()) again.release = false;  // unsure: hold, the queue retries
-    return again;
+    return PlanFor(resource, fresh, live, Context());  // a failed read holds (read_error)
   });
   if (!released.ok()) return released.status();
   if (*released == Executor::Outcome::kReleased) {

@@ -41,14 +41,14 @@ struct ControllerOptions {
   const kube::Clock* clock = nullptr;
 };
 
-// A ResourceLookup over informer caches.
+// A ResourceLookup over informer caches. A cache never fails a read.
 class CacheLookup final : public kube::ResourceLookup {
  public:
   CacheLookup(std::string ns, std::map<std::string, kube::Informer*> informers);
-  std::optional<nlohmann::json> Get(std::string_view resource, std::string_view ns,
-                                    std::string_view name) override;
-  std::vector<nlohmann::json> List(std::string_view resource, std::string_view ns,
-                                   std::string_view label_selector) override;
+  kube::GetResult Get(std::string_view resource, std::string_view ns,
+                      std::string_view name) override;
+  kube::ListResult List(std::string_view resource, std::string_view ns,
+                        std::string_view label_selector) override;
   bool Ready() override;
 
  private:

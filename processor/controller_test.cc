@@ -74,7 +74,7 @@ class ControllerTest : public ::testing::Test {
   // workers might act.
   void AwaitCachedDeletion(const char* plural, const std::string& name) {
     const bool seen = Eventually([&] {
-      auto cached = controller_->view().Get(plural, kNs, name);
+      auto cached = controller_->view().Get(plural, kNs, name).value();
       return !cached || longhorn::IsBeingDeleted(*cached);
     });
     ASSERT_TRUE(seen) << plural << "/" << name;
@@ -269,6 +269,30 @@ TEST_F(ControllerTest, AnUnreachableApiDuringConfirmationHoldsTheRelease) {
   EXPECT_TRUE(EventuallyAdvancing(frozen_, std::chrono::milliseconds(50), [&] {
     return Gone("backups", "orphan");
   })) << "released once the API answers";
+}
+
+TEST_F(ControllerTest, AFailedListWhileConfirmingHoldsTheFinalizerAndIsRetried) {
+  api_.Seed(
+      R("backups"),
+      {{"metadata", Meta("orphan", {{"backup-volume", "vol-new"}, {"backup-target", "default"}})},
+       {"status", {{"state", "Completed"}, {"backupTargetName", "default"}}}});
+  clock_ = &frozen_;
+  Start();
+  // The target reads fine; only the list that would show the BackupVolume absent fails. Read as
+  // absence, it would release the Backup (its BackupVolume is gone).
+  api_.FailNext("list", 1000000, Status::Unavailable("etcdserver: request timed out"));
+  ASSERT_TRUE(api_.Delete(R("backups"), kNs, "orphan", "").ok());
+  AwaitCachedDeletion("backups", "orphan");
+  const Status held = controller_->Reconcile("backups/orphan");
+  EXPECT_EQ(held.code(), Status::Code::kUnavailable) << held.message();
+  EXPECT_NE(held.message().find("etcdserver: request timed out"), std::string::npos);
+  auto still = api_.Peek(R("backups"), kNs, "orphan");
+  ASSERT_TRUE(still.has_value());
+  EXPECT_EQ((*still)["metadata"]["finalizers"], json::array({"longhorn.io"}));
+  api_.FailNext("list", 0, Status::Ok());
+  EXPECT_TRUE(EventuallyAdvancing(frozen_, std::chrono::milliseconds(50), [&] {
+    return Gone("backups", "orphan");
+  })) << "retried and released once the API answers";
 }
 
 }  // namespace

@@ -82,8 +82,8 @@ class SnapshotLookup final : public kube::ResourceLookup {
     return it == kinds_.end() ? kNone : it->second;
   }
 
-  std::optional<json> Get(std::string_view resource, std::string_view,
-                          std::string_view name) override {
+  // The object of `resource` named `name`; a copy never fails a read.
+  std::optional<json> Find(std::string_view resource, std::string_view name) const {
     if (name.empty()) return std::nullopt;
     for (const json& obj : Items(std::string(resource))) {
       if (Name(obj) == name) return obj;
@@ -91,8 +91,12 @@ class SnapshotLookup final : public kube::ResourceLookup {
     return std::nullopt;
   }
 
-  std::vector<json> List(std::string_view resource, std::string_view,
-                         std::string_view selector) override {
+  kube::GetResult Get(std::string_view resource, std::string_view, std::string_view name) override {
+    return Find(resource, name);
+  }
+
+  kube::ListResult List(std::string_view resource, std::string_view,
+                        std::string_view selector) override {
     std::vector<json> out;
     for (const json& obj : Items(std::string(resource))) {
       if (kube::MatchesSelector(obj, std::string(selector))) out.push_back(obj);
@@ -447,7 +451,7 @@ void ReportVolumeTargets(SnapshotLookup& view, const std::string& ns, json& repo
   json missing = json::array();
   for (const json& v : view.Items(std::string(res::kVolumes))) {
     const std::string target = longhorn::StringAt(v, {"spec", "backupTargetName"});
-    if (target.empty() || view.Get(res::kBackupTargets, ns, target)) continue;
+    if (target.empty() || view.Find(res::kBackupTargets, target)) continue;
     missing.push_back({{"name", Name(v)}, {"backupTargetName", target}});
     std::string fix = "create the BackupTarget \"" + target + "\", or point the volume at one " +
                       "that exists: kubectl patch volumes.longhorn.io " + Name(v) + " -n " + ns +
@@ -460,8 +464,8 @@ void ReportVolumeTargets(SnapshotLookup& view, const std::string& ns, json& repo
   report["volumesWithMissingTarget"] = missing;
 }
 
-json ReportFlag(SnapshotLookup& view, const std::string& ns) {
-  auto setting = view.Get(res::kSettings, ns, longhorn::kDeletingConfirmationFlag);
+json ReportFlag(const SnapshotLookup& view) {
+  auto setting = view.Find(res::kSettings, longhorn::kDeletingConfirmationFlag);
   json out = {{"name", std::string(longhorn::kDeletingConfirmationFlag)}, {"found", bool(setting)}};
   if (!setting) {
     out["parsesAsTrue"] = false;
@@ -713,7 +717,7 @@ Result<Diagnosis> Diagnose(kube::KubeApi& api, const DiagnoseOptions& o,
 
   const EngineState engine = ReadEngine(api, o);
   report["engine"] = engine.report;
-  report["confirmationFlag"] = ReportFlag(view, o.ns);
+  report["confirmationFlag"] = ReportFlag(view);
 
   RuleContext ctx;
   ctx.ns = o.ns;

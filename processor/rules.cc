@@ -21,6 +21,14 @@ Plan Release(const char* why) {
   return p;
 }
 
+// A read the rule rests on failed: nothing is decided, the caller retries.
+Plan Unread(Status error) {
+  Plan p;
+  p.held_because = "a read of the cluster failed: " + error.message();
+  p.read_error = std::move(error);
+  return p;
+}
+
 // SPEC: during an uninstall, an object still deleting after the grace period is released.
 Plan ApplyUninstallGrace(Plan plan, const json& obj, const RuleContext& ctx) {
   if (plan.release || !ctx.uninstall_confirmed || !longhorn::IsBeingDeleted(obj)) return plan;
@@ -60,17 +68,19 @@ Plan HeldForEngine(const json& obj, const std::string& target, const RuleContext
 
 // The BackupVolume of (target, volume): labelled with both (v1.8 and later), or, as before v1.8,
 // named after the volume with no other target named.
-std::optional<json> FindBackupVolume(kube::ResourceLookup& view, const std::string& ns,
-                                     const std::string& target, const std::string& volume) {
+kube::GetResult FindBackupVolume(kube::ResourceLookup& view, const std::string& ns,
+                                 const std::string& target, const std::string& volume) {
   if (volume.empty()) return std::nullopt;
   const std::string selector = std::string(longhorn::kBackupTargetLabel) + "=" + target + "," +
                                std::string(longhorn::kBackupVolumeLabel) + "=" + volume;
-  auto labelled = view.List(res::kBackupVolumes, ns, selector);
-  if (!labelled.empty()) return std::move(labelled.front());
-  auto named = view.Get(res::kBackupVolumes, ns, volume);
-  if (!named) return std::nullopt;
-  std::string named_target = longhorn::StringAt(*named, {"spec", "backupTargetName"});
-  if (named_target.empty()) named_target = longhorn::Label(*named, longhorn::kBackupTargetLabel);
+  kube::ListResult labelled = view.List(res::kBackupVolumes, ns, selector);
+  if (!labelled.ok()) return labelled.status();
+  if (!labelled->empty()) return std::move(labelled->front());
+  kube::GetResult named = view.Get(res::kBackupVolumes, ns, volume);
+  if (!named.ok() || !named->has_value()) return named;
+  const json& found = **named;
+  std::string named_target = longhorn::StringAt(found, {"spec", "backupTargetName"});
+  if (named_target.empty()) named_target = longhorn::Label(found, longhorn::kBackupTargetLabel);
   if (named_target.empty() || named_target == target) return named;
   return std::nullopt;
 }
@@ -192,12 +202,15 @@ Plan PlanBackup(const json& backup, kube::ResourceLookup& view, const RuleContex
                                                             : reason::kNeverUploaded);
   }
   const std::string target_name = BackupTargetOf(backup);
-  const auto target =
-      target_name.empty() ? std::nullopt : view.Get(res::kBackupTargets, ctx.ns, target_name);
-  if (!target) return Release(reason::kParentGone);
-  if (!TargetAvailable(*target)) return Release(reason::kTargetUnavailable);
+  if (target_name.empty()) return Release(reason::kParentGone);
+  const kube::GetResult target = view.Get(res::kBackupTargets, ctx.ns, target_name);
+  if (!target.ok()) return Unread(target.status());
+  if (!target->has_value()) return Release(reason::kParentGone);
+  if (!TargetAvailable(**target)) return Release(reason::kTargetUnavailable);
   const std::string volume = longhorn::Label(backup, longhorn::kBackupVolumeLabel);
-  if (!FindBackupVolume(view, ctx.ns, target_name, volume)) return Release(reason::kParentGone);
+  const kube::GetResult backup_volume = FindBackupVolume(view, ctx.ns, target_name, volume);
+  if (!backup_volume.ok()) return Unread(backup_volume.status());
+  if (!backup_volume->has_value()) return Release(reason::kParentGone);
   return HeldForEngine(backup, target_name, ctx);
 }
 
@@ -209,9 +222,10 @@ Plan PlanBackupBackingImage(const json& image, kube::ResourceLookup& view, const
   if (BackingImageBackupNeverUploaded(image)) return Release(reason::kNeverUploaded);
   const std::string target_name = domain::BackupBackingImageTargetOf(image);
   if (target_name.empty()) return Release(reason::kNoTargetName);
-  const auto target = view.Get(res::kBackupTargets, ctx.ns, target_name);
-  if (!target) return Release(reason::kParentGone);
-  if (!TargetAvailable(*target)) return Release(reason::kTargetUnavailable);
+  const kube::GetResult target = view.Get(res::kBackupTargets, ctx.ns, target_name);
+  if (!target.ok()) return Unread(target.status());
+  if (!target->has_value()) return Release(reason::kParentGone);
+  if (!TargetAvailable(**target)) return Release(reason::kTargetUnavailable);
   return HeldForEngine(image, target_name, ctx);
 }
 
@@ -227,9 +241,11 @@ Plan PlanBackupVolume(const json& volume, kube::ResourceLookup& view, const Rule
   std::string target = longhorn::StringAt(volume, {"spec", "backupTargetName"});
   if (target.empty()) target = longhorn::Label(volume, longhorn::kBackupTargetLabel);
   if (!longhorn::IsDeleteCustomResourceOnly(volume)) {
-    const auto bt = view.Get(res::kBackupTargets, ctx.ns,
-                             target.empty() ? std::string(longhorn::kDefaultBackupTarget) : target);
-    if (bt && TargetAvailable(*bt)) {
+    const kube::GetResult bt =
+        view.Get(res::kBackupTargets, ctx.ns,
+                 target.empty() ? std::string(longhorn::kDefaultBackupTarget) : target);
+    if (!bt.ok()) return Unread(bt.status());
+    if (bt->has_value() && TargetAvailable(**bt)) {
       return HeldForEngine(volume, target.empty() ? "default" : target, ctx);
     }
   }
@@ -237,7 +253,9 @@ Plan PlanBackupVolume(const json& volume, kube::ResourceLookup& view, const Rule
   if (!volume_name.empty()) {
     std::string selector = std::string(longhorn::kBackupVolumeLabel) + "=" + volume_name;
     if (!target.empty()) selector += "," + std::string(longhorn::kBackupTargetLabel) + "=" + target;
-    Cascade(plan, std::string(res::kBackups), view.List(res::kBackups, ctx.ns, selector));
+    kube::ListResult backups = view.List(res::kBackups, ctx.ns, selector);
+    if (!backups.ok()) return Unread(backups.status());
+    Cascade(plan, std::string(res::kBackups), std::move(backups).value());
   }
   if (plan.children_remaining == 0) {
     plan.release = longhorn::IsBeingDeleted(volume);
@@ -253,14 +271,17 @@ Plan PlanBackupTarget(const json& target, kube::ResourceLookup& view, const Rule
   const std::string name = Name(target);
   const std::string by_target = std::string(longhorn::kBackupTargetLabel) + "=" + name;
   Plan plan;
-  Cascade(plan, std::string(res::kBackupVolumes),
-          view.List(res::kBackupVolumes, ctx.ns, by_target));
-  Cascade(plan, std::string(res::kBackupBackingImages),
-          view.List(res::kBackupBackingImages, ctx.ns, by_target));
-  Cascade(plan, std::string(res::kBackups), view.List(res::kBackups, ctx.ns, by_target));
+  for (const std::string_view child :
+       {res::kBackupVolumes, res::kBackupBackingImages, res::kBackups}) {
+    kube::ListResult children = view.List(child, ctx.ns, by_target);
+    if (!children.ok()) return Unread(children.status());
+    Cascade(plan, std::string(child), std::move(children).value());
+  }
   if (name == longhorn::kDefaultBackupTarget) {
+    kube::ListResult all = view.List(res::kSystemBackups, ctx.ns, "");
+    if (!all.ok()) return Unread(all.status());
     std::vector<json> system_backups;
-    for (json& sb : view.List(res::kSystemBackups, ctx.ns, "")) {
+    for (json& sb : all.value()) {
       if (OwnedByTarget(sb, target) || !longhorn::HasBackupTargetOwner(sb)) {
         system_backups.push_back(std::move(sb));
       }
@@ -291,14 +312,18 @@ Plan PlanSystemBackup(const json& sb, kube::ResourceLookup& view, const RuleCont
   std::string owner_name;
   if (!longhorn::HasBackupTargetOwner(sb)) {
     owner_name = longhorn::kDefaultBackupTarget;
-    if (auto t = view.Get(res::kBackupTargets, ctx.ns, owner_name)) owners.push_back(*t);
+    kube::GetResult t = view.Get(res::kBackupTargets, ctx.ns, owner_name);
+    if (!t.ok()) return Unread(t.status());
+    if (t->has_value()) owners.push_back(**t);
   } else {
     for (const json& ref : sb["metadata"]["ownerReferences"]) {
       if (longhorn::StringAt(ref, {"kind"}) != "BackupTarget") continue;
       owner_name = longhorn::StringAt(ref, {"name"});
-      auto t = view.Get(res::kBackupTargets, ctx.ns, owner_name);
-      if (t && longhorn::StringAt(*t, {"metadata", "uid"}) == longhorn::StringAt(ref, {"uid"})) {
-        owners.push_back(*t);
+      kube::GetResult t = view.Get(res::kBackupTargets, ctx.ns, owner_name);
+      if (!t.ok()) return Unread(t.status());
+      if (t->has_value() &&
+          longhorn::StringAt(**t, {"metadata", "uid"}) == longhorn::StringAt(ref, {"uid"})) {
+        owners.push_back(**t);
       }
     }
   }
@@ -330,14 +355,16 @@ Plan PlanFor(const std::string& resource, const json& obj, kube::ResourceLookup&
   return PlanOther(obj, ctx);
 }
 
-json MissingOwnerReference(const json& sb, kube::ResourceLookup& view, const std::string& ns) {
-  if (longhorn::HasBackupTargetOwner(sb) || longhorn::IsBeingDeleted(sb)) return nullptr;
-  auto target = view.Get(res::kBackupTargets, ns, longhorn::kDefaultBackupTarget);
-  if (!target || longhorn::IsBeingDeleted(*target) ||
-      longhorn::StringAt(*target, {"metadata", "uid"}).empty()) {
-    return nullptr;
+Result<json> MissingOwnerReference(const json& sb, kube::ResourceLookup& view,
+                                   const std::string& ns) {
+  if (longhorn::HasBackupTargetOwner(sb) || longhorn::IsBeingDeleted(sb)) return json(nullptr);
+  kube::GetResult target = view.Get(res::kBackupTargets, ns, longhorn::kDefaultBackupTarget);
+  if (!target.ok()) return target.status();
+  if (!target->has_value() || longhorn::IsBeingDeleted(**target) ||
+      longhorn::StringAt(**target, {"metadata", "uid"}).empty()) {
+    return json(nullptr);
   }
-  return longhorn::BackupTargetOwnerReference(*target);
+  return longhorn::BackupTargetOwnerReference(**target);
 }
 
 }  // namespace bg::processor

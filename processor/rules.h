@@ -1,6 +1,7 @@
 // Finalizer release rules (SPEC.md "Finalizer processor"). Each rule is a pure function from an
 // object and a read-only view of the cluster to a Plan: whether to release our finalizer, which
-// children to mark delete-custom-resource-only and delete first, and, when held, why.
+// children to mark delete-custom-resource-only and delete first, and, when held, why. A read of
+// the view that fails decides nothing (Plan::read_error).
 // The processor and `backup-guard uninstall` both apply exactly these functions.
 #pragma once
 
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "kube/lookup.h"
 
 namespace bg::processor {
@@ -39,6 +41,9 @@ struct Plan {
   std::vector<Child> cascade;
   // Children that block the release while they exist (cascade plus those already deleting).
   std::size_t children_remaining = 0;
+  // Not OK when a read the rule rests on failed (kube/lookup.h): then nothing is decided (held,
+  // no cascade) and the caller retries; a failed read is never taken for absence.
+  Status read_error;
 };
 
 class DeletionClock;
@@ -123,9 +128,10 @@ bool CascadeOnly(const std::string& resource, const nlohmann::json& obj);
 Plan PlanFor(const std::string& resource, const nlohmann::json& obj, kube::ResourceLookup& view,
              const RuleContext& ctx);
 
-// The upgrade rule: the owner reference a SystemBackup without one should get now, or null.
-nlohmann::json MissingOwnerReference(const nlohmann::json& system_backup,
-                                     kube::ResourceLookup& view, const std::string& ns);
+// The upgrade rule: the owner reference a SystemBackup without one should get now, or null; the
+// lookup's error when the default BackupTarget cannot be read.
+Result<nlohmann::json> MissingOwnerReference(const nlohmann::json& system_backup,
+                                             kube::ResourceLookup& view, const std::string& ns);
 
 // metadata.deletionTimestamp (the API server's clock), or nothing when absent or unparseable.
 std::optional<std::chrono::system_clock::time_point> DeletionTime(const nlohmann::json& obj);

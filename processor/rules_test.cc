@@ -462,14 +462,14 @@ TEST_F(RulesTest, ReadySystemBackupWithLiveOwnerIsNotReleased) {
 }
 
 TEST_F(RulesTest, UpgradeGivesMissingOwnerReferenceWhileDefaultTargetExists) {
-  json ref = MissingOwnerReference(SystemBackup("s", "Ready", false), view_, "longhorn-system");
+  json ref = *MissingOwnerReference(SystemBackup("s", "Ready", false), view_, "longhorn-system");
   ASSERT_TRUE(ref.is_object());
   EXPECT_EQ(ref["uid"], "uid-default");
   EXPECT_TRUE(
-      MissingOwnerReference(SystemBackup("s", "Ready", true), view_, "longhorn-system").is_null());
+      MissingOwnerReference(SystemBackup("s", "Ready", true), view_, "longhorn-system")->is_null());
   view_.Remove("backuptargets", "longhorn-system", "default");
-  EXPECT_TRUE(
-      MissingOwnerReference(SystemBackup("s", "Ready", false), view_, "longhorn-system").is_null());
+  EXPECT_TRUE(MissingOwnerReference(SystemBackup("s", "Ready", false), view_, "longhorn-system")
+                  ->is_null());
 }
 
 TEST_F(RulesTest, NeedsReleaseOnlyWhenDeletingWithOurFinalizer) {

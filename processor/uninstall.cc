@@ -93,38 +93,35 @@ Status StatusOf(const Result<T>& r) {
 }
 
 // Reads the cluster at the time of each call (compact copies), for decisions that must not rest
-// on a pass's snapshot. Unlike the ResourceLookup contract, a read that fails is remembered
-// (failed()), so that the caller never takes it for absence.
+// on a pass's snapshot. A read that fails is an error, never absence.
 class FreshLookup final : public kube::ResourceLookup {
  public:
   explicit FreshLookup(kube::KubeApi& api) : api_(api) {}
 
-  std::optional<json> Get(std::string_view resource, std::string_view ns,
-                          std::string_view name) override {
+  kube::GetResult Get(std::string_view resource, std::string_view ns,
+                      std::string_view name) override {
     if (name.empty()) return std::nullopt;
     auto got = api_.Get(domain::Resource(resource), std::string(ns), std::string(name));
     if (got.ok()) return CompactForRules(std::move(got).value());
-    if (!got.status().IsNotFound()) failed_ = true;
-    return std::nullopt;
+    if (got.status().IsNotFound()) return std::nullopt;
+    return got.status();
   }
 
-  std::vector<json> List(std::string_view resource, std::string_view ns,
-                         std::string_view selector) override {
+  kube::ListResult List(std::string_view resource, std::string_view ns,
+                        std::string_view selector) override {
     std::vector<json> out;
     Status s = api_.ListPages(domain::Resource(resource), std::string(ns), std::string(selector),
                               [&](std::vector<json>& items) {
                                 for (json& item : items) out.push_back(CompactForRules(item));
                               });
-    if (!s.ok()) failed_ = true;
+    if (!s.ok()) return s;
     return out;
   }
 
   bool Ready() override { return true; }
-  bool failed() const { return failed_; }
 
  private:
   kube::KubeApi& api_;
-  bool failed_ = false;
 };
 
 }  // namespace
@@ -505,10 +502,7 @@ class Uninstaller {
     if (!plan.release || !HasChildren(resource)) return plan;
     FreshLookup fresh(api_);
     Plan confirmed = PlanFor(resource, obj, fresh, Context());
-    if (fresh.failed()) {
-      confirmed.release = false;
-      confirmed.held_because = "a fresh read of its children failed";
-    }
+    if (!confirmed.read_error.ok()) confirmed.held_because = "a fresh read of its children failed";
     return confirmed;
   }
 

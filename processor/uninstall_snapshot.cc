@@ -77,8 +77,8 @@ void UninstallSnapshot::ForEach(const std::string& resource,
   }
 }
 
-std::optional<json> UninstallSnapshot::Get(std::string_view resource, std::string_view,
-                                           std::string_view name) {
+kube::GetResult UninstallSnapshot::Get(std::string_view resource, std::string_view,
+                                       std::string_view name) {
   const Kind* kind = Find(resource);
   if (kind == nullptr) return std::nullopt;
   auto it = kind->by_name.find(std::string(name));
@@ -86,8 +86,8 @@ std::optional<json> UninstallSnapshot::Get(std::string_view resource, std::strin
   return Parse(kind->records[it->second]);
 }
 
-std::vector<json> UninstallSnapshot::List(std::string_view resource, std::string_view,
-                                          std::string_view selector) {
+kube::ListResult UninstallSnapshot::List(std::string_view resource, std::string_view,
+                                         std::string_view selector) {
   std::vector<json> out;
   const Kind* kind = Find(resource);
   if (kind == nullptr) return out;

@@ -46,13 +46,13 @@ class UninstallSnapshot final : public kube::ResourceLookup {
                const std::function<void(size_t, nlohmann::json&)>& fn) const;
 
   // The object of `resource` named `name` (the namespace is the snapshot's own and not checked).
-  std::optional<nlohmann::json> Get(std::string_view resource, std::string_view ns,
-                                    std::string_view name) override;
+  kube::GetResult Get(std::string_view resource, std::string_view ns,
+                      std::string_view name) override;
 
   // The objects of `resource` that match `selector`: equality terms ("k=v,k2=v2") through the
   // label index; anything else (set-based terms, !=) by kube::MatchesSelector over every object.
-  std::vector<nlohmann::json> List(std::string_view resource, std::string_view ns,
-                                   std::string_view selector) override;
+  kube::ListResult List(std::string_view resource, std::string_view ns,
+                        std::string_view selector) override;
 
   bool Ready() override { return true; }
 

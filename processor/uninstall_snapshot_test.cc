@@ -36,10 +36,10 @@ TEST(UninstallSnapshotTest, GetFindsAnObjectByNameAndNothingElse) {
   UninstallSnapshot snap;
   snap.Add("backups", Obj("a"));
   snap.Add("backups", Obj("b"));
-  ASSERT_TRUE(snap.Get("backups", "ns", "b").has_value());
-  EXPECT_EQ((*snap.Get("backups", "ns", "b"))["metadata"]["name"], "b");
-  EXPECT_FALSE(snap.Get("backups", "ns", "c").has_value());
-  EXPECT_FALSE(snap.Get("backupvolumes", "ns", "a").has_value()) << "another kind";
+  ASSERT_TRUE(snap.Get("backups", "ns", "b")->has_value());
+  EXPECT_EQ((**snap.Get("backups", "ns", "b"))["metadata"]["name"], "b");
+  EXPECT_FALSE(snap.Get("backups", "ns", "c")->has_value());
+  EXPECT_FALSE(snap.Get("backupvolumes", "ns", "a")->has_value()) << "another kind";
   EXPECT_EQ(snap.size(), 2u);
   EXPECT_EQ(Names(snap, "backups"), (std::vector<std::string>{"a", "b"}));
   EXPECT_TRUE(Names(snap, "volumes").empty());
@@ -51,22 +51,22 @@ TEST(UninstallSnapshotTest, ListMatchesEveryEqualityTermInListOrder) {
   snap.Add("backups", Obj("b", {{"backup-volume", "v2"}, {"backup-target", "default"}}));
   snap.Add("backups", Obj("c", {{"backup-volume", "v1"}, {"backup-target", "other"}}));
   snap.Add("backups", Obj("d", {{"backup-volume", "v1"}}));
-  EXPECT_EQ(Names(snap.List("backups", "ns", "backup-volume=v1")),
+  EXPECT_EQ(Names(*snap.List("backups", "ns", "backup-volume=v1")),
             (std::vector<std::string>{"a", "c", "d"}));
-  EXPECT_EQ(Names(snap.List("backups", "ns", "backup-volume=v1,backup-target=default")),
+  EXPECT_EQ(Names(*snap.List("backups", "ns", "backup-volume=v1,backup-target=default")),
             (std::vector<std::string>{"a"}));
-  EXPECT_EQ(Names(snap.List("backups", "ns", "backup-target=default")),
+  EXPECT_EQ(Names(*snap.List("backups", "ns", "backup-target=default")),
             (std::vector<std::string>{"a", "b"}));
-  EXPECT_TRUE(snap.List("backups", "ns", "backup-volume=v9").empty());
-  EXPECT_EQ(snap.List("backups", "ns", "").size(), 4u) << "an empty selector matches all";
-  EXPECT_TRUE(snap.List("systembackups", "ns", "backup-volume=v1").empty());
+  EXPECT_TRUE(snap.List("backups", "ns", "backup-volume=v9")->empty());
+  EXPECT_EQ(snap.List("backups", "ns", "")->size(), 4u) << "an empty selector matches all";
+  EXPECT_TRUE(snap.List("systembackups", "ns", "backup-volume=v1")->empty());
 }
 
 TEST(UninstallSnapshotTest, AnEmptyLabelValueIsIndexedApartFromAMissingLabel) {
   UninstallSnapshot snap;
   snap.Add("backups", Obj("empty", {{"backup-volume", ""}}));
   snap.Add("backups", Obj("missing"));
-  EXPECT_EQ(Names(snap.List("backups", "ns", "backup-volume=")),
+  EXPECT_EQ(Names(*snap.List("backups", "ns", "backup-volume=")),
             (std::vector<std::string>{"empty"}));
 }
 
@@ -74,14 +74,15 @@ TEST(UninstallSnapshotTest, ReplaceTakesTheOtherCopyOfOneKindOnly) {
   UninstallSnapshot snap, fresh;
   snap.Add("backups", Obj("old", {{"backup-volume", "v"}}));
   snap.Add("backupvolumes", Obj("bv"));
-  ASSERT_EQ(snap.List("backups", "ns", "backup-volume=v").size(), 1u);  // index built
+  ASSERT_EQ(snap.List("backups", "ns", "backup-volume=v")->size(), 1u);  // index built
   fresh.Add("backups", Obj("new", {{"backup-volume", "v"}}));
   snap.Replace("backups", fresh);
   EXPECT_EQ(Names(snap, "backups"), (std::vector<std::string>{"new"}));
-  EXPECT_EQ(Names(snap.List("backups", "ns", "backup-volume=v")), (std::vector<std::string>{"new"}))
+  EXPECT_EQ(Names(*snap.List("backups", "ns", "backup-volume=v")),
+            (std::vector<std::string>{"new"}))
       << "the label index went with the old copy";
-  EXPECT_FALSE(snap.Get("backups", "ns", "old").has_value());
-  EXPECT_TRUE(snap.Get("backupvolumes", "ns", "bv").has_value());
+  EXPECT_FALSE(snap.Get("backups", "ns", "old")->has_value());
+  EXPECT_TRUE(snap.Get("backupvolumes", "ns", "bv")->has_value());
 }
 
 TEST(UninstallSnapshotTest, ListsFromManyThreadsAtOnceAgreeWithOneThread) {
@@ -97,7 +98,7 @@ TEST(UninstallSnapshotTest, ListsFromManyThreadsAtOnceAgreeWithOneThread) {
     threads.emplace_back([&, t] {
       seen[t] =
           snap.List("backups", "ns", "backup-target=t1,backup-volume=v" + std::to_string(t % 7))
-              .size();
+              ->size();
     });
   }
   for (std::thread& t : threads) t.join();
@@ -164,12 +165,12 @@ TEST(UninstallSnapshotTest, EveryAnswerIsTheObjectAddedAndTheCallersOwn) {
   EXPECT_EQ(snap.Count("volumes"), 0u);
   EXPECT_EQ(snap.At("backups", 1), CompactBackup(1));
   EXPECT_EQ(*snap.Get("backups", "ns", "backup-000002"), CompactBackup(2));
-  EXPECT_EQ(snap.List("backups", "ns", "backup-volume=vol-0"),
+  EXPECT_EQ(*snap.List("backups", "ns", "backup-volume=vol-0"),
             (std::vector<json>{CompactBackup(0)}));
   json mine = snap.At("backups", 0);
   mine["metadata"]["labels"]["backup-volume"] = "changed";
   EXPECT_EQ(snap.At("backups", 0), CompactBackup(0)) << "a caller's change never reaches it";
-  EXPECT_EQ(snap.List("backups", "ns", "backup-volume=changed").size(), 0u);
+  EXPECT_EQ(snap.List("backups", "ns", "backup-volume=changed")->size(), 0u);
   std::vector<size_t> seen;
   snap.ForEach("backups", [&](size_t i, json& obj) {
     EXPECT_EQ(obj, CompactBackup(static_cast<int>(i)));

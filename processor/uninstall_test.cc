@@ -401,15 +401,14 @@ TEST_F(UninstallTest, ARestartedUninstallFinishesTheJob) {
 // A lookup over plain vectors, to compare plans on full objects with plans on compact copies.
 class VectorLookup final : public kube::ResourceLookup {
  public:
-  std::optional<json> Get(std::string_view resource, std::string_view,
-                          std::string_view name) override {
+  kube::GetResult Get(std::string_view resource, std::string_view, std::string_view name) override {
     for (const json& o : items[std::string(resource)]) {
       if (o["metadata"]["name"] == name) return o;
     }
     return std::nullopt;
   }
-  std::vector<json> List(std::string_view resource, std::string_view,
-                         std::string_view selector) override {
+  kube::ListResult List(std::string_view resource, std::string_view,
+                        std::string_view selector) override {
     std::vector<json> out;
     for (const json& o : items[std::string(resource)]) {
       if (kube::MatchesSelector(o, std::string(selector))) out.push_back(o);

@@ -71,6 +71,15 @@ TEST_F(BackupValidatorTest, DeleteWithMissingBackupVolumeLabelIsAllowedWithWarni
   EXPECT_NE(r.warnings[0].find("backup-volume"), std::string::npos);
 }
 
+TEST_F(BackupValidatorTest, DeleteWhenTheParentsCannotBeReadIsAnsweredAsNotFound) {
+  lookup_.Fail("backuptargets", Status::Unavailable("connection refused"));
+  auto r = Delete(Backup("default", "vol-1"));
+  EXPECT_TRUE(r.allowed);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("BackupTarget \"default\" not found"), std::string::npos)
+      << r.warnings[0];
+}
+
 TEST_F(BackupValidatorTest, DeleteWithMissingBackupVolumeIsAllowedWithWarning) {
   auto r = Delete(Backup("default", "vol-gone"));
   EXPECT_TRUE(r.allowed);

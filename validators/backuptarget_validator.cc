@@ -6,7 +6,7 @@
 namespace bg::validators {
 
 bool DeletingConfirmed(kube::ResourceLookup& lookup, const std::string& ns) {
-  return domain::ConfirmationFlagSet(lookup, ns);
+  return domain::AdmissionConfirmationFlagSet(lookup, ns);
 }
 
 webhook::AdmissionResponse ValidateBackupTargetDelete(kube::ResourceLookup& lookup,

@@ -1,13 +1,15 @@
 #include "validators/systembackup_validator.h"
 
 #include "common/longhorn.h"
+#include "domain/admission_reads.h"
 
 namespace bg::validators {
 
 webhook::AdmissionResponse ValidateSystemBackupCreate(kube::ResourceLookup& lookup,
                                                       const webhook::AdmissionRequest& request) {
   const std::string name(longhorn::kDefaultBackupTarget);
-  auto target = lookup.Get(longhorn::resource::kBackupTargets, request.namespace_name, name);
+  auto target = domain::AdmissionGet(lookup, longhorn::resource::kBackupTargets,
+                                     request.namespace_name, name);
   if (!target) {
     return webhook::Denied(403, "cannot create SystemBackup: the default BackupTarget \"" + name +
                                     "\" does not exist in namespace " + request.namespace_name);

@@ -1,5 +1,6 @@
 // FakeLookup: an in-memory ResourceLookup for unit tests. Objects are stored by
 // (resource, namespace, name); List() matches "k=v,k2=v2" selectors against metadata.labels.
+// Fail() makes the reads of one resource fail, as an unreachable API does.
 #pragma once
 
 #include <map>
@@ -8,6 +9,7 @@
 #include <tuple>
 
 #include "common/longhorn.h"
+#include "common/status.h"
 #include "kube/lookup.h"
 #include "webhook/admission.h"
 
@@ -26,18 +28,31 @@ class FakeLookup final : public kube::ResourceLookup {
     objects_.erase({resource, ns, name});
   }
 
-  std::optional<nlohmann::json> Get(std::string_view resource, std::string_view ns,
-                                    std::string_view name) override {
+  // Every later Get and List of `resource` answers `error` (an unreachable API, a 5xx) until
+  // Heal(resource).
+  void Fail(const std::string& resource, Status error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failures_[resource] = std::move(error);
+  }
+  void Heal(const std::string& resource) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failures_.erase(resource);
+  }
+
+  kube::GetResult Get(std::string_view resource, std::string_view ns,
+                      std::string_view name) override {
     std::lock_guard<std::mutex> lock(mu_);
     ++gets_;
+    if (auto f = failures_.find(std::string(resource)); f != failures_.end()) return f->second;
     auto it = objects_.find({std::string(resource), std::string(ns), std::string(name)});
     if (it == objects_.end()) return std::nullopt;
     return it->second;
   }
 
-  std::vector<nlohmann::json> List(std::string_view resource, std::string_view ns,
-                                   std::string_view selector) override {
+  kube::ListResult List(std::string_view resource, std::string_view ns,
+                        std::string_view selector) override {
     std::lock_guard<std::mutex> lock(mu_);
+    if (auto f = failures_.find(std::string(resource)); f != failures_.end()) return f->second;
     std::vector<nlohmann::json> out;
     for (const auto& [key, obj] : objects_) {
       if (std::get<0>(key) != resource || std::get<1>(key) != ns) continue;
@@ -67,6 +82,7 @@ class FakeLookup final : public kube::ResourceLookup {
 
   std::mutex mu_;
   std::map<std::tuple<std::string, std::string, std::string>, nlohmann::json> objects_;
+  std::map<std::string, Status> failures_;
   bool ready_ = true;
   int gets_ = 0;
 };
