@@ -191,7 +191,8 @@ int main(int argc, char** argv) {
   api.EndWatches();
   if (!WaitFor(
           [&] {
-            return controller.view().Get("backups", kNs, "backup-" + std::to_string(n)).has_value();
+            auto got = controller.view().Get("backups", kNs, "backup-" + std::to_string(n));
+            return got.ok() && got->has_value();
           },
           std::chrono::seconds(600))) {
     std::fprintf(stderr, "relist did not bring the new Backup\n");
