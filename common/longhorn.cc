@@ -79,4 +79,12 @@ json BackupTargetOwnerReference(const json& target) {
           {"uid", StringAt(target, {"metadata", "uid"})}};
 }
 
+std::string Rfc3339Utc(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 }  // namespace bg::longhorn

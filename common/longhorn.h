@@ -2,6 +2,7 @@
 // untrusted objects: each returns an empty value when the field is absent or has the wrong type.
 #pragma once
 
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -40,6 +41,9 @@ std::string Label(const nlohmann::json& obj, std::string_view key);
 bool HasLabel(const nlohmann::json& obj, std::string_view key);
 bool HasAnnotation(const nlohmann::json& obj, std::string_view key);
 bool IsBeingDeleted(const nlohmann::json& obj);
+// `t` as the API server writes metadata timestamps: RFC 3339, whole seconds, UTC
+// ("2026-01-31T12:00:00Z").
+std::string Rfc3339Utc(std::time_t t);
 bool HasFinalizer(const nlohmann::json& obj, std::string_view finalizer);
 bool IsDeleteCustomResourceOnly(const nlohmann::json& obj);
 

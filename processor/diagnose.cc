@@ -527,12 +527,7 @@ std::vector<Sample> ParseMetrics(const std::string& text) {
 }
 
 std::string IsoTime(double unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return longhorn::Rfc3339Utc(static_cast<std::time_t>(unix_seconds));
 }
 
 }  // namespace

@@ -175,14 +175,6 @@ Result<Receipt> ParseReceipt(const std::string& text) {
   return ReceiptFromJson(doc);
 }
 
-std::string Rfc3339Utc(std::time_t now) {
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string DefaultReceiptPath(std::time_t now) {
   std::tm tm{};
   gmtime_r(&now, &tm);

@@ -58,8 +58,6 @@ nlohmann::json ToJson(const Receipt& receipt);
 Result<Receipt> ReceiptFromJson(const nlohmann::json& doc);
 Result<Receipt> ParseReceipt(const std::string& text);
 
-// "2026-01-31T12:00:00Z" for `now`.
-std::string Rfc3339Utc(std::time_t now);
 // The default receipt file: backup-guard-receipt-<UTC time>.json in the working directory.
 std::string DefaultReceiptPath(std::time_t now);
 

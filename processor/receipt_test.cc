@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/longhorn.h"
 #include "domain/kinds.h"
 #include "kube/kubeconfig.h"
 #include "tests/testing/fake_kube_api.h"
@@ -132,7 +133,7 @@ TEST_F(ReceiptTest, TheReceiptFileIsWrittenAtomicallyAndReplaced) {
 
 TEST_F(ReceiptTest, DefaultReceiptPathIsTimestampedInTheWorkingDirectory) {
   EXPECT_EQ(DefaultReceiptPath(1767225600), "backup-guard-receipt-20260101T000000Z.json");
-  EXPECT_EQ(Rfc3339Utc(1767225600), "2026-01-01T00:00:00Z");
+  EXPECT_EQ(longhorn::Rfc3339Utc(1767225600), "2026-01-01T00:00:00Z");
 }
 
 TEST_F(ReceiptTest, TheReceiptConfigMapIsCreatedThenReplaced) {

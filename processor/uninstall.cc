@@ -68,14 +68,9 @@ std::string Name(const json& obj) { return longhorn::StringAt(obj, {"metadata", 
 // The pass's snapshot (processor/uninstall_snapshot.h).
 using Snapshot = UninstallSnapshot;
 
-// `at` as a deletionTimestamp is written (RFC 3339, whole seconds, UTC).
+// `at` as a deletionTimestamp is written.
 std::string Timestamp(std::chrono::system_clock::time_point at) {
-  const std::time_t t = std::chrono::system_clock::to_time_t(at);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return longhorn::Rfc3339Utc(std::chrono::system_clock::to_time_t(at));
 }
 
 // Returns the heap's free memory to the system (glibc keeps it otherwise): called when a pass's

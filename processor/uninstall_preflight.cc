@@ -87,7 +87,7 @@ Status HandleStaleWebhooks(kube::KubeApi& api, const UninstallOptions& options,
 Status WriteReceipt(kube::KubeApi& api, const UninstallOptions& options,
                     const PreflightOptions& preflight, std::ostream& out, std::ostream& err) {
   const std::time_t now = preflight.now();
-  auto receipt = BuildReceipt(api, options.ns, Rfc3339Utc(now));
+  auto receipt = BuildReceipt(api, options.ns, longhorn::Rfc3339Utc(now));
   if (!receipt.ok()) return receipt.status();
   if (options.dry_run) {
     out << "receipt (not written in a dry run): " << receipt->backups.size()
