@@ -32,6 +32,9 @@ using Clock = std::chrono::steady_clock;
 
 // How often deadlines are checked. A deadline may pass by up to this much before it is acted on.
 constexpr std::chrono::milliseconds kDeadlineScanInterval{250};
+// While exiting, how often the loop looks again for the end of the answers in progress (a
+// worker that re-armed its connection just before the exit does not wake it).
+constexpr std::chrono::milliseconds kExitPollInterval{5};
 // After "Connection: close" or an error answer, the write side is shut and what the client still
 // sends is read and dropped for this long, so the kernel does not answer its unread bytes with a
 // reset that could destroy our answer before the client reads it (a "lingering close").
@@ -238,7 +241,12 @@ class TlsListener::Loop {
     stop_accepting_ = true;
     Wake();
   }
-  void RequestExit() {
+  // From any thread. The loop starts no request from now on and closes every connection that
+  // has none in progress; it exits once no answer is in progress, or at `deadline`. Deciding
+  // this on the event thread, which alone dispatches, leaves no moment in which a request on a
+  // kept-alive connection can start after the last check for answers in progress.
+  void RequestExit(Clock::time_point deadline) {
+    exit_deadline_ns_ = deadline.time_since_epoch().count();
     exit_ = true;
     Wake();
   }
@@ -259,9 +267,15 @@ class TlsListener::Loop {
   void Run() {
     std::vector<epoll_event> events(256);
     auto next_scan = Clock::now() + kDeadlineScanInterval;
-    while (!exit_.load()) {
-      const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
-                               static_cast<int>(kDeadlineScanInterval.count()));
+    for (;;) {
+      const bool exiting = exit_.load();
+      if (exiting) {
+        CloseAllButDispatched();
+        if (counters_->dispatched.load() == 0 || Clock::now() >= ExitDeadline()) break;
+      }
+      const int n = epoll_wait(
+          epoll_fd_, events.data(), static_cast<int>(events.size()),
+          static_cast<int>((exiting ? kExitPollInterval : kDeadlineScanInterval).count()));
       TakeBackRearmed();
       for (int i = 0; i < n; ++i) {
         void* tag = events[i].data.ptr;
@@ -273,10 +287,14 @@ class TlsListener::Loop {
         } else if (tag == &listen_fd_) {
           Accept();
         } else if (auto* c = static_cast<Connection*>(tag); !c->closed) {
-          Drive(c);
+          if (exiting) {
+            Close(c, CloseReason::kShutdown);  // never dispatched here: workers re-arm none now
+          } else {
+            Drive(c);
+          }
         }
       }
-      if (stop_accepting_.load() && listen_fd_ >= 0) {
+      if ((stop_accepting_.load() || exiting) && listen_fd_ >= 0) {
         epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
         CloseFd(listen_fd_);
         listen_fd_ = -1;
@@ -291,18 +309,29 @@ class TlsListener::Loop {
     }
     TakeBackRearmed();
     HandleFinished();
+    CloseAllButDispatched();
+    closed_.clear();
+    CloseFd(listen_fd_);  // when the exit came before the stop-accepting request was seen
+    listen_fd_ = -1;
+  }
+
+  Clock::time_point ExitDeadline() const {
+    return Clock::time_point(Clock::duration(exit_deadline_ns_.load()));
+  }
+
+  // On exit: closes every connection no worker is answering on. One still dispatched is left to
+  // its worker (and, past the grace, to the exiting process).
+  void CloseAllButDispatched() {
     std::vector<Connection*> open;
     for (auto& [fd, connection] : connections_) open.push_back(connection.get());
+    left_dispatched_ = false;
     for (Connection* c : open) {
       if (c->phase == Phase::kDispatched) {
-        left_dispatched_ = true;  // its worker still uses it; the exiting process closes it
+        left_dispatched_ = true;
         continue;
       }
       Close(c, CloseReason::kShutdown);
     }
-    closed_.clear();
-    CloseFd(listen_fd_);  // when the exit came before the stop-accepting request was seen
-    listen_fd_ = -1;
   }
 
   void Arm(Connection* c, std::uint32_t events) {
@@ -455,8 +484,9 @@ class TlsListener::Loop {
   // single cost of the keep-alive tail (bench/notes.md). False when the event thread must see
   // the connection now: to close or linger, or to parse bytes already read.
   bool RearmIdle(Connection* c) {
-    if (c->close_after || !c->in.empty() || c->parser.Started() || SSL_has_pending(c->ssl) == 1) {
-      return false;
+    if (c->close_after || !c->in.empty() || c->parser.Started() || SSL_has_pending(c->ssl) == 1 ||
+        exit_.load()) {
+      return false;  // after exit: the hand-back wakes the loop, which closes the connection
     }
     {
       // Under the lock, so that the event thread, which takes `rearmed_` after every
@@ -716,6 +746,7 @@ class TlsListener::Loop {
   std::vector<Connection*> rearmed_;
   std::atomic<bool> stop_accepting_{false};
   std::atomic<bool> exit_{false};
+  std::atomic<Clock::rep> exit_deadline_ns_{0};  // ExitDeadline(), set before exit_
   bool left_dispatched_ = false;
 };
 
@@ -817,11 +848,7 @@ void TlsListener::StopAccepting() {
 void TlsListener::Stop(std::chrono::milliseconds grace) {
   if (!loop_) return;
   loop_->RequestStopAccepting();
-  const auto deadline = Clock::now() + grace;
-  while (counters_->dispatched.load() > 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  loop_->RequestExit();
+  loop_->RequestExit(Clock::now() + grace);
   loop_->Join();
   if (loop_->left_dispatched() || counters_->dispatched.load() > 0) {
     log::Warn("answers still in progress at exit", {{"requests", counters_->dispatched.load()}});

@@ -22,7 +22,8 @@
 // hold the rest.
 //
 // Lifecycle: Start() binds and returns once the socket listens; StopAccepting() closes the
-// listening socket; Stop() waits (bounded) for answers in progress, closes every connection and
+// listening socket; Stop() starts no request from then on, closes every connection with no
+// answer in progress at once, waits (bounded) for the answers in progress, closes the rest and
 // joins the threads. None of them may be called concurrently with itself.
 // Thread-safety: the handler runs on many worker threads at once; counters are atomics.
 #pragma once
@@ -116,7 +117,8 @@ class TlsListener {
   Status Start();
   int port() const { return port_; }
   void StopAccepting();
-  // Waits up to `grace` for answers being computed or written, then closes everything.
+  // Closes idle connections at once, waits up to `grace` for answers being computed or written
+  // (their connections close once answered), then closes everything.
   void Stop(std::chrono::milliseconds grace);
 
   std::size_t open_connections() const;

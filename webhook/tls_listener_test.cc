@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -139,6 +140,7 @@ class TlsListenerTest : public ::testing::Test {
     options_.workers = 4;
   }
   void TearDown() override {
+    OpenGate();
     if (listener_) listener_->Stop(std::chrono::seconds(5));
     listener_.reset();
     SSL_CTX_free(ctx_);
@@ -149,6 +151,10 @@ class TlsListenerTest : public ::testing::Test {
         options_, ctx_,
         [this](const http1::Request& request, const SSL*, http1::Response& response) {
           requests_.fetch_add(1);
+          if (request.path == "/held") {
+            std::unique_lock<std::mutex> lock(gate_mu_);
+            gate_cv_.wait(lock, [this] { return gate_open_; });
+          }
           response.body = request.method + " " + request.path + " " + request.body;
         },
         [](int status, const std::string& message, http1::Response& response) {
@@ -165,6 +171,17 @@ class TlsListenerTest : public ::testing::Test {
   RecordingObserver observer_;
   std::atomic<int> requests_{0};
   std::unique_ptr<TlsListener> listener_;
+  // A request for /held waits until OpenGate().
+  void OpenGate() {
+    {
+      std::lock_guard<std::mutex> lock(gate_mu_);
+      gate_open_ = true;
+    }
+    gate_cv_.notify_all();
+  }
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool gate_open_ = false;
 };
 
 TEST_F(TlsListenerTest, ThousandIdleConnectionsDoNotKeepANewCallerWaiting) {
@@ -442,6 +459,32 @@ TEST_F(TlsListenerTest, StopClosesIdleKeepAliveConnectionsAndRefusesNewOnes) {
   EXPECT_TRUE(client.ClosedByServer());
   EXPECT_EQ(ConnectTcp(port), -1);
   EXPECT_EQ(observer_.closed(CloseReason::kShutdown), 1);
+}
+
+// Stop decides on the event thread, which alone starts requests: a kept-alive connection cannot
+// start one after the last look at the answers in progress (it was then left dispatched and its
+// loop and connection abandoned at exit), and the answer in flight is finished, not abandoned.
+TEST_F(TlsListenerTest, StopClosesIdleConnectionsAtOnceAndFinishesTheAnswerInFlight) {
+  StartListener();
+  TlsClient idle(listener_->port());
+  ASSERT_TRUE(idle.Send("GET /a HTTP/1.1\r\n\r\n"));
+  ASSERT_FALSE(idle.ReadResponse().empty());
+  TlsClient held(listener_->port());
+  ASSERT_TRUE(held.Send("GET /held HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(testing::Eventually([&] { return listener_->requests_in_progress() == 1; }));
+
+  std::thread stopper([&] { listener_->Stop(std::chrono::seconds(20)); });
+  // The idle connection goes while the held answer is still being computed.
+  EXPECT_TRUE(observer_.WaitClosed(CloseReason::kShutdown, 1));
+  EXPECT_TRUE(idle.ClosedByServer());
+  EXPECT_EQ(listener_->requests_in_progress(), 1U);
+
+  OpenGate();
+  EXPECT_NE(held.ReadResponse().find("GET /held"), std::string::npos);
+  stopper.join();
+  EXPECT_EQ(listener_->requests_in_progress(), 0U);
+  // Both connections were closed by the listener; none was left to the exiting process.
+  EXPECT_EQ(observer_.closed(CloseReason::kShutdown), 2);
 }
 
 TEST_F(TlsListenerTest, ABusyPortIsAnErrorNamingIt) {
