@@ -2,6 +2,7 @@
 
 #include "common/longhorn.h"
 #include "domain/parents.h"
+#include "webhook/registry.h"
 
 namespace bg::validators {
 
@@ -37,6 +38,14 @@ webhook::AdmissionResponse ValidateBackupDelete(kube::ResourceLookup& lookup,
       "only the custom resource will be deleted, the backup store is "
       "not touched: " +
       parents.missing_reason);
+}
+
+// Listed in validators.cc (BG_VALIDATOR_FILES).
+void RegisterBackupValidator(webhook::Registry& registry) {
+  registry.Register(longhorn::kGroup, longhorn::resource::kBackups, webhook::Operation::kCreate,
+                    ValidateBackupCreate);
+  registry.Register(longhorn::kGroup, longhorn::resource::kBackups, webhook::Operation::kDelete,
+                    ValidateBackupDelete);
 }
 
 }  // namespace bg::validators

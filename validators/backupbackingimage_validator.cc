@@ -4,10 +4,12 @@
 // is never refused: when the parent is gone (no target named, the target not
 // found, or the object labelled delete-custom-resource-only) the answer is
 // allowed with a warning that only the custom resource goes.
+#include "common/longhorn.h"
 #include "domain/parents.h"
-#include "validators/validators.h"
+#include "webhook/registry.h"
 
 namespace bg::validators {
+namespace {
 
 webhook::AdmissionResponse ValidateBackupBackingImageDelete(
     kube::ResourceLookup& lookup, const webhook::AdmissionRequest& request) {
@@ -19,6 +21,14 @@ webhook::AdmissionResponse ValidateBackupBackingImageDelete(
       "only the custom resource will be deleted, the backup store is not "
       "touched: " +
       parent.missing_reason);
+}
+
+}  // namespace
+
+// Listed in validators.cc (BG_VALIDATOR_FILES).
+void RegisterBackupBackingImageValidator(webhook::Registry& registry) {
+  registry.Register(longhorn::kGroup, longhorn::resource::kBackupBackingImages,
+                    webhook::Operation::kDelete, ValidateBackupBackingImageDelete);
 }
 
 }  // namespace bg::validators

@@ -2,6 +2,7 @@
 
 #include "common/longhorn.h"
 #include "domain/confirmation.h"
+#include "webhook/registry.h"
 
 namespace bg::validators {
 
@@ -21,6 +22,12 @@ webhook::AdmissionResponse ValidateBackupTargetDelete(kube::ResourceLookup& look
                std::string(longhorn::kDeleteBackupTargetAnnotation) + ", or set the Setting " +
                std::string(longhorn::kDeletingConfirmationFlag) +
                " to \"true\" (or another value that parses as true) to uninstall");
+}
+
+// Listed in validators.cc (BG_VALIDATOR_FILES).
+void RegisterBackupTargetValidator(webhook::Registry& registry) {
+  registry.Register(longhorn::kGroup, longhorn::resource::kBackupTargets,
+                    webhook::Operation::kDelete, ValidateBackupTargetDelete);
 }
 
 }  // namespace bg::validators

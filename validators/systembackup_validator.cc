@@ -2,6 +2,7 @@
 
 #include "common/longhorn.h"
 #include "domain/admission_reads.h"
+#include "webhook/registry.h"
 
 namespace bg::validators {
 
@@ -19,6 +20,12 @@ webhook::AdmissionResponse ValidateSystemBackupCreate(kube::ResourceLookup& look
                                     "\" has an empty spec.backupTargetURL");
   }
   return webhook::Allowed();
+}
+
+// Listed in validators.cc (BG_VALIDATOR_FILES).
+void RegisterSystemBackupValidator(webhook::Registry& registry) {
+  registry.Register(longhorn::kGroup, longhorn::resource::kSystemBackups,
+                    webhook::Operation::kCreate, ValidateSystemBackupCreate);
 }
 
 }  // namespace bg::validators

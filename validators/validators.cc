@@ -1,30 +1,30 @@
 #include "validators/validators.h"
 
-#include "common/longhorn.h"
-#include "validators/backup_validator.h"
-#include "validators/backuptarget_validator.h"
 #include "validators/finalizer_removal.h"
-#include "validators/systembackup_validator.h"
 
 namespace bg::validators {
 
-using webhook::AdmissionRequest;
-using webhook::Operation;
-namespace res = longhorn::resource;
+// Every validator file, one line each, in the order `backup-guard manifests` prints the rules.
+// The file named X defines RegisterXValidator(webhook::Registry&), which registers its handlers
+// (resource, operation, handler); this list declares and calls each one.
+#define BG_VALIDATOR_FILES(FILE) \
+  FILE(Backup)                   \
+  FILE(SystemBackup)             \
+  FILE(BackupTarget)             \
+  FILE(BackupBackingImage)
+
+#define BG_DECLARE_VALIDATOR(name) void Register##name##Validator(webhook::Registry& registry);
+BG_VALIDATOR_FILES(BG_DECLARE_VALIDATOR)
 
 webhook::Registry BuildValidationRegistry(kube::ResourceLookup& lookup, const kube::Clock* clock) {
   webhook::Registry registry(lookup, clock);
-  registry.AddBypass([](const AdmissionRequest& r) -> std::optional<webhook::AdmissionResponse> {
-    if (IsFinalizerOnlyRemoval(r)) return webhook::Allowed();
-    return std::nullopt;
-  });
-  const std::string_view g = longhorn::kGroup;
-  registry.Register(g, res::kBackups, Operation::kCreate, ValidateBackupCreate);
-  registry.Register(g, res::kBackups, Operation::kDelete, ValidateBackupDelete);
-  registry.Register(g, res::kSystemBackups, Operation::kCreate, ValidateSystemBackupCreate);
-  registry.Register(g, res::kBackupTargets, Operation::kDelete, ValidateBackupTargetDelete);
-  registry.Register(g, res::kBackupBackingImages, Operation::kDelete,
-                    ValidateBackupBackingImageDelete);
+  registry.AddBypass(
+      [](const webhook::AdmissionRequest& r) -> std::optional<webhook::AdmissionResponse> {
+        if (IsFinalizerOnlyRemoval(r)) return webhook::Allowed();
+        return std::nullopt;
+      });
+#define BG_REGISTER_VALIDATOR(name) Register##name##Validator(registry);
+  BG_VALIDATOR_FILES(BG_REGISTER_VALIDATOR)
   return registry;
 }
 

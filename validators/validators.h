@@ -1,7 +1,8 @@
-// The validation webhook's registry: one Register() line per rule (validators.cc), each handler
-// in a file of its own. A handler takes the request, and optionally first the cluster lookup
-// (webhook::Registry hands it over); `backup-guard manifests` prints the webhook rules from this
-// registry and cmd/manifests_test.cc checks the chart against them.
+// The validation webhook's registry. Each validator file registers its own handlers in a
+// Register<Name>Validator function; validators.cc lists the files, one line each (a new validator
+// is a new file plus its line there). A handler takes the request, and optionally first the cluster
+// lookup (webhook::Registry hands it over); `backup-guard manifests` prints the webhook rules from
+// this registry and cmd/manifests_test.cc checks the chart against them.
 #pragma once
 
 #include "kube/clock.h"
@@ -13,9 +14,5 @@ namespace bg::validators {
 // `lookup` (and `clock`, null: the real one) must outlive the registry.
 webhook::Registry BuildValidationRegistry(kube::ResourceLookup& lookup,
                                           const kube::Clock* clock = nullptr);
-
-// Handlers whose files have no header of their own.
-webhook::AdmissionResponse ValidateBackupBackingImageDelete(
-    kube::ResourceLookup& lookup, const webhook::AdmissionRequest& request);
 
 }  // namespace bg::validators
