@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <thread>
-#include <vector>
+
+#include "common/worker_pool.h"
 
 namespace bg::processor {
 
@@ -18,11 +18,10 @@ void ParallelFor(size_t n, int workers, const std::function<void(size_t)>& fn) {
     }
   };
   const size_t threads = std::min<size_t>(n, static_cast<size_t>(std::max(1, workers)));
-  std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  WorkerPool pool(threads - 1);  // the calling thread is the last worker
+  for (size_t t = 1; t < threads; ++t) pool.Submit(work);
   work();
-  for (std::thread& t : pool) t.join();
+  pool.Join();
 }
 
 }  // namespace bg::processor

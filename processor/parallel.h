@@ -2,7 +2,7 @@
 // `workers` threads (the calling thread is one of them) and returns when all have run. A call
 // that fails does not stop the others: fn records its own failures (one failed write never ends an
 // uninstall pass). Items are handed out in order, one at a time, so a slow write holds only its
-// own thread.
+// own thread. The threads are a WorkerPool (common/worker_pool.h), the listener's kind.
 #pragma once
 
 #include <cstddef>

@@ -13,9 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -24,6 +22,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/worker_pool.h"
 
 namespace bg::webhook {
 namespace {
@@ -120,67 +119,6 @@ struct TlsListener::Connection {
   // Set by the worker.
   bool close_after = false;
   CloseReason close_reason = CloseReason::kClient;
-};
-
-class TlsListener::WorkerPool {
- public:
-  explicit WorkerPool(std::size_t threads) {
-    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
-  }
-  ~WorkerPool() { Join(); }
-  WorkerPool(const WorkerPool&) = delete;
-  WorkerPool& operator=(const WorkerPool&) = delete;
-
-  void Submit(std::function<void()> task) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      tasks_.push_back(std::move(task));
-    }
-    cv_.notify_one();
-  }
-
-  void Join() { Stop(/*wait=*/true); }
-  // Leaves threads stuck in a handler to the exiting process.
-  void Detach() { Stop(/*wait=*/false); }
-
- private:
-  // Workers finish the tasks queued so far, then exit.
-  void Stop(bool wait) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) {
-      if (!t.joinable()) continue;
-      if (wait) {
-        t.join();
-      } else {
-        t.detach();
-      }
-    }
-    threads_.clear();
-  }
-
-  void Run() {
-    for (;;) {
-      std::function<void()> task;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-        if (tasks_.empty()) return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-      task();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
 };
 
 // The event thread: owns every connection that is not with a worker.

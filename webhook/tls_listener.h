@@ -128,7 +128,6 @@ class TlsListener {
 
  private:
   struct Connection;
-  class WorkerPool;
   // The event thread with everything it owns: the listening socket, the connections, the
   // workers. Written by the loop, read here; shared so that a loop abandoned at exit (a handler
   // that does not return) never writes into a destroyed listener.
