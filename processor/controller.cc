@@ -7,6 +7,17 @@
 
 namespace bg::processor {
 
+using domain::CascadeOnly;
+using domain::MissingOwnerReference;
+using domain::NeedsRelease;
+using domain::Plan;
+using domain::PlanBackupTarget;
+using domain::PlanFor;
+using domain::RuleContext;
+using domain::SecondsDeleting;
+using domain::SecondsDeletingIn;
+namespace reason = domain::reason;
+
 using nlohmann::json;
 namespace res = longhorn::resource;
 

@@ -18,11 +18,11 @@
 #include <thread>
 #include <vector>
 
+#include "domain/deletion_clock.h"
 #include "kube/api.h"
 #include "kube/clock.h"
 #include "kube/informer.h"
 #include "kube/lookup.h"
-#include "processor/deletion_clock.h"
 #include "processor/executor.h"
 #include "processor/metrics.h"
 #include "processor/workqueue.h"
@@ -80,7 +80,7 @@ class Controller {
   void WorkerLoop();
   void ResyncLoop();
   void UpdateDeletingMetrics();
-  RuleContext Context();
+  domain::RuleContext Context();
   kube::Informer* InformerFor(const std::string& resource) const;
 
   kube::KubeApi& api_;
@@ -89,7 +89,7 @@ class Controller {
   const std::function<bool()> is_leader_;
   Executor executor_;
   const kube::Clock* const clock_;
-  DeletionClock deletions_;
+  domain::DeletionClock deletions_;
   WorkQueue queue_;
   std::map<std::string, std::unique_ptr<kube::Informer>> informers_;
   std::unique_ptr<CacheLookup> view_;

@@ -11,10 +11,15 @@
 #include "common/longhorn.h"
 #include "domain/confirmation.h"
 #include "domain/kinds.h"
+#include "domain/rules.h"
 #include "kube/informer.h"
-#include "processor/rules.h"
 
 namespace bg::processor {
+
+using domain::Plan;
+using domain::PlanFor;
+using domain::RuleContext;
+using domain::SecondsDeleting;
 
 using nlohmann::json;
 namespace res = longhorn::resource;

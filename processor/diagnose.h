@@ -2,7 +2,7 @@
 // cluster state that can hold an uninstall, read with nothing but the API (SPEC.md "Uninstall",
 // last paragraph). No engine or backup-guard pod needs to run.
 //
-// Why an object is held comes from the release rules themselves (processor/rules.h, PlanFor),
+// Why an object is held comes from the release rules themselves (domain/rules.h, PlanFor),
 // never from a second reading of the objects. The report is one JSON document; the table and the
 // bundle are made from it.
 #pragma once

@@ -9,10 +9,14 @@
 #include <set>
 #include <sstream>
 
-#include "processor/rules.h"
+#include "domain/rules.h"
 #include "tests/testing/fake_lookup.h"
 
 namespace bg::processor {
+
+using domain::Plan;
+using domain::PlanFor;
+using domain::RuleContext;
 namespace {
 
 using nlohmann::json;

@@ -6,6 +6,10 @@
 
 namespace bg::processor {
 
+using domain::Child;
+using domain::NeedsRelease;
+using domain::Plan;
+
 using nlohmann::json;
 
 namespace {

@@ -14,24 +14,24 @@
 #include <string>
 
 #include "common/status.h"
+#include "domain/rules.h"
 #include "kube/api.h"
-#include "processor/rules.h"
 
 namespace bg::processor {
 
 class Executor {
  public:
-  using Replan = std::function<Plan(const nlohmann::json& fresh)>;
+  using Replan = std::function<domain::Plan(const nlohmann::json& fresh)>;
 
   Executor(kube::KubeApi& api, std::string ns, std::function<bool()> may_write);
 
-  Status Cascade(const Plan& plan);
+  Status Cascade(const domain::Plan& plan);
   // One child of a cascade, for callers that run children in parallel: labels it
   // delete-custom-resource-only (when `label` and it is not yet), then deletes it (when it is not
   // being deleted yet). Answers the object as the API server last returned it (after the DELETE:
   // the copy being deleted, with its new resourceVersion), or an empty object when no write was
   // needed, the object is gone (404), or another object took its name (uid precondition failed).
-  Result<nlohmann::json> CascadeChild(const Child& child, bool label);
+  Result<nlohmann::json> CascadeChild(const domain::Child& child, bool label);
   // CascadeChild with the label decided by `label_protects` on the copy the DELETE is conditioned
   // on: the DELETE carries a resourceVersion precondition of that copy (the label PATCH's answer,
   // or the caller's copy when no label was needed), so an object that changed after the caller read
@@ -39,7 +39,7 @@ class Executor {
   // After kConflictRetries fresh reads it answers Conflict; an object now of another uid (a new one
   // took the name) answers an empty object, as a 404 does.
   Result<nlohmann::json> CascadeChildUnchanged(
-      const Child& child, const std::function<bool(const Child&)>& label_protects);
+      const domain::Child& child, const std::function<bool(const domain::Child&)>& label_protects);
   enum class Outcome {
     kReleased,     // this call removed the finalizer
     kAlreadyGone,  // the object or the finalizer was gone already (someone else, or a 404)

@@ -21,18 +21,28 @@
 
 #include "common/longhorn.h"
 #include "domain/confirmation.h"
+#include "domain/deletion_clock.h"
 #include "domain/kinds.h"
+#include "domain/rules.h"
 #include "kube/informer.h"
 #include "kube/rest_api.h"
-#include "processor/deletion_clock.h"
 #include "processor/executor.h"
 #include "processor/parallel.h"
-#include "processor/rules.h"
 #include "processor/uninstall_dry_run.h"
 #include "processor/uninstall_report.h"
 #include "processor/uninstall_snapshot.h"
 
 namespace bg::processor {
+
+using domain::CascadeOnly;
+using domain::Child;
+using domain::DeletionClock;
+using domain::LabelProtectsData;
+using domain::NeedsRelease;
+using domain::Plan;
+using domain::PlanBackupTarget;
+using domain::PlanFor;
+using domain::RuleContext;
 
 using nlohmann::json;
 namespace res = longhorn::resource;

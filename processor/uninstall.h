@@ -66,7 +66,7 @@ struct UninstallOptions {
   // The API server's clock now (kube::ServerClock over the client's answers), on which the grace
   // is measured against deletionTimestamp, which that clock wrote. When it answers nothing (no
   // Date seen yet): the local wall clock, bounded by the monotonic time since this run first saw
-  // each deletion (processor/deletion_clock.h), so that a local clock ahead of the API server's
+  // each deletion (domain/deletion_clock.h), so that a local clock ahead of the API server's
   // never shortens the grace (a restarted run then waits the grace again). Null: the local wall
   // clock alone (unit tests whose fake API stamps every deletion long ago).
   std::function<std::optional<std::chrono::system_clock::time_point>()> server_now;

@@ -6,11 +6,14 @@
 
 #include "common/longhorn.h"
 #include "domain/kinds.h"
+#include "domain/rules.h"
 #include "kube/rest_api.h"
 #include "processor/parallel.h"
-#include "processor/rules.h"
 
 namespace bg::processor {
+
+using domain::Child;
+using domain::LabelProtectsData;
 
 using nlohmann::json;
 namespace res = longhorn::resource;

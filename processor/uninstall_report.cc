@@ -10,6 +10,10 @@
 
 namespace bg::processor {
 
+using domain::Plan;
+using domain::PlanFor;
+using domain::RuleContext;
+
 using nlohmann::json;
 namespace res = longhorn::resource;
 

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "domain/rules.h"
 #include "kube/rest_api.h"
-#include "processor/rules.h"
 #include "processor/uninstall_events.h"
 #include "processor/uninstall_snapshot.h"
 
@@ -99,7 +99,7 @@ class UninstallReport {
   // once deleted) held, with its finalizers, why (the rules' verdict under `ctx`), and the last
   // error of a write to it; on `err`, or on `out` in the dry run. `force`: the release grace is
   // zero (no "released Ns after its deletion" hint). Answers how many it listed.
-  int PrintBlockers(UninstallSnapshot& view, const RuleContext& ctx, bool simulate_deletion,
+  int PrintBlockers(UninstallSnapshot& view, const domain::RuleContext& ctx, bool simulate_deletion,
                     bool force);
 
   // --- the end

@@ -9,6 +9,8 @@
 #include <vector>
 
 namespace bg::processor {
+
+using domain::RuleContext;
 namespace {
 
 using nlohmann::json;

@@ -14,12 +14,17 @@
 
 #include "common/longhorn.h"
 #include "domain/kinds.h"
+#include "domain/rules.h"
 #include "kube/server_clock.h"
-#include "processor/rules.h"
 #include "tests/testing/fake_kube_api.h"
 #include "tests/testing/forwarding_kube_api.h"
 
 namespace bg::processor {
+
+using domain::LabelProtectsData;
+using domain::Plan;
+using domain::PlanFor;
+using domain::RuleContext;
 namespace {
 
 using nlohmann::json;

@@ -14,7 +14,7 @@
 #include "common/status.h"
 #include "kube/lookup.h"
 
-namespace bg::processor {
+namespace bg::domain {
 
 // Reasons are metric label values, so they form a small fixed set.
 namespace reason {
@@ -54,7 +54,7 @@ struct RuleContext {
   std::chrono::system_clock::time_point now;
   std::chrono::seconds release_grace{90};
   // Measures the uninstall grace so that a local clock ahead of the API server's cannot shorten
-  // it (processor/deletion_clock.h); the processor sets it. Null: `now` against
+  // it (domain/deletion_clock.h); the processor sets it. Null: `now` against
   // deletionTimestamp alone, as `diagnose` and `backup-guard uninstall` read it (a command
   // restarted after a crash must not wait the grace again for what it deleted before).
   DeletionClock* deletions = nullptr;
@@ -139,4 +139,4 @@ std::optional<std::chrono::system_clock::time_point> DeletionTime(const nlohmann
 // Seconds since metadata.deletionTimestamp, or -1 when absent or unparseable.
 long long SecondsDeleting(const nlohmann::json& obj, std::chrono::system_clock::time_point now);
 
-}  // namespace bg::processor
+}  // namespace bg::domain

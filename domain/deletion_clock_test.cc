@@ -1,10 +1,10 @@
-#include "processor/deletion_clock.h"
+#include "domain/deletion_clock.h"
 
 #include <gtest/gtest.h>
 
-#include "processor/rules.h"
+#include "domain/rules.h"
 
-namespace bg::processor {
+namespace bg::domain {
 namespace {
 
 using nlohmann::json;
@@ -112,4 +112,4 @@ TEST(DeletionClockTest, DeletionsNotAskedAboutForAnHourAreForgotten) {
 }
 
 }  // namespace
-}  // namespace bg::processor
+}  // namespace bg::domain

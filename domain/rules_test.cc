@@ -1,10 +1,10 @@
-#include "processor/rules.h"
+#include "domain/rules.h"
 
 #include <gtest/gtest.h>
 
 #include "tests/testing/fake_lookup.h"
 
-namespace bg::processor {
+namespace bg::domain {
 namespace {
 
 using nlohmann::json;
@@ -495,4 +495,4 @@ TEST_F(RulesTest, LabelProtectsDataOfEveryChildButABackupThatNeverUploaded) {
 }
 
 }  // namespace
-}  // namespace bg::processor
+}  // namespace bg::domain

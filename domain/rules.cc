@@ -1,13 +1,13 @@
-#include "processor/rules.h"
+#include "domain/rules.h"
 
 #include <ctime>
 #include <optional>
 
 #include "common/longhorn.h"
+#include "domain/deletion_clock.h"
 #include "domain/parents.h"
-#include "processor/deletion_clock.h"
 
-namespace bg::processor {
+namespace bg::domain {
 
 using nlohmann::json;
 namespace res = longhorn::resource;
@@ -367,4 +367,4 @@ Result<json> MissingOwnerReference(const json& sb, kube::ResourceLookup& view,
   return longhorn::BackupTargetOwnerReference(**target);
 }
 
-}  // namespace bg::processor
+}  // namespace bg::domain

@@ -21,7 +21,7 @@
 
 #include "kube/clock.h"
 
-namespace bg::processor {
+namespace bg::domain {
 
 class DeletionClock {
  public:
@@ -53,4 +53,4 @@ class DeletionClock {
   kube::Clock::TimePoint next_sweep_{};
 };
 
-}  // namespace bg::processor
+}  // namespace bg::domain

@@ -1,11 +1,11 @@
-#include "processor/deletion_clock.h"
+#include "domain/deletion_clock.h"
 
 #include <algorithm>
 
 #include "common/longhorn.h"
-#include "processor/rules.h"
+#include "domain/rules.h"
 
-namespace bg::processor {
+namespace bg::domain {
 
 DeletionClock::DeletionClock(const kube::Clock* monotonic) : monotonic_(monotonic) {}
 
@@ -44,4 +44,4 @@ void DeletionClock::ForgetStale(kube::Clock::TimePoint now) {
   }
 }
 
-}  // namespace bg::processor
+}  // namespace bg::domain
