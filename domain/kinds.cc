@@ -21,20 +21,22 @@ const std::vector<KindInfo>& Kinds() {
        {{res::kBackupVolumes, ChildLink::kTargetLabel},
         {res::kBackupBackingImages, ChildLink::kTargetLabel},
         {res::kBackups, ChildLink::kTargetLabel},
-        {res::kSystemBackups, ChildLink::kTargetOwner}}},
+        {res::kSystemBackups, ChildLink::kTargetOwner}},
+       PlanBackupTarget},
       {res::kBackupVolumes,
        "BackupVolume",
        true,
        2,
        true,
-       {{res::kBackups, ChildLink::kVolumeLabel}}},
-      {res::kBackups, "Backup", true, 3, true, {}},
-      {res::kSystemBackups, "SystemBackup", true, 4, true, {}},
-      {res::kBackupBackingImages, "BackupBackingImage", true, 5, true, {}},
+       {{res::kBackups, ChildLink::kVolumeLabel}},
+       PlanBackupVolume},
+      {res::kBackups, "Backup", true, 3, true, {}, PlanBackup},
+      {res::kSystemBackups, "SystemBackup", true, 4, true, {}, PlanSystemBackup},
+      {res::kBackupBackingImages, "BackupBackingImage", true, 5, true, {}, PlanBackupBackingImage},
       // Volumes go first in an uninstall: a volume's engine and replicas go with it.
-      {res::kVolumes, "Volume", true, 0, false, {}},
+      {res::kVolumes, "Volume", true, 0, false, {}, nullptr},
       // The confirmation flag lives here; the uninstall never deletes Settings.
-      {res::kSettings, "Setting", true, std::nullopt, false, {}},
+      {res::kSettings, "Setting", true, std::nullopt, false, {}, nullptr},
   };
   return kKinds;
 }

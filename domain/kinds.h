@@ -3,7 +3,7 @@
 // informers (watched), the uninstall's fixed order, the cascade graph (children and how each is
 // found), the fields the release rules read (the uninstall's compact snapshot keeps these), the
 // API client's plural-to-Kind mapping, and the chart's RBAC lists (checked against it by
-// cmd/manifests_test.cc). Adding a kind is one row here plus its rule (domain/rules.h).
+// cmd/manifests_test.cc). Adding a kind is one row here naming its rule (domain/rules.h).
 #pragma once
 
 #include <optional>
@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "domain/rules.h"
 #include "kube/api.h"
 
 namespace bg::domain {
@@ -36,6 +37,8 @@ struct KindInfo {
   // Deleted by a parent's cascade (and so granted delete in the server's Role).
   bool cascaded;
   std::vector<ChildKind> children;
+  // Its release rule (domain/rules.h); null: only the uninstall grace applies (PlanOther).
+  RuleFn rule;
 };
 
 // Every kind backup-guard knows, in the processor's order.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 namespace bg::domain {
@@ -66,6 +67,20 @@ TEST(KindsTest, RulesReadStatusBackupTargetNameAndTheDeleteBackupTargetAnnotatio
   EXPECT_TRUE(has(f.spec, "backupTargetURL"));
   EXPECT_TRUE(has(f.metadata, "ownerReferences"));
   EXPECT_TRUE(has(f.annotations, "longhorn.io/delete-backup-target-from-longhorn"));
+}
+
+// PlanFor dispatches through the table: every kind whose objects hold store data has its rule
+// there; for the rest only the uninstall grace applies.
+TEST(KindsTest, EveryBackupKindNamesItsRuleAndOtherKindsNone) {
+  const std::map<std::string_view, RuleFn> expected = {
+      {"backuptargets", PlanBackupTarget}, {"backupvolumes", PlanBackupVolume},
+      {"backups", PlanBackup},             {"systembackups", PlanSystemBackup},
+      {"backupbackingimages", PlanBackupBackingImage}};
+  for (const KindInfo& k : Kinds()) {
+    auto it = expected.find(k.plural);
+    EXPECT_EQ(k.rule, it == expected.end() ? nullptr : it->second) << k.plural;
+  }
+  EXPECT_EQ(FindKind("volumes")->rule, nullptr);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "common/longhorn.h"
 #include "domain/deletion_clock.h"
+#include "domain/kinds.h"
 #include "domain/parents.h"
 
 namespace bg::domain {
@@ -347,11 +348,8 @@ bool CascadeOnly(const std::string& resource, const json& obj) {
 
 Plan PlanFor(const std::string& resource, const json& obj, kube::ResourceLookup& view,
              const RuleContext& ctx) {
-  if (resource == res::kBackups) return PlanBackup(obj, view, ctx);
-  if (resource == res::kBackupBackingImages) return PlanBackupBackingImage(obj, view, ctx);
-  if (resource == res::kBackupVolumes) return PlanBackupVolume(obj, view, ctx);
-  if (resource == res::kBackupTargets) return PlanBackupTarget(obj, view, ctx);
-  if (resource == res::kSystemBackups) return PlanSystemBackup(obj, view, ctx);
+  const KindInfo* kind = FindKind(resource);
+  if (kind != nullptr && kind->rule != nullptr) return kind->rule(obj, view, ctx);
   return PlanOther(obj, ctx);
 }
 

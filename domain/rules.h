@@ -124,7 +124,11 @@ Plan PlanOther(const nlohmann::json& obj, const RuleContext& ctx);
 // both ask this.
 bool CascadeOnly(const std::string& resource, const nlohmann::json& obj);
 
-// Dispatches on the plural resource name.
+// A kind's release rule (its row in domain/kinds.cc names it).
+using RuleFn = Plan (*)(const nlohmann::json& obj, kube::ResourceLookup& view,
+                        const RuleContext& ctx);
+
+// The rule of `resource`'s row in the kinds table, or PlanOther for a kind without one.
 Plan PlanFor(const std::string& resource, const nlohmann::json& obj, kube::ResourceLookup& view,
              const RuleContext& ctx);
 
