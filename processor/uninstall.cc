@@ -129,6 +129,13 @@ class FreshLookup final : public kube::ResourceLookup {
   kube::KubeApi& api_;
 };
 
+// For plans whose cascade is only asked whether it is empty (Plan::cascaded): it keeps no child,
+// so that such a question about a target does not make a tree of every Backup.
+class CascadeCount final : public domain::CascadeSink {
+ public:
+  void Add(const std::string&, json&) override {}
+};
+
 // The children of one pass's cascades, each once, as positions in the pass's snapshot rather than
 // as trees: a target's cascade is every Backup, and the snapshot already holds each one as a
 // compact record. A writer makes a child's tree when it takes the child (Take), so the cascade
@@ -579,11 +586,13 @@ class Uninstaller {
   // The plan for releasing `obj` now. It is decided on `snap`; for a kind with children, a release
   // the snapshot allows is confirmed on fresh reads of them (a child created after the snapshot
   // holds its parent), and a fresh read that fails holds it until a later pass.
+  // Only the decision is asked of these plans, never their cascade (CascadeCount).
   Plan ReleasePlan(const std::string& resource, const json& obj, Snapshot& snap) {
-    Plan plan = PlanFor(resource, obj, snap, Context());
+    CascadeCount children;
+    Plan plan = PlanFor(resource, obj, snap, Context(), &children);
     if (!plan.release || !HasChildren(resource)) return plan;
     FreshLookup fresh(api_);
-    Plan confirmed = PlanFor(resource, obj, fresh, Context());
+    Plan confirmed = PlanFor(resource, obj, fresh, Context(), &children);
     if (!confirmed.read_error.ok()) confirmed.held_because = "a fresh read of its children failed";
     return confirmed;
   }
@@ -598,13 +607,13 @@ class Uninstaller {
   Status ReleaseIfAllowed(const std::string& resource, const json& fresh, Snapshot& snap,
                           DeferredParents& parents) {
     if (!NeedsRelease(fresh)) return Status::Ok();
+    CascadeCount children;
+    const Plan plan = PlanFor(resource, fresh, snap, Context(), &children);
     if (HasChildren(resource)) {
-      const Plan plan = PlanFor(resource, fresh, snap, Context());
-      if (plan.release && plan.cascade.empty()) parents.Add(resource, fresh);
+      if (plan.release && plan.cascaded == 0) parents.Add(resource, fresh);
       return Status::Ok();
     }
-    const Plan plan = PlanFor(resource, fresh, snap, Context());
-    if (!plan.release || !plan.cascade.empty()) return Status::Ok();
+    if (!plan.release || plan.cascaded > 0) return Status::Ok();
     return Release(resource, fresh, snap);
   }
 
@@ -666,8 +675,9 @@ class Uninstaller {
       if (label) decided["metadata"]["labels"][label_key] = "true";
       const RuleContext ctx = Context();
       decided["metadata"]["deletionTimestamp"] = Timestamp(ctx.now);  // as its DELETE will stamp it
-      const Plan plan = PlanFor(child.resource, decided, snap, ctx);
-      if (!plan.release || !plan.cascade.empty()) {
+      CascadeCount children;
+      const Plan plan = PlanFor(child.resource, decided, snap, ctx, &children);
+      if (!plan.release || plan.cascaded > 0) {
         return executor_.CascadeChildUnchanged(Child{child.resource, current}, LabelProtectsData);
       }
       json meta = json::object();
@@ -836,10 +846,11 @@ class Uninstaller {
         const std::string& resource = *todo[i]->resource;
         const json& obj = *todo[i]->obj;
         if (fresh != nullptr) {
-          const Plan plan = PlanFor(resource, obj, *fresh, Context());
+          CascadeCount children;
+          const Plan plan = PlanFor(resource, obj, *fresh, Context(), &children);
           // A copy a DELETE answered is released only with no cascade left, as ReleaseIfAllowed
           // does (a child created meanwhile is labelled and deleted first, on a later pass).
-          if (!plan.release || (i >= first_deferred && !plan.cascade.empty())) return;
+          if (!plan.release || (i >= first_deferred && plan.cascaded > 0)) return;
         }
         if (Status s = Release(resource, obj, fresh != nullptr ? *fresh : snap); !s.ok()) {
           NoteFailure(resource, Name(obj), "release", s);
