@@ -73,8 +73,10 @@ TEST(KindsTest, RulesReadStatusBackupTargetNameAndTheDeleteBackupTargetAnnotatio
 // there; for the rest only the uninstall grace applies.
 TEST(KindsTest, EveryBackupKindNamesItsRuleAndOtherKindsNone) {
   const std::map<std::string_view, RuleFn> expected = {
-      {"backuptargets", PlanBackupTarget}, {"backupvolumes", PlanBackupVolume},
-      {"backups", PlanBackup},             {"systembackups", PlanSystemBackup},
+      {"backuptargets", PlanBackupTarget},
+      {"backupvolumes", PlanBackupVolume},
+      {"backups", PlanBackup},
+      {"systembackups", PlanSystemBackup},
       {"backupbackingimages", PlanBackupBackingImage}};
   for (const KindInfo& k : Kinds()) {
     auto it = expected.find(k.plural);

@@ -1,6 +1,7 @@
 #include "domain/rules.h"
 
 #include <ctime>
+#include <functional>
 #include <optional>
 
 #include "common/longhorn.h"
@@ -86,15 +87,29 @@ kube::GetResult FindBackupVolume(kube::ResourceLookup& view, const std::string& 
   return std::nullopt;
 }
 
-// Adds `items` to the plan's cascade (not yet deleting or not yet labelled) and counts them.
-// The items are moved: a target's cascade can hold every Backup of the cluster.
-void Cascade(Plan& plan, const std::string& resource, std::vector<json> items) {
-  for (json& item : items) {
-    ++plan.children_remaining;
-    if (!longhorn::IsDeleteCustomResourceOnly(item) || !longhorn::IsBeingDeleted(item)) {
-      plan.cascade.push_back(Child{resource, std::move(item)});
-    }
+// Counts `item` as a child that remains and, when it is not yet labelled or not yet deleting,
+// cascades it: into `sink` when given, else into the plan (moved: a target's cascade can be
+// every Backup of the cluster).
+void Cascade(Plan& plan, CascadeSink* sink, const std::string& resource, json& item) {
+  ++plan.children_remaining;
+  if (longhorn::IsDeleteCustomResourceOnly(item) && longhorn::IsBeingDeleted(item)) return;
+  ++plan.cascaded;
+  if (sink != nullptr) {
+    sink->Add(resource, item);
+  } else {
+    plan.cascade.push_back(Child{resource, std::move(item)});
   }
+}
+
+// Cascades every object of `resource` matching `selector` and `keep`, read one at a time.
+Status CascadeMatching(Plan& plan, CascadeSink* sink, kube::ResourceLookup& view,
+                       const RuleContext& ctx, std::string_view resource,
+                       const std::string& selector,
+                       const std::function<bool(const json&)>& keep = nullptr) {
+  const std::string plural(resource);
+  return view.Visit(resource, ctx.ns, selector, [&](json& item) {
+    if (keep == nullptr || keep(item)) Cascade(plan, sink, plural, item);
+  });
 }
 
 bool OwnedByTarget(const json& obj, const json& target) {
@@ -191,7 +206,8 @@ long long SecondsDeletingIn(const json& obj, const RuleContext& ctx) {
 // Engine: controller/backup_controller.go, reconcile (deletion branch): the remote backup is
 // deleted only when checkIfRemoteDataCleanupIsNeeded holds and its BackupVolume exists and is not
 // being deleted; otherwise the engine just removes its finalizer.
-Plan PlanBackup(const json& backup, kube::ResourceLookup& view, const RuleContext& ctx) {
+Plan PlanBackup(const json& backup, kube::ResourceLookup& view, const RuleContext& ctx,
+                CascadeSink* /*no children*/) {
   if (longhorn::IsDeleteCustomResourceOnly(backup)) return Release(reason::kCustomResourceOnly);
   // Without the label the engine can never find its BackupVolume (getBackupVolumeName fails on
   // every version), so it never releases the Backup and deletes nothing: release it here.
@@ -218,7 +234,8 @@ Plan PlanBackup(const json& backup, kube::ResourceLookup& view, const RuleContex
 // Engine: controller/backup_backing_image_controller.go, reconcile (deletion branch): the remote
 // backing image is deleted when checkIfRemoteDataCleanupIsNeeded holds for spec.backupTargetName
 // (before v1.8, for the target `default`).
-Plan PlanBackupBackingImage(const json& image, kube::ResourceLookup& view, const RuleContext& ctx) {
+Plan PlanBackupBackingImage(const json& image, kube::ResourceLookup& view, const RuleContext& ctx,
+                            CascadeSink* /*no children*/) {
   if (longhorn::IsDeleteCustomResourceOnly(image)) return Release(reason::kCustomResourceOnly);
   if (BackingImageBackupNeverUploaded(image)) return Release(reason::kNeverUploaded);
   const std::string target_name = domain::BackupBackingImageTargetOf(image);
@@ -234,7 +251,8 @@ Plan PlanBackupBackingImage(const json& image, kube::ResourceLookup& view, const
 // checkIfRemoteDataCleanupIsNeeded holds, the engine deletes the remote backup volume with all its
 // backups itself. Otherwise nothing in the store is deleted, and its Backups go as custom
 // resources only.
-Plan PlanBackupVolume(const json& volume, kube::ResourceLookup& view, const RuleContext& ctx) {
+Plan PlanBackupVolume(const json& volume, kube::ResourceLookup& view, const RuleContext& ctx,
+                      CascadeSink* sink) {
   std::string volume_name = longhorn::StringAt(volume, {"spec", "volumeName"});
   if (volume_name.empty()) volume_name = longhorn::Label(volume, longhorn::kBackupVolumeLabel);
   // Before v1.8 a BackupVolume was named after its volume and carried neither field nor label.
@@ -254,9 +272,9 @@ Plan PlanBackupVolume(const json& volume, kube::ResourceLookup& view, const Rule
   if (!volume_name.empty()) {
     std::string selector = std::string(longhorn::kBackupVolumeLabel) + "=" + volume_name;
     if (!target.empty()) selector += "," + std::string(longhorn::kBackupTargetLabel) + "=" + target;
-    kube::ListResult backups = view.List(res::kBackups, ctx.ns, selector);
-    if (!backups.ok()) return Unread(backups.status());
-    Cascade(plan, std::string(res::kBackups), std::move(backups).value());
+    if (Status s = CascadeMatching(plan, sink, view, ctx, res::kBackups, selector); !s.ok()) {
+      return Unread(std::move(s));
+    }
   }
   if (plan.children_remaining == 0) {
     plan.release = longhorn::IsBeingDeleted(volume);
@@ -268,26 +286,22 @@ Plan PlanBackupVolume(const json& volume, kube::ResourceLookup& view, const Rule
   return ApplyUninstallGrace(std::move(plan), volume, ctx);
 }
 
-Plan PlanBackupTarget(const json& target, kube::ResourceLookup& view, const RuleContext& ctx) {
+Plan PlanBackupTarget(const json& target, kube::ResourceLookup& view, const RuleContext& ctx,
+                      CascadeSink* sink) {
   const std::string name = Name(target);
   const std::string by_target = std::string(longhorn::kBackupTargetLabel) + "=" + name;
   Plan plan;
   for (const std::string_view child :
        {res::kBackupVolumes, res::kBackupBackingImages, res::kBackups}) {
-    kube::ListResult children = view.List(child, ctx.ns, by_target);
-    if (!children.ok()) return Unread(children.status());
-    Cascade(plan, std::string(child), std::move(children).value());
+    if (Status s = CascadeMatching(plan, sink, view, ctx, child, by_target); !s.ok()) {
+      return Unread(std::move(s));
+    }
   }
   if (name == longhorn::kDefaultBackupTarget) {
-    kube::ListResult all = view.List(res::kSystemBackups, ctx.ns, "");
-    if (!all.ok()) return Unread(all.status());
-    std::vector<json> system_backups;
-    for (json& sb : all.value()) {
-      if (OwnedByTarget(sb, target) || !longhorn::HasBackupTargetOwner(sb)) {
-        system_backups.push_back(std::move(sb));
-      }
-    }
-    Cascade(plan, std::string(res::kSystemBackups), std::move(system_backups));
+    Status s = CascadeMatching(plan, sink, view, ctx, res::kSystemBackups, "", [&](const json& sb) {
+      return OwnedByTarget(sb, target) || !longhorn::HasBackupTargetOwner(sb);
+    });
+    if (!s.ok()) return Unread(std::move(s));
   }
   if (!longhorn::IsBeingDeleted(target)) return plan;  // URL emptied: cascade only
   if (plan.children_remaining == 0) {
@@ -297,13 +311,14 @@ Plan PlanBackupTarget(const json& target, kube::ResourceLookup& view, const Rule
   }
   plan.held_because = std::to_string(plan.children_remaining) +
                       " BackupVolumes, BackupBackingImages, Backups or SystemBackups remain";
-  if (!plan.cascade.empty()) return plan;  // children first, as for BackupVolumes
+  if (plan.cascaded > 0) return plan;  // children first, as for BackupVolumes
   return ApplyUninstallGrace(std::move(plan), target, ctx);
 }
 
 // Engine: controller/system_backup_controller.go (deletion): the system backup in the store is
 // deleted when checkIfRemoteDataCleanupIsNeeded holds for its target.
-Plan PlanSystemBackup(const json& sb, kube::ResourceLookup& view, const RuleContext& ctx) {
+Plan PlanSystemBackup(const json& sb, kube::ResourceLookup& view, const RuleContext& ctx,
+                      CascadeSink* /*no children*/) {
   if (longhorn::IsDeleteCustomResourceOnly(sb)) return Release(reason::kCustomResourceOnly);
   const std::string state = longhorn::StringAt(sb, {"status", "state"});
   if (state.empty() || state == "Error") return Release(reason::kNeverUploaded);
@@ -347,9 +362,9 @@ bool CascadeOnly(const std::string& resource, const json& obj) {
 }
 
 Plan PlanFor(const std::string& resource, const json& obj, kube::ResourceLookup& view,
-             const RuleContext& ctx) {
+             const RuleContext& ctx, CascadeSink* sink) {
   const KindInfo* kind = FindKind(resource);
-  if (kind != nullptr && kind->rule != nullptr) return kind->rule(obj, view, ctx);
+  if (kind != nullptr && kind->rule != nullptr) return kind->rule(obj, view, ctx, sink);
   return PlanOther(obj, ctx);
 }
 

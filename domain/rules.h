@@ -33,12 +33,26 @@ struct Child {
   nlohmann::json object;
 };
 
+// Where a rule puts the children it cascades. Without one, a plan holds them in Plan::cascade.
+// A target's cascade is every Backup of the cluster, so `backup-guard uninstall`, which reads them
+// from its compact snapshot, passes its own sink and keeps a reference to each instead of its tree.
+class CascadeSink {
+ public:
+  virtual ~CascadeSink() = default;
+  // One child to label and delete (`object` may be kept by moving it away). When the plan ends
+  // with a read_error, what the sink took is not a plan: the caller drops it.
+  virtual void Add(const std::string& resource, nlohmann::json& object) = 0;
+};
+
 struct Plan {
   bool release = false;
   std::string reason;        // when release: one of reason::*
   std::string held_because;  // when held: a sentence for logs and `uninstall` blockers
-  // Children to label delete-custom-resource-only (when not yet) and delete (when not yet).
+  // Children to label delete-custom-resource-only (when not yet) and delete (when not yet); empty
+  // when the rule was given a CascadeSink, which took them instead.
   std::vector<Child> cascade;
+  // How many children the rule cascaded (into `cascade` or the sink): none left to cascade when 0.
+  std::size_t cascaded = 0;
   // Children that block the release while they exist (cascade plus those already deleting).
   std::size_t children_remaining = 0;
   // Not OK when a read the rule rests on failed (kube/lookup.h): then nothing is decided (held,
@@ -103,19 +117,25 @@ bool LabelProtectsData(const Child& child);
 // True when `obj` is being deleted and still carries the longhorn.io finalizer.
 bool NeedsRelease(const nlohmann::json& obj);
 
-Plan PlanBackup(const nlohmann::json& backup, kube::ResourceLookup& view, const RuleContext& ctx);
+// Rules of kinds without children take a sink too (the kinds table's one signature, RuleFn) and
+// never use it.
+Plan PlanBackup(const nlohmann::json& backup, kube::ResourceLookup& view, const RuleContext& ctx,
+                CascadeSink* sink = nullptr);
 Plan PlanBackupBackingImage(const nlohmann::json& image, kube::ResourceLookup& view,
-                            const RuleContext& ctx);
+                            const RuleContext& ctx, CascadeSink* sink = nullptr);
+// The rules that cascade (a BackupVolume, a BackupTarget, and PlanFor) hand the children to
+// `sink` when one is given (CascadeSink), else to Plan::cascade; they list them through
+// ResourceLookup::Visit, one at a time. The decision is the same either way.
 Plan PlanBackupVolume(const nlohmann::json& volume, kube::ResourceLookup& view,
-                      const RuleContext& ctx);
+                      const RuleContext& ctx, CascadeSink* sink = nullptr);
 // For a BackupTarget being deleted, or whose spec.backupTargetURL is empty (then the children are
 // cascaded and nothing is released). In both cases the engine deletes nothing in the store.
 Plan PlanBackupTarget(const nlohmann::json& target, kube::ResourceLookup& view,
-                      const RuleContext& ctx);
+                      const RuleContext& ctx, CascadeSink* sink = nullptr);
 // A SystemBackup with no BackupTarget owner reference belongs to `default` (it was made before the
 // upgrade that added the references).
 Plan PlanSystemBackup(const nlohmann::json& system_backup, kube::ResourceLookup& view,
-                      const RuleContext& ctx);
+                      const RuleContext& ctx, CascadeSink* sink = nullptr);
 // Kinds the rules do not cover (volumes and the rest): only the uninstall grace applies.
 Plan PlanOther(const nlohmann::json& obj, const RuleContext& ctx);
 
@@ -126,11 +146,11 @@ bool CascadeOnly(const std::string& resource, const nlohmann::json& obj);
 
 // A kind's release rule (its row in domain/kinds.cc names it).
 using RuleFn = Plan (*)(const nlohmann::json& obj, kube::ResourceLookup& view,
-                        const RuleContext& ctx);
+                        const RuleContext& ctx, CascadeSink* sink);
 
 // The rule of `resource`'s row in the kinds table, or PlanOther for a kind without one.
 Plan PlanFor(const std::string& resource, const nlohmann::json& obj, kube::ResourceLookup& view,
-             const RuleContext& ctx);
+             const RuleContext& ctx, CascadeSink* sink = nullptr);
 
 // The upgrade rule: the owner reference a SystemBackup without one should get now, or null; the
 // lookup's error when the default BackupTarget cannot be read.

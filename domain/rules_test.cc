@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/longhorn.h"
 #include "tests/testing/fake_lookup.h"
 
 namespace bg::domain {
@@ -405,6 +406,107 @@ TEST_F(RulesTest, NonDefaultTargetDoesNotTouchSystemBackups) {
   view_.Put("systembackups", SystemBackup("pre-upgrade", "Ready", false));
   Plan p = PlanBackupTarget(Deleting(Target("secondary")), view_, ctx_);
   for (const Child& c : p.cascade) EXPECT_NE(c.resource, "systembackups");
+}
+
+// A CascadeSink that records what it is handed, in order.
+class RecordingSink final : public CascadeSink {
+ public:
+  void Add(const std::string& resource, json& object) override {
+    children.push_back(resource + "/" + longhorn::StringAt(object, {"metadata", "name"}));
+  }
+  std::vector<std::string> children;
+};
+
+// A lookup whose List fails (and counts the calls): children can only be read through Visit, one
+// tree at a time, as the uninstall's snapshot makes them.
+class VisitOnlyLookup final : public kube::ResourceLookup {
+ public:
+  explicit VisitOnlyLookup(FakeLookup& from) : from_(from) {}
+  kube::GetResult Get(std::string_view resource, std::string_view ns,
+                      std::string_view name) override {
+    return from_.Get(resource, ns, name);
+  }
+  kube::ListResult List(std::string_view, std::string_view, std::string_view) override {
+    ++lists;
+    return Status::Internal("a rule listed every child at once instead of visiting them");
+  }
+  Status Visit(std::string_view resource, std::string_view ns, std::string_view selector,
+               const std::function<void(json&)>& fn) override {
+    kube::ListResult all = from_.List(resource, ns, selector);
+    if (!all.ok()) return all.status();
+    for (const json& item : *all) {
+      json tree = item;  // made now, as the uninstall's snapshot makes it from its record
+      fn(tree);
+    }
+    return Status::Ok();
+  }
+  bool Ready() override { return true; }
+  int lists = 0;
+
+ private:
+  FakeLookup& from_;
+};
+
+TEST_F(RulesTest, ATargetsCascadeGoesToTheSinkWithTheSameDecision) {
+  for (int i = 0; i < 5; ++i) view_.Put("backups", CompletedBackup("b" + std::to_string(i)));
+  json done = Deleting(CompletedBackup("done"));  // labelled and deleting: counted, not cascaded
+  done["metadata"]["labels"]["longhorn.io/delete-custom-resource-only"] = "true";
+  view_.Put("backups", done);
+  view_.Put("systembackups", SystemBackup("pre-upgrade", "Ready", /*owned=*/false));
+  for (const json& target : {Deleting(Target()), Target("default", "")}) {
+    const Plan held = PlanBackupTarget(target, view_, ctx_);
+    RecordingSink sink;
+    const Plan sunk = PlanBackupTarget(target, view_, ctx_, &sink);
+    std::vector<std::string> in_plan;
+    for (const Child& c : held.cascade) {
+      in_plan.push_back(c.resource + "/" + longhorn::StringAt(c.object, {"metadata", "name"}));
+    }
+    EXPECT_EQ(sink.children, in_plan);
+    EXPECT_EQ(in_plan.size(), 7u) << "the BackupVolume, five Backups and the SystemBackup";
+    EXPECT_TRUE(sunk.cascade.empty()) << "the sink took the children";
+    EXPECT_EQ(sunk.cascaded, held.cascaded);
+    EXPECT_EQ(held.cascaded, held.cascade.size());
+    EXPECT_EQ(sunk.children_remaining, 8u);
+    EXPECT_EQ(sunk.release, held.release);
+    EXPECT_EQ(sunk.reason, held.reason);
+    EXPECT_EQ(sunk.held_because, held.held_because);
+  }
+}
+
+TEST_F(RulesTest, ABackupVolumesCascadeGoesToTheSinkWithTheSameDecision) {
+  view_.Put("backuptargets", Target("default", "s3://b", /*available=*/false));
+  view_.Put("backups", CompletedBackup("b1"));
+  view_.Put("backups", CompletedBackup("b2"));
+  const Plan held = PlanBackupVolume(Deleting(BackupVolume("vol-1")), view_, ctx_);
+  RecordingSink sink;
+  const Plan sunk = PlanFor("backupvolumes", Deleting(BackupVolume("vol-1")), view_, ctx_, &sink);
+  EXPECT_EQ(sink.children, (std::vector<std::string>{"backups/b1", "backups/b2"}));
+  EXPECT_EQ(held.cascade.size(), 2u);
+  EXPECT_TRUE(sunk.cascade.empty());
+  EXPECT_EQ(sunk.cascaded, 2u);
+  EXPECT_EQ(sunk.release, held.release);
+  EXPECT_EQ(sunk.held_because, held.held_because);
+}
+
+TEST_F(RulesTest, ATargetsChildrenAreReadOneAtATimeNeverAsOneList) {
+  for (int i = 0; i < 50; ++i) view_.Put("backups", CompletedBackup("b" + std::to_string(i)));
+  VisitOnlyLookup view(view_);
+  RecordingSink sink;
+  const Plan p = PlanBackupTarget(Target("default", ""), view, ctx_, &sink);
+  EXPECT_TRUE(p.read_error.ok()) << p.read_error.message();
+  EXPECT_EQ(view.lists, 0);
+  EXPECT_EQ(sink.children.size(), 51u);
+  EXPECT_EQ(p.cascaded, 51u);
+}
+
+TEST_F(RulesTest, AFailedVisitDecidesNothing) {
+  view_.Put("backups", CompletedBackup("b1"));
+  view_.Fail("systembackups", Status::Unavailable("connection refused"));
+  RecordingSink sink;
+  const Plan p = PlanBackupTarget(Deleting(Target()), view_, ctx_, &sink);
+  EXPECT_FALSE(p.read_error.ok());
+  EXPECT_FALSE(p.release);
+  EXPECT_EQ(p.cascaded, 0u) << "an unread plan cascades nothing; the sink's share is dropped";
 }
 
 TEST_F(RulesTest, SystemBackupThatNeverUploadedIsReleased) {

@@ -12,6 +12,7 @@
 // Thread-safety: implementations are safe to call from many request threads at once.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -38,6 +39,21 @@ class ResourceLookup {
   // Lists longhorn.io/v1beta2 `resource` in `ns` matching `label_selector` ("k=v,k2=v2").
   virtual ListResult List(std::string_view resource, std::string_view ns,
                           std::string_view label_selector) = 0;
+
+  // List, one object at a time: calls fn on each match in List's order (fn may keep the object
+  // by moving it away) and answers the error that kept them from being read. A view that holds
+  // its objects in another form (the uninstall's snapshot) overrides it to make one tree at a
+  // time, so that a caller going through many children never holds them all. A failed read may
+  // come after some calls (the default, through List, fails before any): a caller that gets an
+  // error drops what it kept.
+  virtual Status Visit(std::string_view resource, std::string_view ns,
+                       std::string_view label_selector,
+                       const std::function<void(nlohmann::json&)>& fn) {
+    ListResult items = List(resource, ns, label_selector);
+    if (!items.ok()) return items.status();
+    for (nlohmann::json& item : items.value()) fn(item);
+    return Status::Ok();
+  }
 
   // True once the lookup can answer from the cluster (always true when there is no cluster).
   virtual bool Ready() = 0;

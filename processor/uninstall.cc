@@ -129,6 +129,90 @@ class FreshLookup final : public kube::ResourceLookup {
   kube::KubeApi& api_;
 };
 
+// For plans whose cascade is only asked whether it is empty (Plan::cascaded): it keeps no child,
+// so that such a question about a target does not make a tree of every Backup.
+class CascadeCount final : public domain::CascadeSink {
+ public:
+  void Add(const std::string&, json&) override {}
+};
+
+// The children of one pass's cascades, each once, as positions in the pass's snapshot rather than
+// as trees: a target's cascade is every Backup, and the snapshot already holds each one as a
+// compact record. A writer makes a child's tree when it takes the child (Take), so the cascade
+// step holds about one tree per writer at a time. The rules fill it as their CascadeSink.
+//
+// Thread-safety: filled by one thread; then Take may be called from many threads at once, each
+// index once.
+class SnapshotCascade final : public domain::CascadeSink {
+ public:
+  SnapshotCascade(const Snapshot& snap, const std::vector<std::string>& kinds)
+      : snap_(snap), kinds_(kinds), queued_(kinds.size()) {
+    for (size_t k = 0; k < kinds.size(); ++k) queued_[k].assign(snap.Count(kinds[k]), false);
+  }
+
+  void Add(const std::string& resource, json& object) override {
+    const auto kind = std::find(kinds_.begin(), kinds_.end(), resource);
+    const std::optional<size_t> index =
+        kind == kinds_.end() ? std::nullopt : snap_.IndexOf(resource, Name(object));
+    if (index) {
+      pending_.push_back(Ref{static_cast<size_t>(kind - kinds_.begin()), *index});
+    } else {  // not from the snapshot (never so in a pass): kept as it is
+      pending_.push_back(Ref{kTree, trees_.size()});
+      trees_.push_back(Child{resource, std::move(object)});
+    }
+  }
+
+  // Ends one object's plan: its children join the cascade (those not in it yet) when the plan was
+  // decided, and are dropped when a read failed (domain::CascadeSink).
+  void EndOfPlan(bool decided) {
+    for (const Ref& ref : pending_) {
+      if (!decided) continue;
+      if (ref.kind == kTree) {
+        const Child& child = trees_[ref.index];
+        if (!tree_keys_.insert(child.resource + "/" + Name(child.object)).second) continue;
+      } else if (queued_[ref.kind][ref.index]) {
+        continue;
+      } else {
+        queued_[ref.kind][ref.index] = true;
+      }
+      refs_.push_back(ref);
+    }
+    pending_.clear();
+  }
+
+  size_t size() const { return refs_.size(); }
+
+  // The `i`th child (i < size()), its tree made from the snapshot's record now.
+  Child Take(size_t i) const {
+    const Ref& ref = refs_[i];
+    if (ref.kind == kTree) return trees_[ref.index];
+    return Child{kinds_[ref.kind], snap_.At(kinds_[ref.kind], ref.index)};
+  }
+
+  // Drops every reference (the snapshot stays).
+  void Clear() {
+    refs_ = {};
+    pending_ = {};
+    trees_ = {};
+    tree_keys_ = {};
+  }
+
+ private:
+  static constexpr size_t kTree = static_cast<size_t>(-1);
+  struct Ref {
+    size_t kind;   // into kinds_, or kTree
+    size_t index;  // into the snapshot's objects of that kind, or into trees_
+  };
+
+  const Snapshot& snap_;
+  const std::vector<std::string>& kinds_;
+  std::vector<std::vector<bool>> queued_;  // per kind, per snapshot position: already in refs_
+  std::vector<Ref> refs_;
+  std::vector<Ref> pending_;  // of the plan being made
+  std::vector<Child> trees_;
+  std::set<std::string> tree_keys_;
+};
+
 }  // namespace
 
 json CompactForRules(json obj) {
@@ -502,11 +586,13 @@ class Uninstaller {
   // The plan for releasing `obj` now. It is decided on `snap`; for a kind with children, a release
   // the snapshot allows is confirmed on fresh reads of them (a child created after the snapshot
   // holds its parent), and a fresh read that fails holds it until a later pass.
+  // Only the decision is asked of these plans, never their cascade (CascadeCount).
   Plan ReleasePlan(const std::string& resource, const json& obj, Snapshot& snap) {
-    Plan plan = PlanFor(resource, obj, snap, Context());
+    CascadeCount children;
+    Plan plan = PlanFor(resource, obj, snap, Context(), &children);
     if (!plan.release || !HasChildren(resource)) return plan;
     FreshLookup fresh(api_);
-    Plan confirmed = PlanFor(resource, obj, fresh, Context());
+    Plan confirmed = PlanFor(resource, obj, fresh, Context(), &children);
     if (!confirmed.read_error.ok()) confirmed.held_because = "a fresh read of its children failed";
     return confirmed;
   }
@@ -521,13 +607,13 @@ class Uninstaller {
   Status ReleaseIfAllowed(const std::string& resource, const json& fresh, Snapshot& snap,
                           DeferredParents& parents) {
     if (!NeedsRelease(fresh)) return Status::Ok();
+    CascadeCount children;
+    const Plan plan = PlanFor(resource, fresh, snap, Context(), &children);
     if (HasChildren(resource)) {
-      const Plan plan = PlanFor(resource, fresh, snap, Context());
-      if (plan.release && plan.cascade.empty()) parents.Add(resource, fresh);
+      if (plan.release && plan.cascaded == 0) parents.Add(resource, fresh);
       return Status::Ok();
     }
-    const Plan plan = PlanFor(resource, fresh, snap, Context());
-    if (!plan.release || !plan.cascade.empty()) return Status::Ok();
+    if (!plan.release || plan.cascaded > 0) return Status::Ok();
     return Release(resource, fresh, snap);
   }
 
@@ -589,8 +675,9 @@ class Uninstaller {
       if (label) decided["metadata"]["labels"][label_key] = "true";
       const RuleContext ctx = Context();
       decided["metadata"]["deletionTimestamp"] = Timestamp(ctx.now);  // as its DELETE will stamp it
-      const Plan plan = PlanFor(child.resource, decided, snap, ctx);
-      if (!plan.release || !plan.cascade.empty()) {
+      CascadeCount children;
+      const Plan plan = PlanFor(child.resource, decided, snap, ctx, &children);
+      if (!plan.release || plan.cascaded > 0) {
         return executor_.CascadeChildUnchanged(Child{child.resource, current}, LabelProtectsData);
       }
       json meta = json::object();
@@ -673,8 +760,7 @@ class Uninstaller {
   // that fails is noted and retried on the next pass.
   void ReleasePass(Snapshot& snap, std::set<std::string>& written, DeferredParents& parents) {
     const RuleContext ctx = Context();
-    std::vector<Child> cascade;
-    std::set<std::string> queued;
+    SnapshotCascade cascade(snap, order_);
     struct PendingRelease {
       const std::string* resource;
       const json* obj;
@@ -685,18 +771,14 @@ class Uninstaller {
       snap.ForEach(resource, [&](size_t, json& obj) {
         Plan plan;
         if (CascadeOnly(resource, obj)) {
-          plan = PlanBackupTarget(obj, snap, ctx);
+          plan = PlanBackupTarget(obj, snap, ctx, &cascade);
           plan.release = false;  // URL emptied: cascade only
         } else if (NeedsRelease(obj)) {
-          plan = PlanFor(resource, obj, snap, ctx);
+          plan = PlanFor(resource, obj, snap, ctx, &cascade);
         } else {
           return;
         }
-        for (Child& child : plan.cascade) {
-          if (queued.insert(Key(child.resource, child.object)).second) {
-            cascade.push_back(std::move(child));
-          }
-        }
+        cascade.EndOfPlan(plan.read_error.ok());
         if (plan.release && !written.count(Key(resource, obj))) {
           const int group = resource == res::kBackupTargets   ? 2
                             : resource == res::kBackupVolumes ? 1
@@ -708,7 +790,7 @@ class Uninstaller {
     }
     std::mutex written_mu;
     ParallelFor(cascade.size(), options_.workers, [&](size_t i) {
-      const Child& child = cascade[i];
+      const Child child = cascade.Take(i);
       const std::string name = Name(child.object);
       auto fresh = LabelReleaseDelete(child, snap);
       if (!fresh.ok()) {
@@ -726,7 +808,7 @@ class Uninstaller {
         NoteFailure(child.resource, name, "release", s);
       }
     });
-    cascade.clear();
+    cascade.Clear();
     // Parents whose DELETE answered a releasable copy: that copy, not the snapshot's, is released.
     std::vector<PendingRelease> deferred[3];
     std::set<std::string> deferred_keys;
@@ -764,10 +846,11 @@ class Uninstaller {
         const std::string& resource = *todo[i]->resource;
         const json& obj = *todo[i]->obj;
         if (fresh != nullptr) {
-          const Plan plan = PlanFor(resource, obj, *fresh, Context());
+          CascadeCount children;
+          const Plan plan = PlanFor(resource, obj, *fresh, Context(), &children);
           // A copy a DELETE answered is released only with no cascade left, as ReleaseIfAllowed
           // does (a child created meanwhile is labelled and deleted first, on a later pass).
-          if (!plan.release || (i >= first_deferred && !plan.cascade.empty())) return;
+          if (!plan.release || (i >= first_deferred && plan.cascaded > 0)) return;
         }
         if (Status s = Release(resource, obj, fresh != nullptr ? *fresh : snap); !s.ok()) {
           NoteFailure(resource, Name(obj), "release", s);

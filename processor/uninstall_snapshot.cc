@@ -86,19 +86,25 @@ kube::GetResult UninstallSnapshot::Get(std::string_view resource, std::string_vi
   return Parse(kind->records[it->second]);
 }
 
-kube::ListResult UninstallSnapshot::List(std::string_view resource, std::string_view,
+kube::ListResult UninstallSnapshot::List(std::string_view resource, std::string_view ns,
                                          std::string_view selector) {
   std::vector<json> out;
+  Visit(resource, ns, selector, [&](json& obj) { out.push_back(std::move(obj)); });
+  return out;
+}
+
+Status UninstallSnapshot::Visit(std::string_view resource, std::string_view,
+                                std::string_view selector, const std::function<void(json&)>& fn) {
   const Kind* kind = Find(resource);
-  if (kind == nullptr) return out;
+  if (kind == nullptr) return Status::Ok();
   std::vector<std::pair<std::string_view, std::string_view>> terms;
   if (selector.empty() || !EqualityTerms(selector, &terms)) {
     const std::string sel(selector);
     for (const std::string& record : kind->records) {
       json obj = Parse(record);
-      if (kube::MatchesSelector(obj, sel)) out.push_back(std::move(obj));
+      if (kube::MatchesSelector(obj, sel)) fn(obj);
     }
-    return out;
+    return Status::Ok();
   }
   for (size_t i : Candidates(resource, terms.front().first, terms.front().second)) {
     json obj = Parse(kind->records[i]);
@@ -106,9 +112,18 @@ kube::ListResult UninstallSnapshot::List(std::string_view resource, std::string_
     for (size_t t = 1; t < terms.size() && match; ++t) {
       match = HasLabelValue(obj, terms[t].first, terms[t].second);
     }
-    if (match) out.push_back(std::move(obj));
+    if (match) fn(obj);
   }
-  return out;
+  return Status::Ok();
+}
+
+std::optional<size_t> UninstallSnapshot::IndexOf(std::string_view resource,
+                                                 std::string_view name) const {
+  const Kind* kind = Find(resource);
+  if (kind == nullptr) return std::nullopt;
+  auto it = kind->by_name.find(std::string(name));
+  if (it == kind->by_name.end()) return std::nullopt;
+  return it->second;
 }
 
 void UninstallSnapshot::Replace(const std::string& resource, UninstallSnapshot& from) {

@@ -5,9 +5,10 @@
 //
 // Memory: the snapshot is the one place that holds every object of a pass, so it holds each one
 // once, as a MessagePack record of its compact copy (a few hundred bytes; the same object as a
-// nlohmann::json tree takes several times that). Every tree it hands out (Get, List, At,
-// ForEach) is made on demand and is the caller's own: a plan that holds whole objects (a target's
-// cascade is every child) holds the only tree of each, and drops it when done.
+// nlohmann::json tree takes several times that). Every tree it hands out (Get, List, Visit, At,
+// ForEach) is made on demand and is the caller's own. A target's cascade is every child, so the
+// uninstall plans it through Visit into a sink that keeps each child's IndexOf, not its tree, and
+// makes each tree again (At) only when a writer takes that child.
 //
 // Thread-safety: filled by one thread; once filled, Get, List, At, ForEach and Count are safe
 // from many threads at once (the label index is built under a lock on first use). Add and
@@ -53,6 +54,14 @@ class UninstallSnapshot final : public kube::ResourceLookup {
   // label index; anything else (set-based terms, !=) by kube::MatchesSelector over every object.
   kube::ListResult List(std::string_view resource, std::string_view ns,
                         std::string_view selector) override;
+
+  // List one tree at a time: each match is made from its record just before fn sees it. Never
+  // fails.
+  Status Visit(std::string_view resource, std::string_view ns, std::string_view selector,
+               const std::function<void(nlohmann::json&)>& fn) override;
+
+  // The position (for At) of the object of `resource` named `name`, or nothing.
+  std::optional<size_t> IndexOf(std::string_view resource, std::string_view name) const;
 
   bool Ready() override { return true; }
 

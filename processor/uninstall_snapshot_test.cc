@@ -6,6 +6,7 @@
 #endif
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,6 +69,34 @@ TEST(UninstallSnapshotTest, AnEmptyLabelValueIsIndexedApartFromAMissingLabel) {
   snap.Add("backups", Obj("missing"));
   EXPECT_EQ(Names(*snap.List("backups", "ns", "backup-volume=")),
             (std::vector<std::string>{"empty"}));
+}
+
+TEST(UninstallSnapshotTest, VisitHandsOutWhatListAnswersOneAtATime) {
+  UninstallSnapshot snap;
+  snap.Add("backups", Obj("a", {{"backup-volume", "v1"}, {"backup-target", "default"}}));
+  snap.Add("backups", Obj("b", {{"backup-volume", "v2"}, {"backup-target", "default"}}));
+  snap.Add("backups", Obj("c", {{"backup-volume", "v1"}}));
+  for (const char* selector : {"", "backup-volume=v1", "backup-target=default,backup-volume=v2",
+                               "backup-volume!=v1", "backup-volume=v9"}) {
+    std::vector<json> visited;
+    EXPECT_TRUE(
+        snap.Visit("backups", "ns", selector, [&](json& obj) { visited.push_back(std::move(obj)); })
+            .ok());
+    EXPECT_EQ(visited, *snap.List("backups", "ns", selector)) << selector;
+  }
+  int calls = 0;
+  EXPECT_TRUE(snap.Visit("volumes", "ns", "", [&](json&) { ++calls; }).ok());
+  EXPECT_EQ(calls, 0) << "a kind it does not hold";
+}
+
+TEST(UninstallSnapshotTest, IndexOfIsThePositionAtAnswers) {
+  UninstallSnapshot snap;
+  snap.Add("backups", Obj("a"));
+  snap.Add("backups", Obj("b"));
+  ASSERT_EQ(snap.IndexOf("backups", "b"), std::optional<size_t>(1));
+  EXPECT_EQ(snap.At("backups", *snap.IndexOf("backups", "b")), Obj("b"));
+  EXPECT_EQ(snap.IndexOf("backups", "c"), std::nullopt);
+  EXPECT_EQ(snap.IndexOf("volumes", "a"), std::nullopt);
 }
 
 TEST(UninstallSnapshotTest, ReplaceTakesTheOtherCopyOfOneKindOnly) {
