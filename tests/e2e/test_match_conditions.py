@@ -80,11 +80,12 @@ def test_mutating_webhook_is_not_called_for_a_system_backup_being_deleted(lh, ap
     lh.patch("SystemBackup", name, {"metadata": {"finalizers": []}})
     assert lh.get_or_none("SystemBackup", name) is None
     delta = counts.delta()
-    # Our three updates were excluded, and so was the processor's release of its finalizer when it
-    # came before the second one (a SystemBackup never uploaded is released at once): 3 or 4.
+    # Our three updates were excluded, and so was the processor's release of its finalizer (and any
+    # retry of it) when it came before the second one: a SystemBackup never uploaded is released at
+    # once, so the count is 3 or more.
     assert delta["CREATE"] == (0, 0) and delta["UPDATE"][0] == 0, \
         f"the API server called the webhook for an object being deleted: {delta}"
-    assert delta["UPDATE"][1] in (3, 4), delta
+    assert delta["UPDATE"][1] >= 3, delta
 
 
 def test_removing_our_finalizer_from_a_live_system_backup_still_calls_the_webhook(
