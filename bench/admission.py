@@ -9,6 +9,10 @@ For every (connection mode, rate) row and each server:
   - throughput (2xx answers per second over the attack), p50/p99/p99.9 latency (from every result),
     server CPU seconds per 1,000 requests (utime+stime from /proc/<pid>/stat before/after), the
     server's peak RSS (VmHWM) and the load generator's own CPU use.
+With --floor-nginx, nginx (one process, no master, pinned like the others) answers every request
+with a fixed AdmissionReview over the same TLS, HTTP/1.1 keep-alive and gzip: the least a server
+can do per request on this machine, measured by the same vegeta in the same run. Its rows separate
+what the machine, the kernel and the load generator add to the tail from what a server adds.
 Writes OUT/admission.json and prints the table. Never fails on time: the numbers are the result.
 """
 import argparse
@@ -117,6 +121,54 @@ class Server:
             stop_process(self.proc)
             self.log.close()
         self.proc = None
+
+
+NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 75s;
+  gzip on;
+  gzip_types application/json;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {certs}/tls.crt;
+    ssl_certificate_key {certs}/tls.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location /v1/webhook/ {{
+      default_type application/json;
+      return 200 '{answer}';
+    }}
+  }}
+}}
+"""
+
+
+def nginx_floor_argv(nginx, certs, answer_file, workdir):
+    """argv_fn for the floor: writes a configuration for `port` and runs nginx in the foreground."""
+    with open(answer_file) as f:
+        answer = json.dumps(json.load(f), separators=(",", ":"))
+    if "'" in answer or "$" in answer:
+        raise ValueError("the floor's fixed answer must hold no ' or $ (nginx would read them)")
+
+    def argv(port):
+        prefix = os.path.join(workdir, f"nginx-{port}")
+        os.makedirs(prefix, exist_ok=True)
+        conf = os.path.join(prefix, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(prefix=prefix, port=port, certs=os.path.abspath(certs), answer=answer))
+        return [nginx, "-p", prefix, "-c", conf, "-e", os.path.join(prefix, "error.log")]
+    return argv
 
 
 def post(port, certs, path, body_file):
@@ -343,6 +395,10 @@ def main():
     ap.add_argument("--baseline", action="append", default=[], metavar="NAME=BINARY",
                     help="another backup-guard build measured in the same run (e.g. the commit before a "
                          "change), as server NAME; may be repeated")
+    ap.add_argument("--floor-nginx", default="", metavar="NGINX",
+                    help="also measure nginx answering a fixed AdmissionReview (backup-guard's own answer "
+                         "to the mutation body) as server 'floor': the machine's and the client's share "
+                         "of the tail")
     ap.add_argument("--sat-workers", default="16,128",
                     help="saturation rows: vegeta -max-workers (= concurrent connections), one row each")
     ap.add_argument("--rate-max-workers", type=int, default=64,
@@ -381,9 +437,17 @@ def main():
         s.start(logdir)
     try:
         answers, problems = check_equivalent(servers, certs)
+        if args.floor_nginx:
+            _, review = post(bg.port, certs, "mutation", BODIES["mutation"])
+            answer_file = os.path.join(tmp, "floor-answer.json")
+            with open(answer_file, "w") as f:
+                json.dump(review, f)
     finally:
         for s in servers:
             s.stop()
+    if args.floor_nginx:  # after the check: the floor answers every request with one fixed review
+        servers.append(Server("floor", nginx_floor_argv(args.floor_nginx, certs, answer_file, tmp),
+                              certs, args.server_cpu))
     for p in problems:
         log("EQUIVALENCE PROBLEM:", p)
     if not problems:

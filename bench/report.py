@@ -80,7 +80,9 @@ def admission_section(adm):
         "\"new conn\": `-keepalive=false`, a full TLS handshake per request (no resumption). "
         "Latency is over every 2xx answer; CPU is the server's utime+stime per 1,000 requests; RSS is the "
         "server's VmHWM. \"srv/gen CPU\" is the share of one core the server / vegeta used. "
-        "Ratio rows are backup-guard ÷ peer (throughput: higher is better; the rest: lower is better).",
+        "Ratio rows are backup-guard ÷ peer (throughput: higher is better; the rest: lower is better). "
+        "\"floor\": nginx answering every request with one fixed AdmissionReview over the same TLS and "
+        "HTTP (no decoding, no rules): what the machine, the kernel and vegeta leave of the tail.",
         "",
         "| connections | offered req/s | server | req/s | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | peak RSS MB "
         "| srv / gen CPU | errors | load avg |",
@@ -95,7 +97,7 @@ def admission_section(adm):
         pair = {r["server"]: r for r in rows if (r.get("mode"), r["rate"], r.get("workers")) == k}
         mode = k[0]
         rate = f"saturation, {k[2]} conns" if k[1] == 0 else f"{k[1]:,}"
-        for name in ("backup-guard", "peer"):
+        for name in ("backup-guard", "peer", "floor"):
             r = pair.get(name)
             if not r:
                 continue

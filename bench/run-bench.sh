@@ -52,6 +52,7 @@ command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v cmake >/dev/null || need_pkgs+=(cmake)
 command -v ninja >/dev/null || need_pkgs+=(ninja-build)
 command -v valgrind >/dev/null || need_pkgs+=(valgrind)
+[ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light) # the admission floor: a fixed answer over TLS
 if ((${#need_pkgs[@]})); then
   log "installing ${need_pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
@@ -107,7 +108,7 @@ if [ -z "$only" ] || [ "$only" = admission ]; then
   log "admission benchmark (${duration}s per row)"
   python3 "$here/admission.py" --backup-guard "$bg" --peer "$bindir/bench-peer" \
     --vegeta "$bindir/vegeta-$vegeta_version" --out "$out" --duration "$duration" \
-    --sat-workers "${BENCH_SAT_WORKERS:-16,128}"
+    --sat-workers "${BENCH_SAT_WORKERS:-16,128}" --floor-nginx /usr/sbin/nginx
 fi
 if [ -z "$only" ] || [ "$only" = apiserver ]; then
   log "the latency the API server sees (${duration}s per row)"

@@ -23,6 +23,8 @@
 #   BG_STATE_DIR        state dir (pki, kubeconfigs, etcd data, logs, pids); default /tmp/backup-guard-cp
 #   BG_BIN_DIR          directory with the tools; default: built/cached by build-tools.sh
 #   BG_CP_TIMEOUT       seconds to wait for each component (default 120)
+#   BG_ETCD_QUOTA_BYTES etcd's --quota-backend-bytes (default 8 GiB, etcd's largest advised: the
+#                       uninstall benchmark at 100,000 Backups writes several 100,000s of revisions)
 # Progress and errors go to stderr; only the KUBECONFIG line goes to stdout.
 set -euo pipefail
 
@@ -300,6 +302,7 @@ up() {
     --initial-cluster="e2e=http://127.0.0.1:$etcd_peer_port" \
     --initial-cluster-state=new \
     --unsafe-no-fsync=true \
+    --quota-backend-bytes="${BG_ETCD_QUOTA_BYTES:-8589934592}" \
     --log-level=warn
   wait_for etcd "etcd on 127.0.0.1:$etcd_port" curl -fsS --noproxy '*' "http://127.0.0.1:$etcd_port/health"
 
