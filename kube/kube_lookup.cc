@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/nonblocking.h"
 #include "kube/rest_api.h"
 
 namespace bg::kube {
@@ -130,6 +131,7 @@ GetResult KubeLookup::Get(std::string_view resource, std::string_view ns, std::s
     if (!hit->found) return std::nullopt;
     return std::move(hit->value);
   }
+  ThrowIfMustNotBlock();  // a miss waits on the API: not on the listener's event thread
   Result<json> got = api_->Get(LonghornResource(resource, ""), std::string(ns), std::string(name));
   if (got.status().IsNotFound()) {
     CachePut(key, false, nullptr);
@@ -152,6 +154,7 @@ ListResult KubeLookup::List(std::string_view resource, std::string_view ns,
   };
   if (std::optional<CacheEntry> hit = CacheGet(key)) return to_vector(std::move(hit->value));
 
+  ThrowIfMustNotBlock();
   Result<json> list =
       api_->List(LonghornResource(resource, ""), std::string(ns), std::string(label_selector));
   json items = json::array();
@@ -177,6 +180,7 @@ bool KubeLookup::Ready() {
   if (ready_.load()) return true;
   const Clock::TimePoint now = clock_->Now();
   if (probed_ && now < next_probe_) return false;
+  ThrowIfMustNotBlock();  // before the probe is counted: a thread that may wait makes it
   probed_ = true;
   next_probe_ = now + options_.ready_retry_interval;
 

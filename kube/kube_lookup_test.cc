@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/nonblocking.h"
 #include "kube/rest_api.h"
 #include "tests/testing/fake_transport.h"
 
@@ -276,6 +277,39 @@ TEST_F(KubeLookupTest, CachesWithinTheTtlAndReadsThroughAfterIt) {
   clock_.Advance(std::chrono::milliseconds(1));
   EXPECT_TRUE(lookup().List("backups", "ns", "a=b")->empty()) << "read through after the TTL";
   EXPECT_EQ(transport_->count(), 2u);
+}
+
+// On a thread that must not wait (the listener's event thread answering a request itself), a
+// read the cache answers is answered; one that would go to the API throws WouldBlock before any
+// request, so that a worker can make it.
+TEST_F(KubeLookupTest, OnAThreadThatMustNotWaitOnlyTheCacheAnswers) {
+  transport_->Answer(kBackupTargetPath, 200,
+                     R"({"kind":"BackupTarget","metadata":{"name":"default","uid":"u1"}})");
+  const std::string list_path = "/apis/longhorn.io/v1beta2/namespaces/ns/backups";
+  transport_->Answer(list_path, 200,
+                     R"({"kind":"BackupList","items":[{"metadata":{"name":"x"}}]})");
+  {
+    NonBlockingScope scope;
+    EXPECT_THROW((void)lookup().Get("backuptargets", "longhorn-system", "default"), WouldBlock);
+    EXPECT_THROW((void)lookup().List("backups", "ns", ""), WouldBlock);
+    EXPECT_THROW((void)lookup().Ready(), WouldBlock);
+    // Answers that need no request still come.
+    EXPECT_FALSE(lookup().Get("backuptargets", "longhorn-system", "")->has_value());
+  }
+  EXPECT_EQ(transport_->count(), 0u);
+  // A thread that may wait fills the cache (and probes readiness)...
+  EXPECT_TRUE(lookup().Get("backuptargets", "longhorn-system", "default")->has_value());
+  EXPECT_EQ(lookup().List("backups", "ns", "")->size(), 1u);
+  EXPECT_FALSE(lookup().Ready());
+  EXPECT_EQ(transport_->count(), 3u);
+  // ...and the same reads are then answered on the thread that must not wait, with no request.
+  NonBlockingScope scope;
+  EXPECT_EQ(
+      (*lookup().Get("backuptargets", "longhorn-system", "default").value())["metadata"]["uid"],
+      "u1");
+  EXPECT_EQ(lookup().List("backups", "ns", "")->size(), 1u);
+  EXPECT_FALSE(lookup().Ready());  // probed within the retry interval: false, without a request
+  EXPECT_EQ(transport_->count(), 3u);
 }
 
 TEST(UrlEncodeTest, KeepsUnreservedAndEncodesTheRest) {

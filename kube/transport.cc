@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/nonblocking.h"
 
 namespace bg::kube {
 namespace {
@@ -371,6 +372,7 @@ Result<HttpResponse> HttpsTransport::Request(std::string_view method,
                                              const std::string& body,
                                              std::string_view content_type) {
   if (Status valid = CheckRequest(method, path_and_query); !valid.ok()) return valid;
+  ThrowIfMustNotBlock();  // every call below waits on the network (or an exec credential plugin)
   Result<std::string> token = BearerToken();
   if (!token.ok()) return token.status();
   Result<HttpResponse> response = Send(method, path_and_query, body, content_type, token.value());

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/nonblocking.h"
 #include "webhook/codec.h"
 
 namespace bg::webhook {
@@ -161,6 +162,12 @@ void Server::Admission(const char* webhook, const Registry& registry, const http
       operation = OperationName(review.request.operation);
       try {
         answer = registry.Handle(review.request);
+      } catch (const WouldBlock&) {
+        // On the listener's event thread, a read that would wait: nothing is recorded here, and
+        // a worker answers the request again from the start.
+        metrics_.in_flight().Decrement();
+        in_flight_.fetch_sub(1);
+        throw;
       } catch (const std::exception& e) {
         http_status = 500;
         answer = Errored(500, std::string("internal error while answering: ") + e.what());
@@ -301,6 +308,7 @@ Status Server::Start() {
   listener.connection_reserve = options_.connection_reserve;
   listener.body_budget_bytes = options_.body_budget_bytes;
   listener.workers = options_.worker_threads;
+  listener.answer_last_request_inline = options_.answer_last_request_inline;
   connection_metrics_ = std::make_unique<ConnectionMetrics>(metrics_);
   tls_ = std::make_unique<TlsListener>(
       listener, ctx_.get(),

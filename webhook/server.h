@@ -63,6 +63,10 @@ struct ServerOptions {
   std::size_t body_budget_bytes = std::size_t{64} * 1024 * 1024;
   // Threads running handlers (which may wait on the Kubernetes API); connections take none.
   std::size_t worker_threads = 64;
+  // The last request of each round of the listener's event thread is answered there unless its
+  // handler would wait on the API (TlsListenerOptions::answer_last_request_inline; the lookups
+  // and the transport throw bg::WouldBlock there, and a worker answers instead).
+  bool answer_last_request_inline = true;
   // SIGTERM: how long requests in flight may take to finish before the process exits anyway.
   std::chrono::seconds shutdown_grace{20};
   // When set, webhook calls must present a client certificate signed by this CA (the API server's

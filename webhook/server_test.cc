@@ -10,11 +10,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "certs/generate.h"
+#include "common/nonblocking.h"
 #include "tests/testing/tls_identity.h"
 
 namespace bg::webhook {
@@ -53,6 +56,14 @@ class ServerTest : public ::testing::Test {
     validation_.Register(
         "longhorn.io", "systembackups", Operation::kCreate,
         [](const AdmissionRequest&) -> AdmissionResponse { throw std::runtime_error("boom"); });
+    // A handler that reads the cluster: on a thread that must not wait it throws before reading.
+    validation_.Register("longhorn.io", "backups", Operation::kDelete,
+                         [this](const AdmissionRequest&) -> AdmissionResponse {
+                           if (MustNotBlock()) tried_on_event_thread_.fetch_add(1);
+                           ThrowIfMustNotBlock();
+                           answered_by_worker_.fetch_add(1);
+                           return Allowed();
+                         });
     ServerOptions options;
     options.listen_host = "127.0.0.1";
     options.listen_port = 0;
@@ -108,6 +119,8 @@ class ServerTest : public ::testing::Test {
   certs::CertificateStore store_;
   Registry mutation_;
   Registry validation_;
+  std::atomic<int> tried_on_event_thread_{0};
+  std::atomic<int> answered_by_worker_{0};
   Metrics metrics_{"test"};
   std::atomic<bool> lookups_ready_{true};
   std::unique_ptr<Server> server_;
@@ -350,6 +363,43 @@ TEST_F(ServerTest, MetricsCountRequestsWithoutObjectNames) {
   EXPECT_NE(text.find("backup_guard_build_info{version=\"test\"} 1"), std::string::npos);
   EXPECT_EQ(text.find("secret-object-name"), std::string::npos);
   EXPECT_EQ(text.find("secret-namespace"), std::string::npos);
+}
+
+// A request that came alone (the last event of its round) is tried on the listener's event thread;
+// its handler, about to read the cluster, throws WouldBlock there, and a worker answers it from the
+// start. The client sees one answer and the metrics one request, with nothing left in flight.
+TEST_F(ServerTest, AHandlerThatWouldWaitIsAnsweredOnceByAWorkerAndCountedOnce) {
+  json review = Review("uid-reads");
+  review["request"]["kind"]["kind"] = "Backup";
+  review["request"]["resource"]["resource"] = "backups";
+  review["request"]["operation"] = "DELETE";
+  review["request"]["oldObject"] = review["request"]["object"];
+  review["request"].erase("object");
+  auto res = Post(kValidationPath, review.dump());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  json out = json::parse(res->body);
+  EXPECT_EQ(out["response"]["uid"], "uid-reads");
+  EXPECT_EQ(out["response"]["allowed"], true);
+  EXPECT_EQ(tried_on_event_thread_.load(), 1);
+  EXPECT_EQ(answered_by_worker_.load(), 1);
+
+  httplib::Client plain("127.0.0.1", server_->metrics_port());
+  auto metrics = plain.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  std::istringstream lines(metrics->body);
+  int counted = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("backup_guard_admission_requests_total{", 0) == 0 &&
+        line.find("kind=\"Backup\"") != std::string::npos) {
+      EXPECT_EQ(line.substr(line.rfind(' ') + 1), "1") << line;
+      ++counted;
+    }
+    if (line.rfind("backup_guard_admission_requests_in_flight ", 0) == 0) {
+      EXPECT_EQ(line.substr(line.rfind(' ') + 1), "0") << line;
+    }
+  }
+  EXPECT_EQ(counted, 1) << metrics->body;
 }
 
 TEST_F(ServerTest, DrainKeepsAnsweringButTurnsNotReadyAndClosesConnections) {

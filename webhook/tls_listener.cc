@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/nonblocking.h"
 #include "common/worker_pool.h"
 
 namespace bg::webhook {
@@ -216,6 +217,7 @@ class TlsListener::Loop {
           static_cast<int>((exiting ? kExitPollInterval : kDeadlineScanInterval).count()));
       TakeBackRearmed();
       for (int i = 0; i < n; ++i) {
+        last_of_round_ = i == n - 1;
         void* tag = events[i].data.ptr;
         if (tag == &wake_fd_) {
           std::uint64_t count = 0;
@@ -409,18 +411,46 @@ class TlsListener::Loop {
     SetPhase(c, Phase::kDispatched);
     c->continue_sent = false;
     counters_->dispatched.fetch_add(1);
+    if (options_.answer_last_request_inline && last_of_round_ && AnswerHere(c)) return;
     workers_.Submit([this, c] {
-      Serve(c);
+      Write(c, Answer(c));
       if (!RearmIdle(c)) Finished(c);
     });
   }
 
-  // On the worker, after a kept-alive answer with nothing left to parse: the worker re-arms the
-  // connection for its next request itself, and the event thread takes it back (idle queue,
-  // deadline) at the start of its next round, which its next event starts anyway.
-  // This saves the event thread one wake-up per request, the hand-back that was the largest
-  // single cost of the keep-alive tail (bench/notes.md). False when the event thread must see
-  // the connection now: to close or linger, or to parse bytes already read.
+  // On the event thread, for the request of the round's last event (after it, nothing is waiting
+  // for this thread but epoll): computes the answer here, where waking a worker would cost more
+  // than the answer, and writes what the socket takes at once. Requests of the round's other
+  // events went to workers, which answer them meanwhile. False, with nothing changed, when the
+  // handler was about to wait on the network (common/nonblocking.h): a worker then answers the
+  // request from the start. An answer the socket does not take whole is finished by a worker.
+  bool AnswerHere(Connection* c) {
+    std::string bytes;
+    try {
+      NonBlockingScope scope;
+      bytes = Answer(c);
+    } catch (const WouldBlock&) {
+      return false;
+    }
+    int want = 0;
+    const std::size_t written = WriteNow(c, bytes, 0, &want);
+    if (want != 0) {
+      workers_.Submit([this, c, rest = bytes.substr(written)] {
+        Write(c, rest);
+        if (!RearmIdle(c)) Finished(c);
+      });
+      return true;
+    }
+    if (!RearmIdle(c)) Finished(c);
+    return true;
+  }
+
+  // On the thread that answered (a worker, or the event thread), after a kept-alive answer with
+  // nothing left to parse: it re-arms the connection for its next request itself, and the event
+  // thread takes it back (idle queue, deadline) at the start of its next round, which its next
+  // event starts anyway. This saves the event thread one wake-up per request, the hand-back that
+  // was the largest single cost of the keep-alive tail (bench/notes.md). False when the event
+  // thread must see the connection now: to close or linger, or to parse bytes already read.
   bool RearmIdle(Connection* c) {
     if (c->close_after || !c->in.empty() || c->parser.Started() || SSL_has_pending(c->ssl) == 1 ||
         exit_.load()) {
@@ -453,8 +483,9 @@ class TlsListener::Loop {
     }
   }
 
-  // On a worker: runs the handler (or the error handler) and writes the answer.
-  void Serve(Connection* c) {
+  // Runs the handler (or the error handler) and answers the bytes to write. Throws only
+  // WouldBlock (from a handler on the event thread), before it changes anything.
+  std::string Answer(Connection* c) {
     http1::Response response;
     if (c->error_status != 0) {
       response.status = c->error_status;
@@ -465,6 +496,8 @@ class TlsListener::Loop {
     } else {
       try {
         handler_(c->request, c->ssl, response);
+      } catch (const WouldBlock&) {
+        throw;
       } catch (...) {
         response = http1::Response();
         response.status = 500;
@@ -485,9 +518,14 @@ class TlsListener::Loop {
     // once it has the answer finds the budget free again.
     ReleaseBody(c);
     c->close_after = response.close;
-    const std::string bytes = http1::Serialize(response);
-    std::size_t written = 0;
-    const auto deadline = Clock::now() + options_.write_timeout;
+    return http1::Serialize(response);
+  }
+
+  // Writes what the socket takes without waiting, from `written` on; the bytes written in all.
+  // `*want` is the SSL error that stopped it short (want-write or want-read), 0 when it wrote
+  // everything or the write failed (then the connection is marked broken).
+  std::size_t WriteNow(Connection* c, const std::string& bytes, std::size_t written, int* want) {
+    *want = 0;
     while (written < bytes.size()) {
       ERR_clear_error();
       const int n =
@@ -498,17 +536,38 @@ class TlsListener::Loop {
         continue;
       }
       const int err = SSL_get_error(c->ssl, n);
+      if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        *want = err;
+      } else {
+        FailWrite(c);
+      }
+      break;
+    }
+    return written;
+  }
+
+  void FailWrite(Connection* c) {
+    c->tls_broken = true;
+    c->close_after = true;
+    c->close_reason = CloseReason::kWriteFailed;
+  }
+
+  // On a worker: writes `bytes`, waiting for the socket up to the write timeout. (After the event
+  // thread's WriteNow, OpenSSL's retry of a want-write is the same bytes at a moved address:
+  // allowed.)
+  void Write(Connection* c, const std::string& bytes) {
+    const auto deadline = Clock::now() + options_.write_timeout;
+    std::size_t written = 0;
+    int want = 0;
+    while ((written = WriteNow(c, bytes, written, &want)) < bytes.size() && want != 0) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if ((err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) && left > 0) {
-        pollfd p{c->fd, static_cast<short>(err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
-        poll(&p, 1, static_cast<int>(left));
-        continue;
+      if (left <= 0) {
+        FailWrite(c);
+        return;
       }
-      c->tls_broken = true;
-      c->close_after = true;
-      c->close_reason = CloseReason::kWriteFailed;
-      break;
+      pollfd p{c->fd, static_cast<short>(want == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
+      poll(&p, 1, static_cast<int>(left));
     }
   }
 
@@ -686,6 +745,7 @@ class TlsListener::Loop {
   std::atomic<bool> exit_{false};
   std::atomic<Clock::rep> exit_deadline_ns_{0};  // ExitDeadline(), set before exit_
   bool left_dispatched_ = false;
+  bool last_of_round_ = false;  // handling the last event epoll_wait gave (event thread only)
 };
 
 namespace {

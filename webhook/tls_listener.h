@@ -82,6 +82,13 @@ struct TlsListenerOptions {
   // Threads that run handlers. Handlers may wait on the Kubernetes API, so there are more than
   // cores; a worker is taken only by a complete request.
   std::size_t workers = 64;
+  // The request of the last event of the event thread's round (a request that came alone, or the
+  // last of several, the others going to workers) is answered on the event thread, which saves
+  // waking a worker. The handler must then never wait: before waiting (on the network, a lock
+  // held for long, a gate) it calls bg::ThrowIfMustNotBlock() (common/nonblocking.h), and the
+  // request goes to a worker, which runs the handler again from the start. Off by default: the
+  // admission server turns it on, its handlers keep that rule.
+  bool answer_last_request_inline = false;
 };
 
 // Observes connections for metrics. Called from the listener's threads.
@@ -98,8 +105,9 @@ inline constexpr std::size_t kSmallBodyBytes = std::size_t{256} * 1024;
 
 class TlsListener {
  public:
-  // Runs on a worker for each complete request; `ssl` is the connection's TLS state (for the
-  // client certificate), valid during the call.
+  // Runs on a worker for each complete request (or on the event thread: see
+  // TlsListenerOptions::answer_last_request_inline); `ssl` is the connection's TLS state (for
+  // the client certificate), valid during the call.
   using Handler =
       std::function<void(const http1::Request& request, const SSL* ssl, http1::Response& response)>;
   // Builds the answer for a request the parser refused (status and message from the parser).

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "certs/identity.h"
+#include "common/nonblocking.h"
 #include "tests/testing/eventually.h"
 #include "tests/testing/tls_identity.h"
 
@@ -151,6 +152,19 @@ class TlsListenerTest : public ::testing::Test {
         options_, ctx_,
         [this](const http1::Request& request, const SSL*, http1::Response& response) {
           requests_.fetch_add(1);
+          if (MustNotBlock()) on_event_thread_.fetch_add(1);
+          if (request.path == "/held" || request.path == "/waits") {
+            if (MustNotBlock()) would_block_.fetch_add(1);
+            ThrowIfMustNotBlock();  // about to wait: never on the event thread
+          }
+          if (request.path == "/spin") {  // CPU work until released: allowed anywhere
+            while (!spin_released_.load()) std::this_thread::yield();
+          }
+          if (request.path == "/big") {
+            big_on_event_thread_ = MustNotBlock();
+            response.body.assign(kBigBody, 'x');
+            return;
+          }
           if (request.path == "/held") {
             std::unique_lock<std::mutex> lock(gate_mu_);
             gate_cv_.wait(lock, [this] { return gate_open_; });
@@ -170,7 +184,19 @@ class TlsListenerTest : public ::testing::Test {
   TlsListenerOptions options_;
   RecordingObserver observer_;
   std::atomic<int> requests_{0};
+  // Handler calls made on the event thread (MustNotBlock() true), and those that threw WouldBlock.
+  std::atomic<int> on_event_thread_{0};
+  std::atomic<int> would_block_{0};
+  std::atomic<bool> big_on_event_thread_{false};
+  std::atomic<bool> spin_released_{false};
+  // More than loopback's socket buffers take at once: the answer to /big.
+  static constexpr std::size_t kBigBody = std::size_t{16} * 1024 * 1024;
   std::unique_ptr<TlsListener> listener_;
+  // Sends GET `path` on `client` and expects its answer.
+  static void ExpectAnswer(TlsClient& client, const std::string& path) {
+    ASSERT_TRUE(client.Send("GET " + path + " HTTP/1.1\r\n\r\n"));
+    EXPECT_NE(client.ReadResponse().find("GET " + path), std::string::npos);
+  }
   // A request for /held waits until OpenGate().
   void OpenGate() {
     {
@@ -485,6 +511,105 @@ TEST_F(TlsListenerTest, StopClosesIdleConnectionsAtOnceAndFinishesTheAnswerInFli
   EXPECT_EQ(listener_->requests_in_progress(), 0U);
   // Both connections were closed by the listener; none was left to the exiting process.
   EXPECT_EQ(observer_.closed(CloseReason::kShutdown), 2);
+}
+
+TEST_F(TlsListenerTest, AnswersAreComputedOnWorkersUnlessAskedOtherwise) {
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(client.connected());
+  for (int i = 0; i < 3; ++i) {
+    ExpectAnswer(client, "/fast");
+  }
+  EXPECT_EQ(on_event_thread_.load(), 0);
+}
+
+TEST_F(TlsListenerTest, ARequestAloneIsAnsweredOnTheEventThread) {
+  options_.answer_last_request_inline = true;
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(client.connected());
+  for (int i = 0; i < 3; ++i) {
+    ExpectAnswer(client, "/fast");
+  }
+  EXPECT_EQ(requests_.load(), 3);
+  EXPECT_EQ(on_event_thread_.load(), 3);
+  EXPECT_EQ(listener_->requests_in_progress(), 0U);
+}
+
+TEST_F(TlsListenerTest, OfTwoRequestsInOneRoundTheLastIsAnsweredOnTheEventThread) {
+  options_.answer_last_request_inline = true;
+  StartListener();
+  TlsClient spinning(listener_->port());
+  TlsClient first(listener_->port());
+  TlsClient second(listener_->port());
+  ASSERT_TRUE(spinning.connected() && first.connected() && second.connected());
+  // The event thread computes /spin; meanwhile both requests reach their sockets, so that its
+  // next round has two events.
+  ASSERT_TRUE(spinning.Send("GET /spin HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(testing::Eventually([&] { return requests_.load() == 1; }));
+  ASSERT_TRUE(first.Send("GET /fast HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(second.Send("GET /fast HTTP/1.1\r\n\r\n"));
+  spin_released_ = true;
+  EXPECT_NE(spinning.ReadResponse().find("GET /spin"), std::string::npos);
+  EXPECT_NE(first.ReadResponse().find("GET /fast"), std::string::npos);
+  EXPECT_NE(second.ReadResponse().find("GET /fast"), std::string::npos);
+  EXPECT_EQ(requests_.load(), 3);
+  EXPECT_EQ(on_event_thread_.load(), 2);  // /spin, and the last of the round; a worker the other
+}
+
+TEST_F(TlsListenerTest, ARequestWhoseHandlerWouldWaitIsAnsweredOnceByAWorker) {
+  options_.answer_last_request_inline = true;
+  StartListener();
+  TlsClient client(listener_->port());
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.Send("POST /waits HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody"));
+  const std::string answer = client.ReadResponse();
+  EXPECT_NE(answer.find("POST /waits body"), std::string::npos) << answer;
+  // Tried on the event thread (it threw before waiting), then run again from the start on a
+  // worker: two calls, one answer; the connection goes on as before.
+  EXPECT_EQ(would_block_.load(), 1);
+  EXPECT_EQ(requests_.load(), 2);
+  ExpectAnswer(client, "/fast");
+  EXPECT_EQ(requests_.load(), 3);
+}
+
+TEST_F(TlsListenerTest, AHandlerWaitingOnAWorkerLeavesTheEventThreadFree) {
+  options_.answer_last_request_inline = true;
+  StartListener();
+  TlsClient held(listener_->port());
+  ASSERT_TRUE(held.connected());
+  ASSERT_TRUE(held.Send("GET /held HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(testing::Eventually([&] { return listener_->requests_in_progress() == 1; }));
+  // While a worker waits in the held handler, another client is accepted, handshakes and is
+  // answered on the event thread.
+  TlsClient other(listener_->port());
+  ASSERT_TRUE(other.connected());
+  ExpectAnswer(other, "/fast");
+  EXPECT_EQ(listener_->requests_in_progress(), 1U);
+  OpenGate();
+  EXPECT_NE(held.ReadResponse().find("GET /held"), std::string::npos);
+}
+
+TEST_F(TlsListenerTest, AnAnswerTheSocketDoesNotTakeAtOnceIsFinishedByAWorker) {
+  options_.answer_last_request_inline = true;
+  StartListener();
+  TlsClient big(listener_->port());
+  ASSERT_TRUE(big.connected());
+  ASSERT_TRUE(big.Send("GET /big HTTP/1.1\r\n\r\n"));
+  // The client reads nothing yet: the socket fills, and the rest of the answer waits on a
+  // worker, not on the event thread, which answers another client meanwhile.
+  ASSERT_TRUE(testing::Eventually([&] { return requests_.load() == 1; }));
+  TlsClient other(listener_->port());
+  ASSERT_TRUE(other.connected());
+  ExpectAnswer(other, "/fast");
+  EXPECT_EQ(listener_->requests_in_progress(), 1U);  // the big answer is still being written
+  const std::string answer = big.ReadResponse();
+  ASSERT_GE(answer.size(), kBigBody);
+  EXPECT_EQ(answer.substr(answer.size() - kBigBody), std::string(kBigBody, 'x'));
+  EXPECT_TRUE(big_on_event_thread_.load());
+  ASSERT_TRUE(testing::Eventually([&] { return listener_->requests_in_progress() == 0; }));
+  ASSERT_TRUE(big.Send("GET /fast HTTP/1.1\r\n\r\n"));  // kept alive after the worker's write
+  EXPECT_NE(big.ReadResponse().find("GET /fast"), std::string::npos);
 }
 
 TEST_F(TlsListenerTest, ABusyPortIsAnErrorNamingIt) {
