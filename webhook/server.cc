@@ -134,8 +134,22 @@ void Server::Route(const http1::Request& request, const SSL* ssl, http1::Respons
 void Server::Admission(const char* webhook, const Registry& registry, const http1::Request& request,
                        const SSL* ssl, http1::Response& response) {
   const auto start = Clock::now();
-  in_flight_.fetch_add(1);
-  metrics_.in_flight().Increment();
+  // In flight until this returns or a handler on the listener's event thread throws WouldBlock
+  // (a worker then answers the request from the start and counts it).
+  struct InFlight {
+    std::atomic<int>& count;
+    prometheus::Gauge& gauge;
+    InFlight(std::atomic<int>& c, prometheus::Gauge& g) : count(c), gauge(g) {
+      count.fetch_add(1);
+      gauge.Increment();
+    }
+    ~InFlight() {
+      gauge.Decrement();
+      count.fetch_sub(1);
+    }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+  } in_flight(in_flight_, metrics_.in_flight());
   std::string kind, operation, uid, api_version = "admission.k8s.io/v1";
   int http_status = 200;
   AdmissionResponse answer;
@@ -163,11 +177,7 @@ void Server::Admission(const char* webhook, const Registry& registry, const http
       try {
         answer = registry.Handle(review.request);
       } catch (const WouldBlock&) {
-        // On the listener's event thread, a read that would wait: nothing is recorded here, and
-        // a worker answers the request again from the start.
-        metrics_.in_flight().Decrement();
-        in_flight_.fetch_sub(1);
-        throw;
+        throw;  // on the listener's event thread, a read that would wait: nothing is recorded
       } catch (const std::exception& e) {
         http_status = 500;
         answer = Errored(500, std::string("internal error while answering: ") + e.what());
@@ -188,8 +198,6 @@ void Server::Admission(const char* webhook, const Registry& registry, const http
   const int code = http_status != 200 ? http_status : (answer.allowed ? 200 : answer.code);
   metrics_.RecordAdmission(webhook, kind, operation, answer.allowed && http_status == 200, code,
                            seconds);
-  metrics_.in_flight().Decrement();
-  in_flight_.fetch_sub(1);
 }
 
 void Server::Readyz(http1::Response& response) const {

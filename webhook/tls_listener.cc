@@ -414,7 +414,7 @@ class TlsListener::Loop {
     if (options_.answer_last_request_inline && last_of_round_ && AnswerHere(c)) return;
     workers_.Submit([this, c] {
       Write(c, Answer(c));
-      if (!RearmIdle(c)) Finished(c);
+      Answered(c);
     });
   }
 
@@ -437,12 +437,18 @@ class TlsListener::Loop {
     if (want != 0) {
       workers_.Submit([this, c, rest = bytes.substr(written)] {
         Write(c, rest);
-        if (!RearmIdle(c)) Finished(c);
+        Answered(c);
       });
       return true;
     }
-    if (!RearmIdle(c)) Finished(c);
+    Answered(c);
     return true;
+  }
+
+  // After an answer was written, on the thread that wrote it: the connection waits for its next
+  // request, or goes back to the event thread.
+  void Answered(Connection* c) {
+    if (!RearmIdle(c)) Finished(c);
   }
 
   // On the thread that answered (a worker, or the event thread), after a kept-alive answer with
