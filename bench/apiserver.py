@@ -6,7 +6,7 @@ kubeconfig: admission only, every lookup finds nothing) and the controller-runti
 by side on loopback with the same certificate. For every row (fixed rate, saturation) the three
 set-ups run one after the other: no webhook, backup-guard registered, the peer registered (a
 mutating webhook for SystemBackup CREATE and a validating one for Backup DELETE, failurePolicy
-Fail). `bench-scale writes` sends the writes from several goroutines on one client-go client:
+Fail); each `--also NAME=PATH` adds another backup-guard build as a set-up after backup-guard's. `bench-scale writes` sends the writes from several goroutines on one client-go client:
 SystemBackup CREATE (mutated) and Backup DELETE (validated; the Backup is created just before,
 untimed). Reported per write: p50/p99 of the write, the same minus the no-webhook row (the added
 latency), and the API server's own apiserver_admission_webhook_admission_duration_seconds for
@@ -81,6 +81,9 @@ def bucket_delta(after, before, name):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backup-guard", required=True)
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                    help="another backup-guard build as a set-up of its own, run right after "
+                         "backup-guard in every rate (for a change measured against the code before it)")
     ap.add_argument("--peer", required=True)
     ap.add_argument("--scale", required=True, help="bench-scale (register, writes, webhook-metrics)")
     ap.add_argument("--out", required=True)
@@ -90,6 +93,14 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--state-dir", default="/tmp/bg-bench-apiserver")
     args = ap.parse_args()
+    also = []
+    for spec in args.also:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path or not os.access(path, os.X_OK):
+            ap.error(f"--also {spec!r}: want NAME=PATH, PATH an executable backup-guard")
+        if not all(ch.isalnum() or ch == "-" for ch in name) or name in ("none", "backup-guard", "peer"):
+            ap.error(f"--also {spec!r}: NAME must be letters, digits and '-', and not a set-up's name")
+        also.append((name, path))
 
     os.makedirs(args.out, exist_ok=True)
     logdir = os.path.join(args.out, "logs")
@@ -108,18 +119,22 @@ def main():
     apiserver_pid = int(open(os.path.join(args.state_dir, "pids", "kube-apiserver")).read())
     servers = []
     try:
-        bg_port, peer_port = free_port(), free_port()
-        bg = Proc("apiserver-backup-guard", [
-            args.backup_guard, "serve", "--listen", f"127.0.0.1:{bg_port}",
-            "--metrics-listen", f"127.0.0.1:{free_port()}",
-            "--tls-cert-file", os.path.join(certs, "tls.crt"), "--tls-key-file", os.path.join(certs, "tls.key"),
-            "--log-level", "warn"], logdir)
-        servers.append(bg)
+        setups = [("none", None, None)]
+        for name, binary in [("backup-guard", args.backup_guard), *also]:
+            port = free_port()
+            proc = Proc(f"apiserver-{name}", [
+                binary, "serve", "--listen", f"127.0.0.1:{port}",
+                "--metrics-listen", f"127.0.0.1:{free_port()}",
+                "--tls-cert-file", os.path.join(certs, "tls.crt"), "--tls-key-file", os.path.join(certs, "tls.key"),
+                "--log-level", "warn"], logdir)
+            servers.append(proc)
+            setups.append((name, port, proc))
+        peer_port = free_port()
         peer = Proc("apiserver-peer", [args.peer, "--listen", f"127.0.0.1:{peer_port}", "--cert-dir", certs], logdir)
         servers.append(peer)
-        wait_answers(bg_port, certs, bg)
-        wait_answers(peer_port, certs, peer)
-        setups = [("none", None, None), ("backup-guard", bg_port, bg), ("peer", peer_port, peer)]
+        setups.append(("peer", peer_port, peer))
+        for _, port, proc in setups[1:]:
+            wait_answers(port, certs, proc)
 
         def scale(*a):
             r = subprocess.run([args.scale, a[0], "--kubeconfig", kubeconfig, *a[1:]],
@@ -192,7 +207,7 @@ def print_rows(rows):
             a = r.get(f"apiserver_{kind}")
             if a:
                 extra += f" | apiserver webhook p50 {a['p50_ms']:.2f} p99 {a['p99_ms']:.2f} ({a['calls']:.0f} calls)"
-            print(f"{rate:>7} {r['setup']:<12} {op:<20} {s['per_s']:7.1f}/s p50 {s['p50_ms']:6.2f} "
+            print(f"{rate:>7} {r['setup']:<16} {op:<20} {s['per_s']:7.1f}/s p50 {s['p50_ms']:6.2f} "
                   f"p99 {s['p99_ms']:7.2f} err {s['errors']}{extra}", flush=True)
 
 
