@@ -6,7 +6,8 @@ kubeconfig: admission only, every lookup finds nothing) and the controller-runti
 by side on loopback with the same certificate. For every row (fixed rate, saturation) the three
 set-ups run one after the other: no webhook, backup-guard registered, the peer registered (a
 mutating webhook for SystemBackup CREATE and a validating one for Backup DELETE, failurePolicy
-Fail); each `--also NAME=PATH` adds another backup-guard build as a set-up after backup-guard's. `bench-scale writes` sends the writes from several goroutines on one client-go client:
+Fail); each `--also NAME=PATH` adds another backup-guard build as a set-up after backup-guard's.
+`bench-scale writes` sends the writes from several goroutines on one client-go client:
 SystemBackup CREATE (mutated) and Backup DELETE (validated; the Backup is created just before,
 untimed). Reported per write: p50/p99 of the write, the same minus the no-webhook row (the added
 latency), and the API server's own apiserver_admission_webhook_admission_duration_seconds for
